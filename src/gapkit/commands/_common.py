@@ -1,0 +1,51 @@
+"""Argument groups and output helpers shared by several subcommands."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..atomic import dumps_json, write_json_atomic
+from ..embeddings import PairedEmbeddings, load_embeddings
+from ..errors import GapkitError
+
+
+def add_embedding_args(p: argparse.ArgumentParser, prefix: str = "", required: bool = True) -> None:
+    """--embeddings FILE | --image FILE --text FILE [--text-to-image FILE] | --sample NAME."""
+    g = p.add_argument_group("input embeddings")
+    g.add_argument(f"--{prefix}embeddings", metavar="PATH",
+                   help="one file with both modalities: (2,N,D) .npy stack, .npz/.safetensors/.pt with "
+                        "'image' and 'text', parquet, or a clip-retrieval output directory")
+    g.add_argument(f"--{prefix}image", metavar="PATH", help="image embeddings (N, D), any supported format")
+    g.add_argument(f"--{prefix}text", metavar="PATH", help="text embeddings (M, D), any supported format")
+    g.add_argument(f"--{prefix}text-to-image", metavar="PATH",
+                   help="(M,) index of each text's image (.npy, .json list, or .txt one per line)")
+    g.add_argument(f"--{prefix}sample", metavar="NAME",
+                   help="a bundled real sample, e.g. 'clip' (see gapkit.SAMPLES)")
+
+
+def load_from_args(args: argparse.Namespace, prefix: str = "") -> tuple[PairedEmbeddings, dict[str, Any]]:
+    """Load the embeddings named by add_embedding_args; return them and an 'inputs' dict."""
+    pre = prefix.replace("-", "_")
+    emb = getattr(args, f"{pre}embeddings")
+    img, txt = getattr(args, f"{pre}image"), getattr(args, f"{pre}text")
+    mapping, sample = getattr(args, f"{pre}text_to_image"), getattr(args, f"{pre}sample")
+    given = [x is not None for x in (emb, img or txt, sample)]
+    if sum(given) != 1:
+        raise GapkitError(f"give exactly one input: --{prefix}embeddings, --{prefix}image/--{prefix}text, or --{prefix}sample")
+    if sample is not None:
+        from ..samples import load_sample, sample_path
+
+        return load_sample(sample), {"sample": sample, "embeddings": str(sample_path(sample))}
+    pe = load_embeddings(emb, image=img, text=txt, text_to_image=mapping)
+    inputs = {"embeddings": emb, "image": img, "text": txt, "text_to_image": mapping}
+    return pe, {k: v for k, v in inputs.items() if v is not None}
+
+
+def write_output(obj: dict[str, Any], out: str | None) -> None:
+    """Write a JSON record to `out` atomically, or to stdout when out == '-'."""
+    if out == "-":
+        sys.stdout.write(dumps_json(obj) + "\n")
+    elif out:
+        write_json_atomic(Path(out), obj)

@@ -1,0 +1,1 @@
+"""gapkit.data (see docs/architecture.md)."""

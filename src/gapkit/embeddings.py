@@ -1,0 +1,520 @@
+"""PairedEmbeddings: image rows, text rows and the map from each text to its image.
+
+Shapes: image (N, D), text (M, D), text_to_image (M,) int64 with values in [0, N). When
+text_to_image is None the pairs are 1:1 (M == N, text i describes image i). COCO-style data with
+several captions per image is first-class: M > N and the map says which image each caption
+describes.
+
+Formats read and written (chosen by suffix; see `load_embeddings` / `save_embeddings`):
+  .npy            one 2-D array (one modality) or a (2, N, D) stack (image, text), memory-mapped
+  .npz            arrays "image", "text", optional "text_to_image" (or one array)
+  .pt / .pth      a tensor or a dict of tensors, read with torch.load(weights_only=True)
+  .safetensors    tensors "image", "text", optional "text_to_image" (or one tensor)
+  .parquet        one vector column per modality (list / fixed-size list of floats)
+  directory       clip-retrieval output: img_emb/img_emb_*.npy, text_emb/text_emb_*.npy,
+                  metadata/metadata_*.parquet, read shard by shard
+Pickle files are never read.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .atomic import atomic_dir, atomic_path
+from .errors import GapkitError, GapkitTypeError
+from .validation import as_matrix, check_mapping, check_pairs, l2_normalize
+
+IMAGE_KEYS = ("image", "images", "image_emb", "img_emb", "img", "image_embeddings", "image_features")
+TEXT_KEYS = ("text", "texts", "text_emb", "txt_emb", "txt", "text_embeddings", "text_features")
+MAP_KEYS = ("text_to_image",)
+ARRAY_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".safetensors", ".parquet")
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+
+
+@dataclass
+class PairedEmbeddings:
+    """Image embeddings (N, D), text embeddings (M, D) and the text -> image map (M,).
+
+    Rows are validated on construction (finite, non-zero, same dim, map in range). Arrays are
+    kept as given (possibly memory-mapped); call `normalized()` for L2-normalised float32 rows.
+    """
+
+    image: np.ndarray
+    text: np.ndarray
+    text_to_image: np.ndarray | None = None
+    image_ids: list[str] | None = None
+    text_ids: list[str] | None = None
+    captions: list[str] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.image, self.text, self.text_to_image = check_pairs(self.image, self.text, self.text_to_image)
+        for name, seq, n in (("image_ids", self.image_ids, self.n_image), ("text_ids", self.text_ids, self.n_text),
+                             ("captions", self.captions, self.n_text)):
+            if seq is not None and len(seq) != n:
+                raise GapkitError(f"{name}: {len(seq)} entries for {n} rows")
+
+    @property
+    def n_image(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def n_text(self) -> int:
+        return int(self.text.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def one_to_one(self) -> bool:
+        """True when text i describes image i for every i (M == N, identity map)."""
+        if self.text_to_image is None:
+            return True
+        return self.n_text == self.n_image and bool(np.array_equal(self.text_to_image, np.arange(self.n_image)))
+
+    @property
+    def mapping(self) -> np.ndarray:
+        """The (M,) text -> image map, the identity when pairs are 1:1."""
+        return np.arange(self.n_text, dtype=np.int64) if self.text_to_image is None else self.text_to_image
+
+    def normalized(self) -> "PairedEmbeddings":
+        """A copy with L2-normalised float32 rows (metadata kept)."""
+        return self._replace(l2_normalize(self.image, np.float32), l2_normalize(self.text, np.float32))
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(image[text_to_image], text): one row pair per caption, shapes (M, D) and (M, D)."""
+        if self.text_to_image is None:
+            return self.image, self.text
+        return np.asarray(self.image)[self.text_to_image], self.text
+
+    def first_caption_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """1:1 pairs using the first caption of every image that has one: (K, D), (K, D).
+
+        This is the convention for metrics defined on 1:1 pairs (docs/metrics.md).
+        """
+        if self.text_to_image is None:
+            return self.image, self.text
+        m = self.text_to_image
+        imgs, first = np.unique(m, return_index=True)
+        return np.asarray(self.image)[imgs], np.asarray(self.text)[first]
+
+    def _replace(self, image: np.ndarray, text: np.ndarray) -> "PairedEmbeddings":
+        return PairedEmbeddings(image, text, self.text_to_image, self.image_ids, self.text_ids,
+                                self.captions, dict(self.metadata))
+
+    def with_arrays(self, image: np.ndarray, text: np.ndarray) -> "PairedEmbeddings":
+        """A copy holding new arrays of the same row counts (e.g. after a fixer)."""
+        if image.shape[0] != self.n_image or text.shape[0] != self.n_text:
+            raise GapkitError("with_arrays: row counts must not change")
+        return self._replace(image, text)
+
+    def __repr__(self) -> str:
+        return (f"PairedEmbeddings(n_image={self.n_image}, n_text={self.n_text}, dim={self.dim}, "
+                f"one_to_one={self.one_to_one})")
+
+
+# ----------------------------------------------------------------------------------- reading
+def _check_path(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise GapkitError(f"file not found: {p}")
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        raise GapkitTypeError(
+            f"{p}: pickle files are not read (unpickling untrusted data can run code); "
+            "save the arrays as .npy, .npz or .safetensors"
+        )
+    if p.is_file() and p.suffix.lower() not in ARRAY_SUFFIXES:
+        raise GapkitError(
+            f"{p}: unknown format '{p.suffix or '(no suffix)'}'; expected one of "
+            f"{', '.join(ARRAY_SUFFIXES)} or a clip-retrieval output directory"
+        )
+    return p
+
+
+def _read_npy(p: Path, mmap: bool) -> np.ndarray:
+    with open(p, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise GapkitError(f"{p}: unreadable .npy file (no NumPy header)")
+    try:
+        return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise GapkitTypeError(f"{p}: holds pickled Python objects; refusing to unpickle") from None
+        raise GapkitError(f"{p}: unreadable .npy file ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise GapkitError(f"{p}: unreadable .npy file ({exc})") from None
+
+
+def _read_dict(p: Path) -> dict[str, np.ndarray]:
+    """All arrays in a .npz / .pt / .safetensors file as a name -> array dict."""
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        if suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return dict(load_file(str(p)))
+        if suffix in (".pt", ".pth"):
+            return _read_torch(p)
+    except GapkitError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise GapkitTypeError(f"{p}: holds pickled Python objects; refusing to unpickle") from None
+        raise GapkitError(f"{p}: unreadable {suffix} file ({exc})") from None
+    except Exception as exc:  # zip, header and I/O errors of the three libraries
+        raise GapkitError(f"{p}: unreadable {suffix} file ({type(exc).__name__}: {exc})") from None
+    raise GapkitError(f"{p}: not an array-dictionary format")
+
+
+def _read_torch(p: Path) -> dict[str, np.ndarray]:
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise GapkitTypeError(
+            f"{p}: holds pickled Python objects other than tensors; refusing to unpickle "
+            "(save a tensor or a dict of tensors)"
+        ) from None
+    if isinstance(obj, torch.Tensor):
+        return {"arr_0": obj.float().numpy() if obj.is_floating_point() else obj.numpy()}
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(v, torch.Tensor):
+                out[str(k)] = v.float().numpy() if v.is_floating_point() else v.numpy()
+        if not out:
+            raise GapkitError(f"{p}: the dict holds no tensors")
+        return out
+    raise GapkitTypeError(f"{p}: expected a tensor or a dict of tensors, got {type(obj).__name__}")
+
+
+def _pick(d: dict[str, np.ndarray], keys: tuple[str, ...]) -> str | None:
+    lower = {k.lower(): k for k in d}
+    for k in keys:
+        if k in lower:
+            return lower[k]
+    return None
+
+
+def _single_array(d: dict[str, np.ndarray], p: Path, key: str | None) -> np.ndarray:
+    if key is not None:
+        if key not in d:
+            raise GapkitError(f"{p}: no array named '{key}' (found: {', '.join(sorted(d))})")
+        return d[key]
+    if len(d) == 1:
+        return next(iter(d.values()))
+    for k in ("embeddings", "embedding", "emb", "arr_0"):
+        if k in d:
+            return d[k]
+    raise GapkitError(f"{p}: several arrays ({', '.join(sorted(d))}); say which one with a key")
+
+
+def _parquet_vectors(p: Path, column: str | None = None) -> dict[str, np.ndarray]:
+    """Vector columns of a parquet file (list / fixed_size_list of numbers) as 2-D arrays."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(p, columns=[column] if column else None)
+    except Exception as exc:
+        raise GapkitError(f"{p}: unreadable parquet file ({type(exc).__name__}: {exc})") from None
+    out: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
+                or pa.types.is_fixed_size_list(col.type)):
+            continue
+        if col.null_count:
+            raise GapkitError(f"{p}: column '{name}' has {col.null_count} null rows")
+        lengths = np.asarray(col.value_lengths()) if not pa.types.is_fixed_size_list(col.type) else None
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+        n = len(col)
+        if n == 0:
+            raise GapkitError(f"{p}: column '{name}' is empty")
+        if lengths is not None and (lengths != lengths[0]).any():
+            bad = int(np.flatnonzero(lengths != lengths[0])[0])
+            raise GapkitError(f"{p}: column '{name}' row {bad} has length {lengths[bad]}, expected {lengths[0]}")
+        out[name] = flat.reshape(n, -1)
+    if column and column not in out:
+        raise GapkitError(f"{p}: column '{column}' is not a vector (list of numbers) column")
+    if not out:
+        raise GapkitError(f"{p}: no vector column (list of floats) found; columns: {', '.join(table.column_names)}")
+    return out
+
+
+def load_array(path: str | Path, key: str | None = None, mmap: bool = True) -> np.ndarray:
+    """Read one array (a 2-D modality matrix, a (2, N, D) stack or a 1-D map) from any format."""
+    p = _check_path(path)
+    if p.is_dir():
+        raise GapkitError(f"{p}: is a directory; a single-array file was expected")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        return _read_npy(p, mmap)
+    if suffix == ".parquet":
+        return _single_array(_parquet_vectors(p, key), p, key)
+    return _single_array(_read_dict(p), p, key)
+
+
+def _stack_to_pair(a: np.ndarray, p: Path) -> tuple[np.ndarray, np.ndarray]:
+    if a.ndim != 3 or a.shape[0] != 2:
+        raise GapkitError(
+            f"{p}: expected a (2, N, D) stack of image and text embeddings, got shape {tuple(a.shape)}"
+        )
+    return a[0], a[1]
+
+
+def load_embeddings(
+    path: str | Path | None = None,
+    *,
+    image: str | Path | None = None,
+    text: str | Path | None = None,
+    text_to_image: str | Path | np.ndarray | None = None,
+    mmap: bool = True,
+) -> PairedEmbeddings:
+    """Load PairedEmbeddings from one file holding both modalities, or from two files.
+
+    `path`: a (2, N, D) .npy stack, an .npz/.safetensors/.pt with "image" and "text" arrays (and
+    optional "text_to_image"), a parquet with two vector columns, or a clip-retrieval directory.
+    `image` / `text`: two single-modality files in any format; `text_to_image`: an index file
+    (.npy, .json list, or .txt with one integer per line) or an array.
+    """
+    if path is not None and (image is not None or text is not None):
+        raise GapkitError("give either one embeddings file or --image and --text, not both")
+    meta: dict[str, Any] = {}
+    mapping: Any = None
+    captions = None
+    if path is not None:
+        p = _check_path(path)
+        meta["source"] = str(p)
+        if p.is_dir():
+            img, txt, captions = _read_clip_retrieval(p)
+            meta["layout"] = "clip-retrieval"
+        elif p.suffix.lower() == ".npy":
+            img, txt = _stack_to_pair(_read_npy(p, mmap), p)
+            meta["layout"] = "stack"
+        else:
+            d = _parquet_vectors(p) if p.suffix.lower() == ".parquet" else _read_dict(p)
+            ki, kt, km = _pick(d, IMAGE_KEYS), _pick(d, TEXT_KEYS), _pick(d, MAP_KEYS)
+            if ki is None or kt is None:
+                if len(d) == 1:
+                    img, txt = _stack_to_pair(next(iter(d.values())), p)
+                    meta["layout"] = "stack"
+                else:
+                    raise GapkitError(
+                        f"{p}: cannot tell image from text arrays (found: {', '.join(sorted(d))}); "
+                        "name them 'image' and 'text'"
+                    )
+            else:
+                img, txt = d[ki], d[kt]
+                mapping = d[km] if km else None
+                meta["layout"] = "dict"
+            meta["format"] = p.suffix.lower()
+    else:
+        if image is None or text is None:
+            raise GapkitError("both image and text embeddings are needed (--image and --text)")
+        img, txt = load_array(image, mmap=mmap), load_array(text, mmap=mmap)
+        meta.update(layout="separate", image_source=str(image), text_source=str(text))
+    if text_to_image is not None:
+        if mapping is not None:
+            raise GapkitError("a text_to_image map was given twice (in the file and separately)")
+        mapping = load_mapping(text_to_image) if isinstance(text_to_image, (str, Path)) else text_to_image
+    return PairedEmbeddings(img, txt, mapping, captions=captions, metadata=meta)
+
+
+def load_mapping(path: str | Path) -> np.ndarray:
+    """Read a text -> image index map from .npy, .json (a list) or .txt/.csv (one int per line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise GapkitError(f"file not found: {p}")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return _read_npy(p, mmap=False)
+        if suffix == ".json":
+            data = json.loads(p.read_text(encoding="utf-8"))
+            if not isinstance(data, list):
+                raise GapkitError(f"{p}: expected a JSON list of integers")
+            return np.asarray(data)
+        if suffix in (".txt", ".csv", ".tsv", ""):
+            lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            return np.asarray([int(ln) for ln in lines], dtype=np.int64)
+    except (ValueError, json.JSONDecodeError) as exc:
+        if isinstance(exc, GapkitError):
+            raise
+        raise GapkitError(f"{p}: unreadable text_to_image map ({exc})") from None
+    return load_array(p, mmap=False)
+
+
+def _shard_files(folder: Path, prefix: str) -> list[Path]:
+    files = list(folder.glob(f"{prefix}_*.npy")) if folder.is_dir() else []
+    num = re.compile(rf"{prefix}_(\d+)\.npy$")
+    keyed = [(int(m.group(1)), f) for f in files if (m := num.search(f.name))]
+    return [f for _, f in sorted(keyed)]
+
+
+def iter_clip_retrieval_shards(path: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (image, text) memory-mapped arrays shard by shard from a clip-retrieval directory.
+
+    Shards are matched by number: img_emb/img_emb_{k}.npy with text_emb/text_emb_{k}.npy.
+    """
+    root = Path(path)
+    imgs, txts = _shard_files(root / "img_emb", "img_emb"), _shard_files(root / "text_emb", "text_emb")
+    if not imgs or not txts:
+        raise GapkitError(
+            f"{root}: not a clip-retrieval output directory (need img_emb/img_emb_*.npy and "
+            "text_emb/text_emb_*.npy)"
+        )
+    if [f.name.split("_")[-1] for f in imgs] != [f.name.split("_")[-1] for f in txts]:
+        raise GapkitError(f"{root}: image and text shards do not match ({len(imgs)} vs {len(txts)} files)")
+    for fi, ft in zip(imgs, txts):
+        a, b = _read_npy(fi, True), _read_npy(ft, True)
+        if a.shape[0] != b.shape[0]:
+            raise GapkitError(f"{fi.name} has {a.shape[0]} rows but {ft.name} has {b.shape[0]}")
+        yield a, b
+
+
+def _read_clip_retrieval(root: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    parts = list(iter_clip_retrieval_shards(root))
+    img = parts[0][0] if len(parts) == 1 else np.concatenate([a for a, _ in parts])
+    txt = parts[0][1] if len(parts) == 1 else np.concatenate([b for _, b in parts])
+    captions = None
+    metas = sorted((root / "metadata").glob("metadata_*.parquet"),
+                   key=lambda f: int(re.sub(r"\D", "", f.stem) or 0))
+    if metas:
+        import pyarrow.parquet as pq
+
+        caps: list[str] = []
+        for f in metas:
+            t = pq.read_table(f)
+            if "caption" not in t.column_names:
+                caps = []
+                break
+            caps.extend("" if c is None else str(c) for c in t.column("caption").to_pylist())
+        captions = caps if len(caps) == txt.shape[0] else None
+    return img, txt, captions
+
+
+# ----------------------------------------------------------------------------------- writing
+def save_embeddings(pe: PairedEmbeddings, path: str | Path, layout: str | None = None) -> Path:
+    """Write PairedEmbeddings atomically; the format follows the suffix (or `layout`).
+
+    .npy -> a (2, N, D) stack (needs 1:1 pairs); .npz/.safetensors/.pt -> "image", "text" and
+    "text_to_image" arrays; .parquet -> columns image_emb/text_emb (1:1 pairs); a path without a
+    suffix or layout="clip-retrieval" -> a clip-retrieval directory (1:1 pairs).
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if layout == "clip-retrieval" or (layout is None and suffix == ""):
+        return _write_clip_retrieval(pe, p)
+    img = np.ascontiguousarray(pe.image, dtype=np.float32)
+    txt = np.ascontiguousarray(pe.text, dtype=np.float32)
+    if suffix == ".npy":
+        _need_one_to_one(pe, ".npy stack")
+        with atomic_path(p) as tmp:
+            np.save(tmp, np.stack([img, txt]))
+        return p
+    arrays: dict[str, np.ndarray] = {"image": img, "text": txt}
+    if not pe.one_to_one:
+        arrays["text_to_image"] = pe.mapping.astype(np.int64)
+    with atomic_path(p) as tmp:
+        if suffix == ".npz":
+            np.savez(tmp, **arrays)
+        elif suffix == ".safetensors":
+            from safetensors.numpy import save_file
+
+            save_file(arrays, str(tmp), metadata={"gapkit": json.dumps({"n_image": pe.n_image, "n_text": pe.n_text})})
+        elif suffix in (".pt", ".pth"):
+            import torch
+
+            torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, tmp)
+        elif suffix == ".parquet":
+            _need_one_to_one(pe, "parquet")
+            _write_parquet({"image_emb": img, "text_emb": txt}, tmp)
+        else:
+            raise GapkitError(f"{p}: unknown output format '{suffix}'; use one of {', '.join(ARRAY_SUFFIXES)}")
+    return p
+
+
+def save_array(a: np.ndarray, path: str | Path) -> Path:
+    """Write one 2-D array atomically in the format of the suffix."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    a = np.ascontiguousarray(a)
+    with atomic_path(p) as tmp:
+        if suffix == ".npy":
+            np.save(tmp, a)
+        elif suffix == ".npz":
+            np.savez(tmp, embeddings=a)
+        elif suffix == ".safetensors":
+            from safetensors.numpy import save_file
+
+            save_file({"embeddings": a}, str(tmp))
+        elif suffix in (".pt", ".pth"):
+            import torch
+
+            torch.save(torch.from_numpy(a), tmp)
+        elif suffix == ".parquet":
+            _write_parquet({"embedding": a}, tmp)
+        else:
+            raise GapkitError(f"{p}: unknown output format '{suffix}'")
+    return p
+
+
+def _need_one_to_one(pe: PairedEmbeddings, what: str) -> None:
+    if not pe.one_to_one:
+        raise GapkitError(f"a {what} holds 1:1 pairs only; these embeddings have a text_to_image map (use .npz or .safetensors)")
+
+
+def _write_parquet(columns: dict[str, np.ndarray], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = {k: pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1]) for k, v in columns.items()}
+    pq.write_table(pa.table(cols), path)
+
+
+def _write_clip_retrieval(pe: PairedEmbeddings, root: Path, shard_size: int = 1_000_000) -> Path:
+    _need_one_to_one(pe, "clip-retrieval directory")
+    with atomic_dir(root) as tmp:
+        for sub in ("img_emb", "text_emb", "metadata"):
+            (tmp / sub).mkdir()
+        for k, start in enumerate(range(0, pe.n_image, shard_size)):
+            sl = slice(start, start + shard_size)
+            np.save(tmp / "img_emb" / f"img_emb_{k}.npy", np.asarray(pe.image[sl], dtype=np.float32))
+            np.save(tmp / "text_emb" / f"text_emb_{k}.npy", np.asarray(pe.text[sl], dtype=np.float32))
+            if pe.captions is not None:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                pq.write_table(pa.table({"caption": pe.captions[sl]}), tmp / "metadata" / f"metadata_{k}.parquet")
+    return root
+
+
+def as_paired(x: Any, text: Any = None, text_to_image: Any = None) -> PairedEmbeddings:
+    """Accept PairedEmbeddings, a (2, N, D) stack, or image + text arrays; return PairedEmbeddings."""
+    if isinstance(x, PairedEmbeddings):
+        return x
+    if text is None:
+        a = np.asarray(x)
+        if a.ndim == 3 and a.shape[0] == 2:
+            return PairedEmbeddings(a[0], a[1])
+        raise GapkitError(f"expected a (2, N, D) stack or image and text arrays, got shape {tuple(a.shape)}")
+    return PairedEmbeddings(x, text, text_to_image)
+
+
+__all__ = [
+    "PairedEmbeddings", "load_embeddings", "load_array", "load_mapping", "save_embeddings", "save_array",
+    "iter_clip_retrieval_shards", "as_paired", "as_matrix", "check_mapping",
+]

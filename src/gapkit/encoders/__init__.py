@@ -1,0 +1,1 @@
+"""gapkit.encoders (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""gapkit.evaluate (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""gapkit.fixers (see docs/architecture.md)."""

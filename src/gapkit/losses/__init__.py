@@ -1,0 +1,39 @@
+"""Contrastive losses by name: `create_loss(name, **kw)`.
+
+Every loss is an nn.Module called as loss(image_features, text_features, logit_scale, **extra)
+and returns a dict of named terms whose keys end in "_loss"; the trainer sums those keys.
+Features are (B, D) and L2-normalised; logit_scale is the exponentiated scale s = 1/tau.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..errors import GapkitError
+
+# name -> "module:Class", imported on use so `import gapkit.losses` does not import torch.
+_LOSSES: dict[str, str] = {
+    "clip": "gapkit.losses.clip:ClipLoss",
+}
+
+
+def register_loss(name: str, target: str) -> None:
+    """Register `name` -> "module:Class" (for losses defined outside gapkit)."""
+    _LOSSES[name] = target
+
+
+def available_losses() -> list[str]:
+    return sorted(_LOSSES)
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    import importlib
+
+    mod, _, attr = target.partition(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+def create_loss(name: str, **kwargs: Any) -> Any:
+    """Build the loss registered under `name` with keyword parameters."""
+    if name not in _LOSSES:
+        raise GapkitError(f"unknown loss '{name}'; known: {', '.join(available_losses())}")
+    return _resolve(_LOSSES[name])(**kwargs)

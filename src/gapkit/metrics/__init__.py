@@ -1,0 +1,1 @@
+"""gapkit.metrics (see docs/architecture.md)."""

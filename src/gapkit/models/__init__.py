@@ -1,0 +1,1 @@
+"""gapkit.models (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""gapkit.report (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""gapkit.sim (see docs/architecture.md)."""

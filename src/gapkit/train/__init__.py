@@ -1,0 +1,1 @@
+"""gapkit.train (see docs/architecture.md)."""
