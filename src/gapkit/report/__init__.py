@@ -1,1 +1,1 @@
-"""gapkit.report (see docs/architecture.md)."""
+"""Figures (matplotlib) and the self-contained HTML report, built from saved records."""
