@@ -33,15 +33,19 @@ def row_entropies(queries: np.ndarray, gallery: np.ndarray, logit_scale: float) 
 
 def logit_entropy_stats(image: Any, text: Any = None, text_to_image: Any = None,
                         logit_scale: float = DEFAULT_LOGIT_SCALE, *, exact: bool | None = None,
-                        n_queries: int = 2_000, seed: int = 0, exact_limit: int = EXACT_LIMIT) -> dict[str, float]:
-    """{"logit_entropy": ...} plus CI keys when estimated."""
+                        n_queries: int = 2_000, seed: int = 0, exact_limit: int = EXACT_LIMIT,
+                        ci: bool = False) -> dict[str, float]:
+    """{"logit_entropy": ...}, plus a 95 % CI over images when estimated or when `ci`."""
     p = prepare(image, text, text_to_image)
-    if use_exact(exact, p.n_image, limit=exact_limit):
-        return {"logit_entropy": float(row_entropies(p.image, p.text, logit_scale).mean())}
-    q = sample_queries(p.n_image, n_queries, seed + 2)
-    mu, lo, hi = mean_ci(row_entropies(p.image[q], p.text, logit_scale))
-    return {"logit_entropy": mu, "logit_entropy_ci_low": lo, "logit_entropy_ci_high": hi,
-            "logit_entropy_n_sampled": float(q.size)}
+    exact = use_exact(exact, p.n_image, limit=exact_limit)
+    q = np.arange(p.n_image) if exact else sample_queries(p.n_image, n_queries, seed + 2)
+    mu, lo, hi = mean_ci(row_entropies(p.image if exact else p.image[q], p.text, logit_scale))
+    out = {"logit_entropy": mu}
+    if ci or not exact:
+        out.update({"logit_entropy_ci_low": lo, "logit_entropy_ci_high": hi})
+    if not exact:
+        out["logit_entropy_n_sampled"] = float(q.size)
+    return out
 
 
 def logit_entropy(image: Any, text: Any = None, text_to_image: Any = None,

@@ -33,6 +33,7 @@ class Options:
     n_queries: int
     train_fraction: float
     folds: int | None
+    ci: bool
 
 
 def _geometry(p: Pairs, o: Options) -> dict[str, float]:
@@ -46,25 +47,26 @@ def _uniformity(p: Pairs, o: Options) -> dict[str, float]:
 
     out: dict[str, float] = {}
     for name, u in (("image", p.image), ("text", p.text)):
-        stat, lo = within_stat(u, o.exact, o.n_samples, o.seed, o.exact_limit)
+        stat, lo = within_stat(u, o.exact, o.n_samples, o.seed, o.exact_limit, o.ci)
         out.update(stat.as_dict(f"uniformity_{name}"))
         if lo is not None:
             out[f"{name}_cone_cosine_min"] = lo
-    out.update(cross_stat(p, o.exact, o.n_samples, o.seed, o.exact_limit).as_dict("uniformity_cross"))
+    out.update(cross_stat(p, o.exact, o.n_samples, o.seed, o.exact_limit, o.ci).as_dict("uniformity_cross"))
     return out
 
 
 def _retrieval(p: Pairs, o: Options) -> dict[str, float]:
     from .retrieval import recall_at_k
 
-    return recall_at_k(p, ks=o.ks, exact=o.exact, n_queries=o.n_queries, seed=o.seed, exact_limit=o.exact_limit)
+    return recall_at_k(p, ks=o.ks, exact=o.exact, n_queries=o.n_queries, seed=o.seed, exact_limit=o.exact_limit,
+                       ci=o.ci)
 
 
 def _entropy(p: Pairs, o: Options) -> dict[str, float]:
     from .entropy import logit_entropy_stats
 
     return logit_entropy_stats(p, logit_scale=o.logit_scale, exact=o.exact, n_queries=o.n_queries,
-                               seed=o.seed, exact_limit=o.exact_limit)
+                               seed=o.seed, exact_limit=o.exact_limit, ci=o.ci)
 
 
 def _separability(p: Pairs, o: Options) -> dict[str, float]:
@@ -79,6 +81,24 @@ def _spectrum(p: Pairs, o: Options) -> dict[str, float]:
     return spectrum_metrics(p)
 
 
+def _gapstats(p: Pairs, o: Options) -> dict[str, float]:
+    from .gapstats import gap_statistics
+
+    return gap_statistics(p)
+
+
+def _distribution(p: Pairs, o: Options) -> dict[str, float]:
+    from .distribution import distribution_metrics
+
+    return distribution_metrics(p, seed=o.seed)
+
+
+def _cosines(p: Pairs, o: Options) -> dict[str, float]:
+    from .cosines import cosine_summary
+
+    return cosine_summary(p, seed=o.seed)
+
+
 # family -> (function, regex matching every key it reports)
 FAMILIES: dict[str, tuple[Callable[[Pairs, Options], dict[str, float]], str]] = {
     "geometry": (_geometry, "|".join(GEOMETRY_KEYS)),
@@ -87,9 +107,13 @@ FAMILIES: dict[str, tuple[Callable[[Pairs, Options], dict[str, float]], str]] = 
     "entropy": (_entropy, r"logit_entropy"),
     "separability": (_separability, r"linear_separability"),
     "spectrum": (_spectrum, r"effective_rank_(image|text)|gap_top\d+_dims_share|centroid_distance_without_top\d+_dims"),
+    "gapstats": (_gapstats, r"gap_length_cv|gap_direction_consistency|gap_variance_share_(image|text)"),
+    "distribution": (_distribution, r"mmd_rbf|sliced_wasserstein"),
+    "cosines": (_cosines, r"(image2text|text2text|unpaired_image2text)_cosine_mean"),
 }
-# Families whose CIs come from re-running them on bootstrap resamples (cheap, O(N D)).
-RESAMPLED = ("spectrum",)
+# Families whose CIs come from re-running them on bootstrap resamples (cheap, O(N D); the
+# spectrum and gapstats need a D x D Gram matrix per resample and are left out).
+RESAMPLED = ("cosines",)
 
 
 def _select(metrics: Iterable[str] | None) -> tuple[list[str], set[str] | None]:
@@ -123,14 +147,14 @@ def measure(image: Any, text: Any = None, text_to_image: Any = None, metrics: Se
     """Run gap metrics on image (N, D) and text (M, D) embeddings; return one flat dict.
 
     `image` may be a PairedEmbeddings (then `text` is omitted). `metrics`: family names
-    (geometry, uniformity, retrieval, entropy, separability, spectrum) or single keys; None = all.
+    (see FAMILIES) or single keys; None = all.
     `exact=True` computes pairwise metrics exactly at any size (O(N^2 D) time, bounded memory).
     The dict holds n_image, n_text, dim and every metric key (docs/metrics.md).
     """
     p = prepare(image, text, text_to_image)
     fams, wanted = _select(metrics)
     opts = Options(True if exact else None, seed, tuple(int(k) for k in ks), float(logit_scale), exact_limit,
-                   n_samples, n_queries, train_fraction, folds)
+                   n_samples, n_queries, train_fraction, folds, ci)
     out: dict[str, float] = {"n_image": p.n_image, "n_text": p.n_text, "dim": p.dim}
     family_of: dict[str, str] = {}
     bar = _progress(fams, progress)

@@ -57,29 +57,32 @@ def t2i_ranks(p: Pairs, queries: np.ndarray | None = None) -> np.ndarray:
     return ranks
 
 
-def _recall_dict(prefix: str, ranks: np.ndarray, ks: Sequence[int], exact: bool) -> dict[str, float]:
+def _recall_dict(prefix: str, ranks: np.ndarray, ks: Sequence[int], exact: bool, ci: bool) -> dict[str, float]:
     out: dict[str, float] = {}
     for k in ks:
         hits = (ranks < k).astype(np.float64)
         key = f"{prefix}_recall@{k}"
-        if exact:
-            out[key] = float(hits.mean())
-        else:
-            mu, lo, hi = mean_ci(hits)
-            out.update({key: mu, f"{key}_ci_low": max(lo, 0.0), f"{key}_ci_high": min(hi, 1.0),
-                        f"{key}_n_sampled": float(hits.size)})
+        mu, lo, hi = mean_ci(hits)
+        out[key] = mu
+        if ci or not exact:
+            out.update({f"{key}_ci_low": max(lo, 0.0), f"{key}_ci_high": min(hi, 1.0)})
+        if not exact:
+            out[f"{key}_n_sampled"] = float(hits.size)
     return out
 
 
 def recall_at_k(image: Any, text: Any = None, text_to_image: Any = None, ks: Sequence[int] = DEFAULT_KS,
                 *, exact: bool | None = None, n_queries: int = DEFAULT_QUERIES, seed: int = 0,
-                exact_limit: int = EXACT_LIMIT) -> dict[str, float]:
-    """{"i2t_recall@K": ..., "t2i_recall@K": ...} for every K in `ks` (see module doc)."""
+                exact_limit: int = EXACT_LIMIT, ci: bool = False) -> dict[str, float]:
+    """{"i2t_recall@K": ..., "t2i_recall@K": ...} for every K in `ks` (see module doc).
+
+    Sampled values always carry a 95 % CI; `ci=True` adds one to exact values too (normal
+    approximation over the queries, gallery fixed)."""
     p = prepare(image, text, text_to_image)
     ex_i = use_exact(exact, p.n_image, limit=exact_limit)
     ex_t = use_exact(exact, p.n_text, limit=exact_limit)
     qi = None if ex_i else sample_queries(p.n_image, n_queries, seed)
     qt = None if ex_t else sample_queries(p.n_text, n_queries, seed + 1)
-    out = _recall_dict("i2t", i2t_ranks(p, qi), ks, ex_i)
-    out.update(_recall_dict("t2i", t2i_ranks(p, qt), ks, ex_t))
+    out = _recall_dict("i2t", i2t_ranks(p, qi), ks, ex_i, ci)
+    out.update(_recall_dict("t2i", t2i_ranks(p, qt), ks, ex_t, ci))
     return out
