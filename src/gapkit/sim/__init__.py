@@ -7,6 +7,7 @@
 Importing this package is light; numba compiles (or loads its cache) on the first simulation.
 """
 from .config import INITS, LOSSES, SphereConfig
-from .engine import SimResult, first_epoch_below, run_many, simulate
+from .engine import SimResult, first_epoch_below, run_many, settled_epoch, simulate, uniform_uniformity
 
-__all__ = ["INITS", "LOSSES", "SimResult", "SphereConfig", "first_epoch_below", "run_many", "simulate"]
+__all__ = ["INITS", "LOSSES", "SimResult", "SphereConfig", "first_epoch_below", "run_many", "settled_epoch", "simulate",
+           "uniform_uniformity"]

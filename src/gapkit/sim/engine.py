@@ -16,7 +16,7 @@ import math
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -111,36 +111,40 @@ def _kernels() -> Any:
 
 
 def simulate(config: SphereConfig, progress: bool = False) -> SimResult:
-    """Run one simulation; `progress` shows a tqdm bar over epochs."""
+    """Run one simulation with the compiled engine; `progress` shows a tqdm bar over epochs."""
+    k = _kernels()
+    k.seed_rng(config.seed)
+    args = (config.epoch_steps, config.batch, k.LOSS_IDS[config.loss], config.logit_scale, config.lr,
+            config.siglip_bias, config.slip_sigma, config.ssl_weight, config.unif_weight)
+    return drive(config, lambda X, Y, n_epochs: k.run_epochs(X, Y, n_epochs, *args), progress)
+
+
+Advance = Callable[[np.ndarray, np.ndarray, int], float]
+
+
+def drive(config: SphereConfig, advance: Advance, progress: bool = False) -> SimResult:
+    """Run `advance(X, Y, n_epochs) -> last epoch's mean loss` (in place on the unit rows) from the
+    config's init, stopping at every trace and snapshot epoch to record the geometry."""
     k = _kernels()
     t_start = time.perf_counter()
-    X, Y = initial_points(config)
-    X, Y = np.ascontiguousarray(X, np.float64), np.ascontiguousarray(Y, np.float64)
+    X, Y = (np.ascontiguousarray(a, np.float64) for a in initial_points(config))
     tr_epochs = trace_epochs(config)
     sn_epochs = snapshot_epochs(config)
     rng = np.random.default_rng([config.seed, 1])  # a stream apart from the init's
-    n_pick = min(config.snapshot_pairs, config.n)
-    pick = np.sort(rng.choice(config.n, size=n_pick, replace=False))
-    events = sorted(set(tr_epochs.tolist()) | set(sn_epochs))
+    pick = np.sort(rng.choice(config.n, size=min(config.snapshot_pairs, config.n), replace=False))
+    trace_set, snap_set = set(tr_epochs.tolist()), set(sn_epochs)
     # Progress chunks: the loop is compiled, so the bar can only move between calls.
     chunk = max(1, config.epochs // 200)
-
     rows: list[np.ndarray] = []
     losses: list[float] = []
     snaps_x, snaps_y = [], []
-    loss_id = k.LOSS_IDS[config.loss]
-    k.seed_rng(config.seed)
-    args = (config.epoch_steps, config.batch, loss_id, config.logit_scale, config.lr, config.siglip_bias,
-            config.slip_sigma, config.ssl_weight, config.unif_weight)
-    train_s = 0.0
-    epoch, last_loss = 0, math.nan
+    train_s, epoch, last_loss = 0.0, 0, math.nan
     bar = _progress_bar(config, progress)
-    trace_set, snap_set = set(tr_epochs.tolist()), set(sn_epochs)
-    for target in events:
+    for target in sorted(trace_set | snap_set):
         while epoch < target:
             step = min(chunk, target - epoch)
             t0 = time.perf_counter()
-            last_loss = k.run_epochs(X, Y, step, *args)
+            last_loss = advance(X, Y, step)
             train_s += time.perf_counter() - t0
             epoch += step
             if bar is not None:
@@ -206,11 +210,27 @@ def run_many(configs: Sequence[SphereConfig], processes: int = 2, progress: bool
     return [r for r in out if r is not None]
 
 
+def settled_epoch(epochs: np.ndarray, ok: np.ndarray) -> int | None:
+    """First traced epoch from which `ok` holds at every later trace (None if not at the end)."""
+    bad = np.flatnonzero(~np.asarray(ok, dtype=bool))
+    if bad.size == 0:
+        return int(epochs[0])
+    last = int(bad[-1])
+    return int(epochs[last + 1]) if last + 1 < len(epochs) else None
+
+
 def first_epoch_below(result: SimResult, key: str, threshold: float) -> int | None:
     """First traced epoch at which traces[key] <= threshold and stays there until the end."""
-    vals = result.traces[key]
-    above = np.flatnonzero(vals > threshold)
-    if above.size == 0:
-        return int(result.traces["epoch"][0])
-    last = int(above[-1])
-    return int(result.traces["epoch"][last + 1]) if last + 1 < vals.size else None
+    return settled_epoch(result.traces["epoch"], result.traces[key] <= threshold)
+
+
+def uniform_uniformity(d: int) -> float:
+    """log E exp(-2||u - v||^2) for u, v independent and uniform on S^(d-1): the value the
+    uniformity trace reaches when a modality is spread evenly. With t = u.v, whose density is
+    proportional to (1 - t^2)^((d-3)/2), ||u - v||^2 = 2 - 2t. For d = 3 it is log((1 - e^-8)/8)."""
+    from scipy import integrate
+
+    w = lambda t: (1.0 - t * t) ** ((d - 3) / 2.0)  # noqa: E731
+    num = integrate.quad(lambda t: np.exp(-4.0 + 4.0 * t) * w(t), -1.0, 1.0, limit=200)[0]
+    den = integrate.quad(w, -1.0, 1.0, limit=200)[0]
+    return float(np.log(num / den))
