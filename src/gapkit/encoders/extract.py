@@ -216,6 +216,7 @@ def build_manifest(encoder: Any, ds: ImageTextDataset, shard: tuple[int, int] | 
     return {
         "kind": "embeddings", "model": encoder.name, "embed_dim": int(encoder.embed_dim),
         "weights_hash": encoder.weights_hash(), "preprocessing": encoder.preprocessing,
+        "origin": getattr(encoder, "origin", None),
         "dataset": ds.name, "split": ds.info.get("split"), "seed": ds.info.get("seed"), "limit": ds.info.get("limit"),
         "dataset_fingerprint": dataset_fingerprint(ds), "n_images_total": ds.n_images,
         "n_texts_total": len(ds.captions), "shard": list(shard) if shard else None, "cache_key": key,
@@ -292,4 +293,49 @@ def merge_shards(parts: Sequence[PairedEmbeddings]) -> PairedEmbeddings:
 def merge_embed_dirs(dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> PairedEmbeddings:
     pe = merge_shards([load_embed_dir(d) for d in dirs])
     save_embed_dir(pe, out)
+    return pe
+
+
+# ------------------------------------------------------------------------------ spec-level cache
+def _alias_path(spec: dict[str, Any], ds: ImageTextDataset, shard: tuple[int, int] | None, cache_dir: Any) -> Path:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps([CACHE_FORMAT, spec, dataset_fingerprint(ds), list(shard) if shard else None],
+                        sort_keys=True, default=str).encode())
+    return cache_root(cache_dir) / "embeddings" / "aliases" / f"{h.hexdigest()}.json"
+
+
+def extract_by_spec(make_encoder: Any, spec: dict[str, Any], ds: ImageTextDataset, *, cache_dir: Any = None,
+                    use_cache: bool = True, shard: str | tuple[int, int] | None = None, **kw: Any) -> PairedEmbeddings:
+    """Like `extract`, but a repeat of the same request is answered without building the model.
+
+    `spec` names the encoder completely without loading it (registry name, kwargs, checkpoint
+    path + size + mtime, library versions). The first call builds the encoder with
+    `make_encoder()`, extracts (weights-keyed cache) and records spec -> cache entry; an identical
+    later call reads the arrays and the manifest straight from that entry.
+    """
+    sh = parse_shard(shard)
+    alias = _alias_path(spec, ds, sh, cache_dir)
+    if use_cache and alias.is_file():
+        try:
+            entry = json.loads(alias.read_text(encoding="utf-8"))
+            hit = _read_cache(_cache_dir(entry["cache_key"], cache_dir))
+        except (OSError, ValueError, KeyError):
+            hit = None
+        if hit is not None:
+            image_rows, text_rows = shard_rows(ds, sh)
+            local = np.full(ds.n_images, -1, dtype=np.int64)
+            local[image_rows] = np.arange(len(image_rows))
+            meta = dict(entry["manifest"], image_index=image_rows.tolist(), text_index=text_rows.tolist(), from_cache=True)
+            return PairedEmbeddings(hit["image"], hit["text"], local[ds.text_to_image[text_rows]],
+                                    image_ids=[ds.image_ids[i] for i in image_rows],
+                                    captions=[ds.captions[j] for j in text_rows], metadata=meta)
+    pe = extract(make_encoder(), ds, cache_dir=cache_dir, use_cache=use_cache, shard=sh, **kw)
+    if use_cache and pe.metadata.get("cache_key"):
+        from ..atomic import write_json_atomic
+
+        manifest = {k: v for k, v in pe.metadata.items() if k not in ("image_index", "text_index")}
+        try:
+            write_json_atomic(alias, {"cache_key": pe.metadata["cache_key"], "manifest": manifest})
+        except OSError:
+            pass
     return pe

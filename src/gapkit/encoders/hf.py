@@ -47,7 +47,9 @@ def build_clip_tokenizer(out_dir: str | os.PathLike, model_max_length: int = 77)
     from transformers import CLIPTokenizer
 
     bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1: CLIP_VOCAB_SIZE - 256 - 2 + 1]
+    # 48,894 merges (as open_clip's SimpleTokenizer: lines 1 .. 49152-256-2 of the file)
+    n_merges = CLIP_VOCAB_SIZE - 2 * 256 - 2
+    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1: 1 + n_merges]
     chars = list(_bytes_to_unicode().values())
     vocab = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]

@@ -55,8 +55,9 @@ class OpenCLIPEncoder(Encoder):
         self.name = f"open_clip:{name}"
         self.embed_dim = int(self._probe_dim())
         self.preprocessing = {"image": repr(preprocess), "tokenizer": type(self.tokenizer).__name__,
-                              "context_length": getattr(self.tokenizer, "context_length", None),
-                              "checkpoint": str(checkpoint) if checkpoint else None, "seed": None if checkpoint else seed}
+                              "context_length": getattr(self.tokenizer, "context_length", None)}
+        # Where the weights came from: recorded in manifests, not hashed (the weights are).
+        self.origin = {"checkpoint": str(checkpoint) if checkpoint else None, "seed": None if checkpoint else seed}
 
     def _probe_dim(self) -> int:
         proj = getattr(self.model, "text_projection", None)
