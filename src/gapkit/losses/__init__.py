@@ -3,6 +3,9 @@
 Every loss is an nn.Module called as loss(image_features, text_features, logit_scale, **extra)
 and returns a dict of named terms whose keys end in "_loss"; the trainer sums those keys.
 Features are (B, D) and L2-normalised; logit_scale is the exponentiated scale s = 1/tau.
+Under torch.distributed every loss all-gathers the global batch itself (gather=True, the default;
+see gapkit.losses._base and gapkit.distributed for the gradient convention). Formulas, defaults and
+the paper-vs-code choices: docs/losses.md.
 """
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ from ..errors import GapkitError
 # name -> "module:Class", imported on use so `import gapkit.losses` does not import torch.
 _LOSSES: dict[str, str] = {
     "clip": "gapkit.losses.clip:ClipLoss",
+    "clip_chunked": "gapkit.losses.clip:ChunkedClipLoss",
+    "siglip": "gapkit.losses.siglip:SigLipLoss",
+    "imsep": "gapkit.losses.imsep:ImSepLoss",
 }
 
 
