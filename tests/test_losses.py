@@ -193,3 +193,122 @@ def test_chunked_clip_float_scale_and_registry_alias():
     assert alias.item() == pytest.approx(plain.item(), rel=1e-12)
     with pytest.raises(GapkitError, match="chunk_size"):
         create_loss("clip", chunk_size=0)(x, y, 3.0)
+
+
+def test_unknown_parameter_is_a_clear_error():
+    with pytest.raises(GapkitError, match="loss 'imsep'.*parameters: alpha"):
+        create_loss("imsep", gamma=1.0)
+
+
+def naive_nt_xent(a, b, s):
+    u = [a[i] for i in range(a.shape[0])] + [b[i] for i in range(b.shape[0])]
+    n = a.shape[0]
+    total = 0.0
+    for k in range(2 * n):
+        partner = k + n if k < n else k - n
+        vals = {m: s * dot(u[k], u[m]) for m in range(2 * n) if m != k}
+        total += -(vals[partner] - math.log(sum(math.exp(v) for v in vals.values())))
+    return total / (2 * n)
+
+
+def test_simclr_matches_naive(feats):
+    x, y = feats
+    v = unit(B, DIM, 9)
+    out = create_loss("simclr")(x, y, 50.0, views=v)  # fixed temperature 0.1 -> s = 10
+    assert set(out) == {"simclr_loss"}
+    assert out["simclr_loss"].item() == pytest.approx(naive_nt_xent(x, v, 10.0), rel=1e-10)
+    text = create_loss("simclr", modality="text", temperature=None)(x, y, 4.0, views=(v, y))
+    assert text["simclr_loss"].item() == pytest.approx(naive_nt_xent(v, y, 4.0), rel=1e-10)
+
+
+def test_simclr_jitter_views_and_missing_views(feats):
+    x, y = feats
+    torch.manual_seed(0)
+    jittered = create_loss("simclr", jitter=1e-4)(x, y)["simclr_loss"]
+    # tiny jitter: both views ~ x, so the loss ~ NT-Xent of x against itself
+    assert jittered.item() == pytest.approx(naive_nt_xent(x, x, 10.0), rel=1e-3)
+    with pytest.raises(GapkitError, match="views"):
+        create_loss("simclr")(x, y)
+
+
+def test_slip_is_clip_plus_weighted_simclr(feats):
+    x, y = feats
+    v1, v2 = unit(B, DIM, 10), unit(B, DIM, 11)
+    out = create_loss("slip", ssl_scale=0.5)(x, y, 7.0, views=(v1, v2))
+    assert out["contrastive_loss"].item() == pytest.approx(naive_clip(x, y, 7.0), rel=1e-10)
+    assert out["simclr_loss"].item() == pytest.approx(0.5 * naive_nt_xent(v1, v2, 10.0), rel=1e-10)
+
+
+def test_cyclip_matches_naive(feats):
+    x, y = feats
+    inm = sum((dot(x[j], x[k]) - dot(y[j], y[k])) ** 2 for j in range(B) for k in range(B)) / B
+    crm = sum((dot(x[j], y[k]) - dot(x[k], y[j])) ** 2 for j in range(B) for k in range(B)) / B
+    out = create_loss("cyclip", lambda_inmodal=0.3, lambda_crossmodal=0.2)(x, y, 5.0)
+    assert out["contrastive_loss"].item() == pytest.approx(naive_clip(x, y, 5.0), rel=1e-10)
+    assert out["cyclic_inmodal_loss"].item() == pytest.approx(0.3 * inm, rel=1e-10)
+    assert out["cyclic_crossmodal_loss"].item() == pytest.approx(0.2 * crm, rel=1e-10)
+    assert create_loss("cyclip")(x, x, 5.0)["cyclic_inmodal_loss"].item() == pytest.approx(0.0, abs=1e-12)
+
+
+def sqdist(a, b):
+    return sum((float(a[k]) - float(b[k])) ** 2 for k in range(a.shape[0]))
+
+
+def naive_uniformity(a, b, t=2.0):
+    vals = [math.exp(-t * sqdist(a[i], b[j])) for i in range(B) for j in range(B) if i != j]
+    return math.log(sum(vals) / len(vals))
+
+
+def naive_alignment(x, y, alpha=2.0):
+    return sum(sqdist(x[i], y[i]) ** (alpha / 2) for i in range(B)) / B
+
+
+def test_uniformity_and_alignment_match_naive(feats):
+    x, y = feats
+    u = create_loss("uniformity", t=3.0)(x, y)["uniformity_loss"].item()
+    assert u == pytest.approx((naive_uniformity(x, x, 3.0) + naive_uniformity(y, y, 3.0)) / 2, rel=1e-10)
+    a = create_loss("alignment", alpha=3.0, weight=2.0)(x, y)["alignment_loss"].item()
+    assert a == pytest.approx(2.0 * naive_alignment(x, y, 3.0), rel=1e-10)
+
+
+def test_cua_and_cuaxu_match_naive(feats):
+    x, y = feats
+    cua = create_loss("cua")(x, y, 6.0)
+    assert set(cua) == {"contrastive_loss", "uniformity_loss", "alignment_loss"}
+    cuaxu = create_loss("cuaxu", cross_uniformity_weight=0.5)(x, y, 6.0)
+    for out in (cua, cuaxu):
+        assert out["contrastive_loss"].item() == pytest.approx(naive_clip(x, y, 6.0), rel=1e-10)
+        assert out["uniformity_loss"].item() == pytest.approx(
+            (naive_uniformity(x, x) + naive_uniformity(y, y)) / 2, rel=1e-10)
+        assert out["alignment_loss"].item() == pytest.approx(naive_alignment(x, y), rel=1e-10)
+    assert cuaxu["cross_uniformity_loss"].item() == pytest.approx(0.5 * naive_uniformity(x, y), rel=1e-10)
+
+
+def naive_dual_ce(x, y, s, w=1.0):
+    def side(a, b):
+        total = 0.0
+        for i in range(B):
+            denom = sum(math.exp(s * dot(a[i], b[j])) for j in range(B))
+            denom += w * sum(math.exp(s * dot(a[i], a[k])) for k in range(B) if k != i)
+            total += -(s * dot(a[i], b[i]) - math.log(denom))
+        return total / B
+    return (side(x, y) + side(y, x)) / 2
+
+
+@pytest.mark.parametrize("w", [1.0, 0.25])
+def test_dual_ce_matches_naive(feats, w):
+    x, y = feats
+    got = create_loss("dual_ce", intra_weight=w)(x, y, 8.0)["contrastive_loss"].item()
+    assert got == pytest.approx(naive_dual_ce(x, y, 8.0, w), rel=1e-10)
+    clip = create_loss("dual_ce", intra_weight=0.0)(x, y, 8.0)["contrastive_loss"].item()
+    assert clip == pytest.approx(naive_clip(x, y, 8.0), rel=1e-10)
+
+
+@pytest.mark.parametrize("name", ["clip", "siglip", "imsep", "simclr", "slip", "cyclip", "uniformity",
+                                  "alignment", "cua", "cuaxu", "dual_ce", "clip_chunked"])
+def test_every_loss_returns_finite_loss_terms_with_gradients(name, feats):
+    x, y = (t.clone().float().requires_grad_() for t in feats)
+    out = create_loss(name)(x, y, torch.tensor(10.0), semantic=torch.randn(B, 3), views=x.detach() * 0.9 + 0.1)
+    assert out and all(k.endswith("_loss") and v.ndim == 0 and torch.isfinite(v) for k, v in out.items())
+    sum(out.values()).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -30,6 +30,10 @@ CASES = [
     ("clip", {"chunk_size": 3}),
     ("siglip", {"init_bias": -2.0}),
     ("imsep", {"text_term": True}),
+    ("slip", {}),
+    ("cyclip", {}),
+    ("cuaxu", {}),
+    ("dual_ce", {}),
 ]
 SPLITS = {"equal": [5, 5], "unequal": [6, 4]}
 
@@ -42,6 +46,7 @@ def batch() -> dict[str, torch.Tensor]:
         "w_img": torch.randn(DIM_IN, DIM, generator=g, dtype=torch.float64),
         "w_txt": torch.randn(DIM_IN, DIM, generator=g, dtype=torch.float64),
         "semantic": torch.randn(N, SEM, generator=g, dtype=torch.float64),
+        "noise": torch.randn(N, DIM_IN, generator=g, dtype=torch.float64),
     }
 
 
@@ -53,10 +58,11 @@ def step(name: str, kw: dict, rows: slice) -> dict[str, torch.Tensor]:
     scale = torch.tensor(5.0, dtype=torch.float64, requires_grad=True)
     x = F.normalize(b["img_in"][rows] @ w_img, dim=1)
     y = F.normalize(b["txt_in"][rows] @ w_txt, dim=1)
+    view = F.normalize((b["img_in"][rows] + 0.3 * b["noise"][rows]) @ w_img, dim=1)  # a 2nd image view
     x.retain_grad()
     y.retain_grad()
     loss_fn = create_loss(name, **kw).double()
-    terms = loss_fn(x, y, scale, semantic=b["semantic"][rows])
+    terms = loss_fn(x, y, scale, semantic=b["semantic"][rows], views=view)
     total = sum(terms.values())
     total.backward()
     out = {"loss": total.detach().reshape(1), "gx": x.grad, "gy": y.grad, "g_scale": scale.grad.reshape(1),

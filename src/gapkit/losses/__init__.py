@@ -19,6 +19,14 @@ _LOSSES: dict[str, str] = {
     "clip_chunked": "gapkit.losses.clip:ChunkedClipLoss",
     "siglip": "gapkit.losses.siglip:SigLipLoss",
     "imsep": "gapkit.losses.imsep:ImSepLoss",
+    "simclr": "gapkit.losses.simclr:SimClrLoss",
+    "slip": "gapkit.losses.simclr:SlipLoss",
+    "cyclip": "gapkit.losses.cyclip:CyClipLoss",
+    "uniformity": "gapkit.losses.uniformity:UniformityLoss",
+    "alignment": "gapkit.losses.uniformity:AlignmentLoss",
+    "cua": "gapkit.losses.uniformity:CuaLoss",
+    "cuaxu": "gapkit.losses.uniformity:CuaxuLoss",
+    "dual_ce": "gapkit.losses.dual_ce:DualCeLoss",
 }
 
 
@@ -40,6 +48,14 @@ def _resolve(target: str) -> Callable[..., Any]:
 
 def create_loss(name: str, **kwargs: Any) -> Any:
     """Build the loss registered under `name` with keyword parameters."""
+    import inspect
+
     if name not in _LOSSES:
         raise GapkitError(f"unknown loss '{name}'; known: {', '.join(available_losses())}")
-    return _resolve(_LOSSES[name])(**kwargs)
+    cls = _resolve(_LOSSES[name])
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as exc:  # a misspelt parameter: say which loss and what it takes
+        params = ", ".join(inspect.signature(cls).parameters)
+        raise GapkitError(f"loss '{name}': {exc}; parameters: {params}") from None
+    return cls(**kwargs)
