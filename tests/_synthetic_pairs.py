@@ -38,3 +38,28 @@ class SyntheticPairs:
         from PIL import Image
 
         return Image.fromarray(self.arrays[i], "RGB")
+
+
+class NanAfterLoss:
+    """CLIP loss that returns NaN from its `after`-th call on (to test the divergence stop)."""
+
+    def __new__(cls, after: int = 5):
+        import torch
+
+        from gapkit.losses import create_loss
+
+        clip = create_loss("clip")
+
+        class _Nan(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.calls = 0
+
+            def forward(self, x, y, s, **kw):
+                self.calls += 1
+                out = clip(x, y, s)
+                if self.calls > after:
+                    out = {k: v * float("nan") for k, v in out.items()}
+                return out
+
+        return _Nan()

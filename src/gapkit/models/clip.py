@@ -29,7 +29,7 @@ class ContrastiveModel(nn.Module):
     def __init__(self, init_logit_scale: float = 1 / 0.07) -> None:
         super().__init__()
         self.logit_scale = nn.Parameter(torch.tensor(math.log(init_logit_scale)))
-        self.text_rotation: torch.Tensor | None = None
+        self.register_buffer("text_rotation", None)  # set by set_text_rotation (Procrustes init)
         self.config: dict[str, Any] = {}
 
     # Subclasses implement the raw towers.
@@ -58,8 +58,7 @@ class ContrastiveModel(nn.Module):
     def set_text_rotation(self, w: torch.Tensor | None) -> None:
         """Install (or remove, with None) the fixed orthogonal text map; saved in state_dict."""
         if w is None:
-            self.text_rotation = None
-            self._buffers.pop("text_rotation", None)
+            self._buffers["text_rotation"] = None
             return
         self.register_buffer("text_rotation", w.detach().clone().to(self.logit_scale.dtype))
 

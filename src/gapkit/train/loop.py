@@ -232,12 +232,12 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
             loss = sum(v for k, v in terms.items() if k.endswith("_loss"))
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {float(loss)} at step {step} (terms: "
-                    f"{ {k: float(v) for k, v in terms.items()} }); stopped, the last good checkpoint "
+                    f"loss became {float(loss.detach())} at step {step} (terms: "
+                    f"{ {k: float(v.detach()) for k, v in terms.items()} }); stopped, the last good checkpoint "
                     f"is kept in {run_dir / 'checkpoint'}")
             (loss / config.accum_steps).backward()
             for k, v in terms.items():
-                terms_sum[k] = terms_sum.get(k, 0.0) + float(v) / config.accum_steps
+                terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / config.accum_steps
         ddp.average_gradients(params, ctx)
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
