@@ -12,9 +12,10 @@ Every stage reads what the previous ones left in the shared context and writes i
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -54,14 +55,16 @@ def _concat(parts: Sequence[Features], name: str) -> Features:
 def features(ctx: dict[str, Any]) -> tuple[Any, str]:
     """Load emoji + openclipart (train and test splits) and their frozen tower features."""
     data = require("gapkit.data", "load_dataset")
-    enc = require("gapkit.encoders", "tower_features")
+    enc = require("gapkit.encoders", "tower_features", "get_encoder")
     sizes = SIZES[ctx["quick"]]
+    # One instance of the frozen towers (no heads) for every split and for the zero-shot prompts.
+    towers = ctx["towers_encoder"] = enc.get_encoder("towers:none")
     feats: dict[str, dict[str, Features]] = {"train": {}, "test": {}}
     for split in ("train", "test"):
         for name in DATASETS:
             limit = sizes[split] if (ctx["quick"] or name != "emoji") else None
             ds = data.load_dataset(name, split=split, seed=ctx["seed"], limit=limit)
-            img, txt = enc.tower_features(ds, progress=ctx.get("verbose", True))
+            img, txt = enc.tower_features(ds, progress=ctx.get("verbose", True), encoder=towers)
             feats[split][name] = Features(name, np.asarray(img), np.asarray(txt), np.asarray(ds.text_to_image),
                                           ds.labels, ds.class_names)
     ctx["features"] = feats
@@ -147,6 +150,20 @@ def _gap_detail(rec: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------- tuning
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with n torch threads, then restore the previous setting."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+
 # Training arms: label -> fit_heads keywords. CLIP as trained in practice (learnable temperature,
 # init 0.07); CLIP held at a high fixed temperature (Liang Supp. Fig. 8, Jina: closes the gap);
 # CLIP + uniformity + alignment + cross-uniformity (Fahim et al. 2024, closes the "contrastive gap").
@@ -177,11 +194,12 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
         except Exception as exc:  # a loss not in this installation's registry: say so, go on
             skipped.append(f"{label} ({exc})")
             continue
-        heads = train_mod.fit_heads(tr.image, tr.text, steps=STEPS[ctx["quick"]], seed=ctx["seed"],
-                                    text_to_image=tr.text_to_image, embed_dim=EMBED_DIM,
-                                    progress=ctx.get("verbose", True), **kw)
+        with torch_threads(1):  # tiny matmuls: extra threads only add synchronisation (10x slower on a busy CPU)
+            heads = train_mod.fit_heads(tr.image, tr.text, steps=STEPS[ctx["quick"]], seed=ctx["seed"],
+                                        text_to_image=tr.text_to_image, embed_dim=EMBED_DIM,
+                                        progress=ctx.get("verbose", True), **kw)
         arms[label] = heads
-        info[label] = {**kw, "steps": STEPS[ctx["quick"]], "final_temperature": float(1 / heads.scale())}
+        info[label] = {**kw, "steps": STEPS[ctx["quick"]], "final_temperature": float(1 / heads.scale().detach())}
         measure_set(_pooled(test_sets(ctx, heads)), f"Two-tower, heads tuned with {label}", out, seed=ctx["seed"],
                     which=(), **_measure_kw(ctx), inputs={"datasets": list(DATASETS), "split": "test"},
                     extra={"training": info[label]})
@@ -190,11 +208,11 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
     sets = {label: _pooled(test_sets(ctx, h)) for label, h in arms.items()}
     d = out / "tuning"
     figs = [
-        Figure(save_figure(projection_panels(sets, ("pca",), seed=ctx["seed"]), d / "projections.png"),
+        Figure(save_figure(projection_panels(sets, ("pca",), seed=ctx["seed"], max_cols=2), d / "projections.png"),
                "Test embeddings before and after tuning the heads (PCA)",
                "Pooled emoji + openclipart test set. Left: fresh random heads (the gap at birth); then the "
                "heads after contrastive tuning with each loss. Orange = images, blue = captions, grey = pairs."),
-        Figure(save_figure(cosine_histogram_panels(sets, seed=ctx["seed"]), d / "cosines.png"),
+        Figure(save_figure(cosine_histogram_panels(sets, seed=ctx["seed"], max_cols=2), d / "cosines.png"),
                "Cosine similarities before and after tuning",
                "Per arm: matched image-caption cosines (purple), two captions of the same image (blue) and "
                "unmatched image-caption pairs (grey). A gap shows as captions agreeing with each other far "
@@ -212,8 +230,7 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
 def _prompt_features(ctx: dict[str, Any], class_names: Sequence[str]) -> np.ndarray:
     """Raw text-tower features (C * T, 384) of the zero-shot prompts, computed once."""
     if "prompt_features" not in ctx:
-        enc = require("gapkit.encoders", "get_encoder")
-        towers = enc.get_encoder("towers:none")
+        towers = _need(ctx, "towers_encoder", "features")
         texts = [t.format(c) for c in class_names for t in ZERO_SHOT_TEMPLATES]
         ctx["prompt_features"] = np.asarray(towers.encode_text(texts), dtype=np.float32)
     return ctx["prompt_features"]

@@ -87,6 +87,8 @@ def load_inputs(items: Iterable[Any]) -> list[Loaded]:
             raise GapkitError(f"record or run directory not found: {p}")
     if not out:
         raise GapkitError("no records given")
+    # Pipeline order: records by creation time (ISO strings sort in time order), then by path.
+    out.sort(key=lambda r: (str(r.record.get("created") or ""), r.source))
     for loaded in out:
         loaded.figures = record_figures(loaded)
     return out
@@ -156,10 +158,14 @@ def _ci_of(d: dict[str, Any], key: str) -> tuple[float, float] | None:
     return None
 
 
+# Results subtrees that are not gap measurements of an embedding set (they get their own sections).
+NOT_MEASUREMENTS = ("ci", "stages", "fixers", "evaluation")
+
+
 def _walk(d: dict[str, Any], path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     yield path, d
     for k, v in d.items():
-        if isinstance(v, dict) and k != "ci":
+        if isinstance(v, dict) and k not in NOT_MEASUREMENTS:
             yield from _walk(v, path + (str(k),))
 
 

@@ -262,7 +262,7 @@ _HIST_COLORS = {"matched image-text": COLORS["fused"], "matched text-text": COLO
 
 
 def draw_cosine_histograms(ax: Any, samples: Mapping[str, np.ndarray], title: str | None = None,
-                           bins: np.ndarray | None = None) -> None:
+                           bins: np.ndarray | None = None, legend: bool = True) -> None:
     """Draw the density histograms of `cosine_samples` output on `ax`, medians dashed."""
     if bins is None:
         values = np.concatenate([v for v in samples.values() if v.size])
@@ -280,7 +280,8 @@ def draw_cosine_histograms(ax: Any, samples: Mapping[str, np.ndarray], title: st
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("density")
     ax.set_title(title or "Cosine similarity: matched vs unmatched")
-    ax.legend(fontsize=7.5, loc="upper left")
+    if legend:
+        ax.legend(fontsize=7.5, loc="upper left")
 
 
 def cosine_histograms(image: Any, text: Any, text_to_image: Any = None, *, title: str | None = None,
@@ -309,13 +310,26 @@ def cosine_histogram_panels(sets: Mapping[str, Any], *, max_unmatched: int = 20_
     bins = np.linspace(max(-1.0, values.min() - 0.02), min(1.0, values.max() + 0.02), 70)
     ncols = min(max_cols, len(sets))
     nrows = -(-len(sets) // ncols)
-    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=4.6, height=3.6, sharex=True)
+    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=5.0, height=3.4, sharex=True)
     for k, (name, s) in enumerate(samples.items()):
-        draw_cosine_histograms(axes[k // ncols, k % ncols], s, str(name), bins)
+        medians = " | ".join(f"{_SHORT[key]} {np.median(v):.2f}" for key, v in s.items() if v.size)
+        draw_cosine_histograms(axes[k // ncols, k % ncols], s, f"{name}\nmedian: {medians}", bins, legend=False)
     for k in range(len(samples), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
+    handles = [plt_patch(_HIST_COLORS[key], key) for key in _HIST_COLORS]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
     return fig
+
+
+_SHORT = {"matched image-text": "image-text", "matched text-text": "text-text", "unmatched image-text": "unmatched"}
+
+
+def plt_patch(color: str, label: str) -> Any:
+    """A legend handle: a filled box in `color`."""
+    from matplotlib.patches import Patch
+
+    return Patch(facecolor=color, edgecolor=color, alpha=0.6, label=label)
 
 
 # ------------------------------------------------------------------ per-dimension gap shares
