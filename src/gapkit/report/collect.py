@@ -186,7 +186,7 @@ def measurements(records: list[Loaded]) -> list[Measurement]:
 
 # Columns of the summary table, in this order when present (others go to the per-record tables).
 SUMMARY_KEYS = ("centroid_distance", "paired_cosine_mean", "rmg", "linear_separability",
-                "i2t_recall@1", "t2i_recall@1", "image_cone_cosine_mean", "text_cone_cosine_mean")
+                "i2t_recall@1", "t2i_recall@1")
 
 
 def figure_entries(figs: Iterable[Figure], base: str | Path) -> list[dict[str, str]]:

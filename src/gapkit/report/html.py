@@ -52,7 +52,9 @@ def fmt(v: Any) -> str:
     if isinstance(v, float):
         if v != v:
             return "n/a"
-        return f"{v:.3f}" if v == 0 or 1e-3 <= abs(v) < 1e3 else f"{v:.4g}"
+        if v == 0 or 1e-3 <= abs(v) < 1e3:
+            return f"{v:.3f}"
+        return f"{v:.1e}" if abs(v) < 1e-3 else f"{v:.4g}"
     return str(v)
 
 
@@ -168,7 +170,7 @@ def _stages_section(records: list[Loaded]) -> str:
             cls = f"status-{status}" if status in ("ran", "skipped", "failed") else ""
             secs = st.get("seconds")
             rows.append(f"<tr><th>{esc(name)}</th><td class='{cls}'>{esc(status)}</td>"
-                        f"<td class='num'>{esc(fmt(secs) + ' s' if secs is not None else '')}</td>"
+                        f"<td class='num'>{esc(f'{secs:.1f} s' if isinstance(secs, (int, float)) else '')}</td>"
                         f"<td>{esc(st.get('detail', ''))}</td></tr>")
         parts.append(f"<h3>{esc(r.title)}</h3>" + _wrap("<table><tr><th>stage</th><th>status</th><th>time</th>"
                      f"<th>what it did / why it was skipped</th></tr>{''.join(rows)}</table>"))
@@ -184,7 +186,7 @@ def _summary_section(meas: list[Measurement]) -> str:
         return _section("summary", "The gap at a glance",
                         "<p class='note'>No gap measurements were found in these records.</p>")
     keys = [k for k in SUMMARY_KEYS if any(k in m.values for m in meas)]
-    head = "".join(f"<th>{esc(info(k).label)}<br><code>{esc(k)}</code></th>" for k in keys)
+    head = "".join(f"<th>{esc(info(k).label)}</th>" for k in keys)
     rows = []
     for m in meas:
         cells = []
@@ -205,7 +207,7 @@ def _explanations(meas: list[Measurement], keys: Sequence[str]) -> str:
         meta = info(k)
         verdicts = [f"{esc(m.label)}: {esc(t)}" for m in meas if k in m.values and (t := interpret(k, m.values[k]))]
         extra = f"<br><span class='verdicts'>{'; '.join(verdicts)}.</span>" if verdicts else ""
-        items.append(f"<dt>{esc(meta.label)}</dt><dd>{esc(meta.meaning)} {esc(meta.scale)}{extra}</dd>")
+        items.append(f"<dt>{esc(meta.label)} <code>{esc(k)}</code></dt><dd>{esc(meta.meaning)} {esc(meta.scale)}{extra}</dd>")
     return f"<h3>What the numbers mean</h3><dl class='explain'>{''.join(items)}</dl>"
 
 
@@ -214,7 +216,9 @@ def _figures_section(records: list[Loaded]) -> str:
     for r in records:
         if r.figures:
             figs = "".join(_figure_html(f) for f in r.figures)
-            parts.append(f"<h3>{esc(r.title)}</h3><div class='figgrid'>{figs}</div>")
+            summary = r.record.get("summary")
+            note = _value_html(summary) if isinstance(summary, dict) and summary else ""
+            parts.append(f"<h3>{esc(r.title)}</h3>{note}<div class='figgrid'>{figs}</div>")
     return _section("figures", "Figures", "".join(parts)) if parts else ""
 
 
