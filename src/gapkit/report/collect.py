@@ -41,10 +41,15 @@ class Loaded:
 
     @property
     def title(self) -> str:
-        t = self.record.get("title")
+        rec = self.record
+        t = rec.get("title")
         if isinstance(t, str) and t.strip():
             return t
-        return f"{self.record.get('kind', 'record')}: {Path(self.source).parent.name or self.source}"
+        if rec.get("task"):  # evaluation records (CLIP_benchmark style): task, dataset, model
+            return " ".join(str(x) for x in (rec["task"], rec.get("dataset") and f"on {rec['dataset']}",
+                                             rec.get("model") and f"({rec['model']})") if x)
+        name = Path(self.source).stem if Path(self.source).stem != "record" else Path(self.source).parent.name
+        return f"{rec.get('kind', 'record')}: {name or self.source}"
 
 
 @dataclass
