@@ -312,3 +312,19 @@ def test_every_loss_returns_finite_loss_terms_with_gradients(name, feats):
     assert out and all(k.endswith("_loss") and v.ndim == 0 and torch.isfinite(v) for k, v in out.items())
     sum(out.values()).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("name,kw", [("clip", {"chunk_size": 4}), ("siglip", {}), ("imsep", {"text_term": True}),
+                                     ("simclr", {"temperature": None}), ("slip", {}), ("cyclip", {}),
+                                     ("cuaxu", {}), ("dual_ce", {}), ("uniformity", {})])
+def test_gradients_match_finite_differences(name, kw):
+    """The custom backwards (chunked InfoNCE, symmetric Gram) against numerical differentiation."""
+    x, y, v = (unit(B, DIM, k).requires_grad_() for k in (20, 21, 22))
+    s = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    loss = create_loss(name, **kw).double()
+    sem = unit(B, 3, 23)
+
+    def f(x, y, v, s):
+        return sum(loss(x, y, s, semantic=sem, views=v).values())
+
+    assert torch.autograd.gradcheck(f, (x, y, v, s), eps=1e-6, atol=1e-6)

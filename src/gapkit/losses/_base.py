@@ -80,3 +80,23 @@ def diagonal_ce(logits: torch.Tensor) -> torch.Tensor:
 def paired_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """<a_i, b_i> for every row, shape (B,)."""
     return (a * b).sum(dim=1)
+
+
+class _Gram(torch.autograd.Function):
+    """G = X X^T with the symmetric backward dX = (dG + dG^T) X: one matmul instead of autograd's
+    two (X @ X.T treats the two operands as independent)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x @ x.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return (grad + grad.T) @ x
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """Intra-modal cosines X X^T (B, B) for L2-normalised rows, with a one-matmul backward."""
+    return _Gram.apply(x)
