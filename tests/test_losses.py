@@ -328,3 +328,19 @@ def test_gradients_match_finite_differences(name, kw):
         return sum(loss(x, y, s, semantic=sem, views=v).values())
 
     assert torch.autograd.gradcheck(f, (x, y, v, s), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["clip", "clip_chunked", "siglip", "imsep", "slip", "cyclip", "cuaxu", "dual_ce"])
+def test_half_precision_under_autocast_runs_in_float32(name):
+    """bf16 features inside autocast: the loss equals the float32 loss of the same (rounded)
+    features and returns float32 terms."""
+    torch.manual_seed(0)
+    x32, y32 = F.normalize(torch.randn(B, 8), dim=1), F.normalize(torch.randn(B, 8), dim=1)
+    xb, yb = x32.bfloat16(), y32.bfloat16()
+    kw = {"semantic": torch.randn(B, 3), "views": yb}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = create_loss(name)(xb, yb, torch.tensor(10.0), **kw)
+    full = create_loss(name)(xb.float(), yb.float(), torch.tensor(10.0), **{**kw, "views": yb.float()})
+    for k in full:
+        assert half[k].dtype == torch.float32
+        assert half[k].item() == pytest.approx(full[k].item(), rel=1e-6)

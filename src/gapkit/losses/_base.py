@@ -5,6 +5,10 @@ torch.distributed the (B_local, D) features, and IMSep's semantic embeddings, ar
 the global batch (with gradients for features, see gapkit.distributed), so every rank computes the
 loss of the whole global batch; a trainer must therefore NOT gather before calling a loss. In a
 single process gathering is the identity. `gather=False` computes the loss of the local batch only.
+
+Precision: losses run outside autocast and upcast float16/bfloat16 features to float32, so a
+mixed-precision model never computes a B x B log-sum-exp in half precision (the released AlignCLIP
+code crashes under fp16/bf16); float64 inputs stay float64.
 """
 from __future__ import annotations
 
@@ -23,8 +27,14 @@ class GatheredLoss(nn.Module):
         super().__init__()
         self.gather = bool(gather)
 
+    def __call__(self, image_features: torch.Tensor, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
+        with torch.autocast(device_type=image_features.device.type, enabled=False):
+            return super().__call__(image_features, *args, **kwargs)
+
     def _global(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """All-gather feature tensors with gradient (identity when not distributed)."""
+        """Upcast half precision to float32, then all-gather with gradient (identity when not
+        distributed)."""
+        tensors = tuple(t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in tensors)
         if not self.gather:
             return tensors
         return tuple(all_gather_with_grad(t) for t in tensors)
