@@ -344,3 +344,9 @@ def test_half_precision_under_autocast_runs_in_float32(name):
     for k in full:
         assert half[k].dtype == torch.float32
         assert half[k].item() == pytest.approx(full[k].item(), rel=1e-6)
+
+
+def test_keyword_call(feats):
+    x, y = feats
+    out = create_loss("clip")(image_features=x, text_features=y, logit_scale=7.0)
+    assert out["contrastive_loss"].item() == pytest.approx(naive_clip(x, y, 7.0), rel=1e-10)

@@ -27,9 +27,11 @@ class GatheredLoss(nn.Module):
         super().__init__()
         self.gather = bool(gather)
 
-    def __call__(self, image_features: torch.Tensor, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
-        with torch.autocast(device_type=image_features.device.type, enabled=False):
-            return super().__call__(image_features, *args, **kwargs)
+    def __call__(self, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
+        first = args[0] if args else kwargs.get("image_features")
+        device_type = first.device.type if isinstance(first, torch.Tensor) else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
+            return super().__call__(*args, **kwargs)
 
     def _global(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Upcast half precision to float32, then all-gather with gradient (identity when not
