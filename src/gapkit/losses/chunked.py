@@ -1,6 +1,7 @@
 """Symmetric InfoNCE without materialising the B x B logit matrix.
 
-    L = 1/(2B) sum_i [ lse_j(s <x_i, y_j>) - s <x_i, y_i> ] + 1/(2B) sum_j [ lse_i(s <x_i, y_j>) - s <x_j, y_j> ]
+    L = 1/(2B) sum_i [ lse_j(s <x_i, y_j>) - s <x_i, y_i> ]
+      + 1/(2B) sum_j [ lse_i(s <x_i, y_j>) - s <x_j, y_j> ]
 
 Forward walks over blocks of `chunk_size` rows: each (c, B) logit block adds its row log-sum-exps
 (complete, since a block holds whole rows) and merges its column log-sum-exps into a running (B,)
