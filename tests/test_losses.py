@@ -27,6 +27,15 @@ def neg_log_softmax_at(values: list[float], target: int) -> float:
     return -(values[target] - math.log(sum(math.exp(v) for v in values)))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: a second intra-op thread only adds contention on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def feats():
     return unit(B, DIM, 1), unit(B, DIM, 2)
