@@ -17,6 +17,7 @@ float rounding (tested, also for chunk sizes that do not divide B).
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from ..errors import GapkitError
 
@@ -43,6 +44,7 @@ class _ChunkedInfoNCE(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @once_differentiable  # the backward recomputes blocks in place: no double backward
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, y, scale, row_lse, col_lse = ctx.saved_tensors
         n = x.shape[0]
