@@ -84,12 +84,14 @@ def main() -> int:
     ok = f / b >= 100
     if args.full:
         cfg = CONFIG.replace(epochs=args.full_epochs, traces=100, trace_spacing="log")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = simulate(cfg, progress=True)
-        wall = time.perf_counter() - t0
-        print(f"full run            : {cfg.epochs:,} epochs = {res.steps:,} steps in {wall / 60:.2f} min wall "
-              f"({res.steps_per_second:,.0f} steps/s in the loop; target < 10 min) "
-              f"{'OK' if wall < 600 else 'OVER TARGET'}")
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        # On a shared machine the wall time includes waiting for a core; the CPU time is what the
+        # run costs on a core of its own. Both are printed; the target is checked on the wall time.
+        print(f"full run            : {cfg.epochs:,} epochs = {res.steps:,} steps in {wall / 60:.2f} min wall, "
+              f"{cpu / 60:.2f} min CPU ({res.steps_per_second:,.0f} steps/s wall in the loop; target < 10 min) "
+              f"{'OK' if wall < 600 else 'OVER TARGET (wall)'}")
         print(f"final centroid distance {res.final('centroid_distance'):.4f}, "
               f"uniformity {res.final('uniformity_image'):.4f}")
         ok = ok and wall < 600
