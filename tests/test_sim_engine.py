@@ -103,13 +103,17 @@ def test_sgd_epochs_match_a_torch_loop(loss):
     assert res.traces["loss"][-1] == pytest.approx(value.item(), rel=1e-9)
 
 
-def test_torch_engine_agrees_with_compiled_engine():
+@pytest.mark.parametrize("loss, kw", [("clip", {}), ("siglip", {"init_bias": -3.0, "learn_bias": False})])
+def test_torch_engine_with_registry_losses_agrees_with_compiled_engine(loss, kw):
+    """gapkit.losses' clip and siglip, run through autograd, follow the compiled kernels' trajectory
+    (full-batch epochs, so the batch order does not matter)."""
     from gapkit.sim.torch_engine import simulate_torch
 
-    cfg = SphereConfig(loss="clip", init="polar", n=10, batch=10, epochs=30, traces=3, seed=2)
-    fast, slow = simulate(cfg), simulate_torch(cfg)
+    cfg = SphereConfig(loss=loss, init="polar", n=10, batch=10, epochs=30, traces=3, seed=2, siglip_bias=-3.0)
+    fast, slow = simulate(cfg), simulate_torch(cfg, **kw)
     np.testing.assert_allclose(fast.image, slow.image, atol=1e-10)
     np.testing.assert_allclose(fast.traces["centroid_distance"], slow.traces["centroid_distance"], atol=1e-10)
+    assert fast.final("loss") == pytest.approx(slow.final("loss"), rel=1e-9)
 
 
 def test_same_seed_same_trajectory_and_seeds_differ():
