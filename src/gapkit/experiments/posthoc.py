@@ -159,6 +159,7 @@ def evaluate_pairs(x: np.ndarray, y: np.ndarray, tasks: tuple[str, ...], fixer: 
                    seed: int = 0) -> dict[str, float]:
     """The chosen evaluations of already-transformed unit pairs (fixer only for score fixers)."""
     from ..evaluate import corpus_from_pairs, mixed_retrieval, retrieval
+    from ..metrics import centroid_distance, paired_cosine_mean
 
     out: dict[str, float] = {}
     if "retrieval" in tasks:
@@ -169,8 +170,8 @@ def evaluate_pairs(x: np.ndarray, y: np.ndarray, tasks: tuple[str, ...], fixer: 
         m = mixed_retrieval(corpus, fixer)
         out.update({f"mixed_{k}": v for k, v in m.items() if k in ("ndcg@10", "recall@1", "recall@10",
                                                                    "image_share@10", "corpus_image_share")})
-    out["centroid_gap"] = float(np.linalg.norm(x.mean(axis=0) - y.mean(axis=0)))
-    out["paired_cosine_mean"] = float(np.einsum("ij,ij->i", x, y).mean())
+    out["centroid_gap"] = centroid_distance(x, y)
+    out["paired_cosine_mean"] = paired_cosine_mean(x, y)
     return out
 
 
