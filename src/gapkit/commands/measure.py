@@ -1,0 +1,98 @@
+"""`gapkit measure`: every modality-gap metric of one pair of embedding sets.
+
+    gapkit measure --sample clip                                   # readable table
+    gapkit measure --embeddings STACK.npy --out metrics.json       # JSON record
+    gapkit measure --image IMG.npy --text TXT.npy --text-to-image MAP.npy --out -
+    gapkit measure --embeddings emb.npz --metrics rmg,uniformity --ci --exact --seed 1
+
+The JSON record holds {"metrics": {...}, "n_image", "n_text", "dim", "inputs", ...} plus the
+fields of every gapkit record (kind, versions, command, seed, params, results).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from ._common import add_embedding_args, load_from_args, write_output
+
+HELP = "measure the modality gap of image/text embeddings (every metric of docs/metrics.md)"
+DESCRIPTION = __doc__
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_embedding_args(p)
+    g = p.add_argument_group("metrics")
+    g.add_argument("--metrics", metavar="A,B", help="comma-separated families or keys (default: all), "
+                   "e.g. geometry,uniformity,retrieval,entropy,separability,spectrum or rmg,i2t_recall@1")
+    g.add_argument("--ci", action="store_true", help="add bootstrap 95%% CIs (<key>_ci_low/_ci_high)")
+    g.add_argument("--n-boot", type=int, default=1000, metavar="B", help="bootstrap resamples (default 1000)")
+    g.add_argument("--exact", action="store_true",
+                   help="compute pairwise metrics exactly at any size (default: sampled estimate above 20k rows)")
+    g.add_argument("--seed", type=int, default=0, help="seed of every sampled step (default 0)")
+    g.add_argument("--logit-scale", type=float, default=100.0, help="1/temperature for logit_entropy (default 100)")
+    g.add_argument("--train-fraction", type=float, default=0.5,
+                   help="share of pairs used to train the separability classifier (default 0.5)")
+    g.add_argument("--folds", type=int, default=None, help="k-fold separability instead of one split")
+    p.add_argument("--out", metavar="FILE", help="write the JSON record to FILE ('-' = stdout); "
+                   "without --out a table is printed")
+
+
+def _metric_list(spec: str | None) -> list[str] | None:
+    if spec is None:
+        return None
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        from ..errors import GapkitError
+
+        raise GapkitError("--metrics is empty; give comma-separated metric names")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..metrics import measure
+    from ..records import new_record
+
+    if args.n_boot < 2:
+        from ..errors import GapkitError
+
+        raise GapkitError(f"--n-boot must be at least 2, got {args.n_boot}")
+    pe, inputs = load_from_args(args)
+    params = {"metrics": args.metrics, "ci": args.ci, "n_boot": args.n_boot, "exact": args.exact,
+              "logit_scale": args.logit_scale, "train_fraction": args.train_fraction, "folds": args.folds}
+    values = measure(pe, metrics=_metric_list(args.metrics), ci=args.ci, n_boot=args.n_boot, seed=args.seed,
+                     exact=args.exact, logit_scale=args.logit_scale, train_fraction=args.train_fraction,
+                     folds=args.folds, progress=sys.stderr.isatty())
+    metrics = {k: v for k, v in values.items() if k not in ("n_image", "n_text", "dim")}
+    record = new_record("measure", params=params, results=metrics, inputs=inputs, seed=args.seed,
+                        metrics=metrics, n_image=pe.n_image, n_text=pe.n_text, dim=pe.dim)
+    if args.out:
+        write_output(record, args.out)
+    else:
+        print(format_table(record))
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "n/a"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def format_table(record: dict[str, Any]) -> str:
+    """A readable table: one metric per line, its CI beside it when present."""
+    m = record["metrics"]
+    src = record["inputs"].get("sample") or record["inputs"].get("embeddings") or record["inputs"].get("image")
+    lines = [f"gapkit measure  {src}  ({record['n_image']} images, {record['n_text']} texts, dim {record['dim']})", ""]
+    keys = [k for k in m if not k.endswith(("_ci_low", "_ci_high", "_n_sampled"))]
+    width = max(len(k) for k in keys) if keys else 10
+    for k in keys:
+        line = f"  {k:<{width}}  {_fmt(m[k]):>9}"
+        if f"{k}_ci_low" in m:
+            line += f"   95% CI [{_fmt(m[k + '_ci_low'])}, {_fmt(m[k + '_ci_high'])}]"
+        if f"{k}_n_sampled" in m:
+            line += f"   (estimate, {int(m[k + '_n_sampled'])} samples)"
+        lines.append(line)
+    lines += ["", "Definitions and sources: docs/metrics.md"]
+    return "\n".join(lines)
