@@ -34,7 +34,7 @@ from .geometry import GeometryState, geometry_compute, geometry_state
 from .spectrum import effective_rank_from, moment_state, singular_values_from
 
 DEFAULT_RESERVOIR = 10_000
-DEFAULT_CHUNK = 65_536
+DEFAULT_CHUNK = 16_384
 
 
 class Reservoir:
