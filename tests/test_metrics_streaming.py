@@ -1,7 +1,7 @@
 """Streaming == one-shot: accumulators on random chunkings, shards on disk, merges, reservoir.
 
-Gram matrices are summed per chunk in float32 (then float64), so chunked values agree with the
-one-shot ones to ~1e-6 relative; the other sums agree to float64 rounding.
+Rows are normalised in float32, so values agree with the one-shot ones to float32 rounding of
+the inputs (~1e-6 relative at worst) and every sum is accumulated in float64.
 """
 from __future__ import annotations
 
