@@ -34,7 +34,8 @@ fi
 stamp=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.gapkit-setup 2>/dev/null)" != "$stamp" ]; then
   echo "setup: installing pinned Python dependencies into .venv (first time: a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  # pinned build tools: setuptools >= 77 reads the SPDX licence field of pyproject.toml
+  .venv/bin/python -m pip install -q "pip==26.3" "setuptools==84.2.1" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q -r requirements.lock
   .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
   echo "$stamp" > .venv/.gapkit-setup

@@ -3,6 +3,9 @@
 Every loss is an nn.Module called as loss(image_features, text_features, logit_scale, **extra)
 and returns a dict of named terms whose keys end in "_loss"; the trainer sums those keys.
 Features are (B, D) and L2-normalised; logit_scale is the exponentiated scale s = 1/tau.
+Under torch.distributed every loss all-gathers the global batch itself (gather=True, the default;
+see gapkit.losses._base and gapkit.distributed for the gradient convention). Formulas, defaults and
+the paper-vs-code choices: docs/losses.md.
 """
 from __future__ import annotations
 
@@ -13,6 +16,17 @@ from ..errors import GapkitError
 # name -> "module:Class", imported on use so `import gapkit.losses` does not import torch.
 _LOSSES: dict[str, str] = {
     "clip": "gapkit.losses.clip:ClipLoss",
+    "clip_chunked": "gapkit.losses.clip:ChunkedClipLoss",
+    "siglip": "gapkit.losses.siglip:SigLipLoss",
+    "imsep": "gapkit.losses.imsep:ImSepLoss",
+    "simclr": "gapkit.losses.simclr:SimClrLoss",
+    "slip": "gapkit.losses.simclr:SlipLoss",
+    "cyclip": "gapkit.losses.cyclip:CyClipLoss",
+    "uniformity": "gapkit.losses.uniformity:UniformityLoss",
+    "alignment": "gapkit.losses.uniformity:AlignmentLoss",
+    "cua": "gapkit.losses.uniformity:CuaLoss",
+    "cuaxu": "gapkit.losses.uniformity:CuaxuLoss",
+    "dual_ce": "gapkit.losses.dual_ce:DualCeLoss",
 }
 
 
@@ -34,6 +48,14 @@ def _resolve(target: str) -> Callable[..., Any]:
 
 def create_loss(name: str, **kwargs: Any) -> Any:
     """Build the loss registered under `name` with keyword parameters."""
+    import inspect
+
     if name not in _LOSSES:
         raise GapkitError(f"unknown loss '{name}'; known: {', '.join(available_losses())}")
-    return _resolve(_LOSSES[name])(**kwargs)
+    cls = _resolve(_LOSSES[name])
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as exc:  # a misspelt parameter: say which loss and what it takes
+        params = ", ".join(inspect.signature(cls).parameters)
+        raise GapkitError(f"loss '{name}': {exc}; parameters: {params}") from None
+    return cls(**kwargs)

@@ -1,1 +1,13 @@
-"""gapkit.sim (see docs/architecture.md)."""
+"""Toy geometry engines that explain the modality gap.
+
+- `SphereConfig`, `simulate`, `run_many`: free points on S^(d-1) optimised by SGD on a contrastive
+  loss (Shi et al.), with a numba-compiled inner loop (gapkit.sim.kernels).
+- `simulate_torch`: the same dynamics for any loss of gapkit.losses, through autograd (slow).
+
+Importing this package is light; numba compiles (or loads its cache) on the first simulation.
+"""
+from .config import INITS, LOSSES, SphereConfig
+from .engine import SimResult, first_epoch_below, run_many, settled_epoch, simulate, uniform_uniformity
+
+__all__ = ["INITS", "LOSSES", "SimResult", "SphereConfig", "first_epoch_below", "run_many", "settled_epoch", "simulate",
+           "uniform_uniformity"]

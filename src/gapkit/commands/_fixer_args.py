@@ -1,0 +1,67 @@
+"""Options shared by `gapkit fix` and `gapkit evaluate` for choosing and fitting a fixer."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import GapkitError
+
+
+def add_fixer_args(p: argparse.ArgumentParser, method_flag: str = "--method", required: bool = False) -> None:
+    g = p.add_argument_group("fixer")
+    g.add_argument(method_flag, dest="method", metavar="NAME|DIR", required=required,
+                   help="fixer name (shift, center, role-center, standardize, topk, procrustes, noise, "
+                        "calibrated) or the directory of a fixer saved with --save-fixer")
+    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="fixer parameter, e.g. --param lam=0.5 --param side=image (values parsed as JSON "
+                        "when possible)")
+    g.add_argument("--fit", metavar="PATH", help="calibration embeddings to fit the fixer on (any format "
+                                                 "gapkit measure reads)")
+    g.add_argument("--fit-sample", metavar="NAME", help="fit on a bundled sample instead, e.g. clip")
+    g.add_argument("--save-fixer", metavar="DIR", help="also save the fitted fixer (JSON + safetensors)")
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """["lam=0.5", "side=image"] -> {"lam": 0.5, "side": "image"}."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise GapkitError(f"--param expects KEY=VALUE, got '{item}'")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def fixer_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """Load a saved fixer or build + fit one by name; returns (fixer, description for records)."""
+    from ..fixers import create_fixer, load_fixer
+
+    if Path(args.method).is_dir():
+        if args.fit or args.fit_sample or args.param:
+            raise GapkitError(f"{args.method} is a saved fixer: --fit/--fit-sample/--param do not apply")
+        fx = load_fixer(args.method)
+        desc = {"fixer": fx.name, "fixer_dir": str(args.method), "fixer_params": fx.get_params()}
+    else:
+        params = parse_params(args.param)
+        fx = create_fixer(args.method, **params)
+        if bool(args.fit) == bool(args.fit_sample):
+            raise GapkitError(f"fixer '{args.method}' must be fitted: give --fit CALIB_EMBEDDINGS or --fit-sample NAME")
+        if args.fit_sample:
+            from ..samples import load_sample
+
+            calib = load_sample(args.fit_sample)
+        else:
+            from ..embeddings import load_embeddings
+
+            calib = load_embeddings(args.fit)
+        fx.fit(calib.image, calib.text, calib.text_to_image)
+        desc = {"fixer": fx.name, "fixer_params": fx.get_params(),
+                "fit": args.fit or f"sample:{args.fit_sample}"}
+    if args.save_fixer:
+        fx.save(args.save_fixer)
+    return fx, desc

@@ -1,0 +1,118 @@
+"""`gapkit fix`: fit a gap fixer on calibration embeddings and apply it to other embeddings."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "fit a post-hoc gap fixer and apply it to embeddings (output keeps the input layout)"
+DESCRIPTION = """Fit a post-hoc gap fixer on calibration embeddings and apply it.
+
+examples:
+  gapkit fix --method center --fit calib.npy --apply data.npy --out fixed.npy
+  gapkit fix --method shift --param lam=0.5 --fit-sample clip --apply data.npz --out fixed.npz
+  gapkit fix --method procrustes --fit calib.npz --apply-text texts.npy --out texts_fixed.npy
+  gapkit fix --method saved_fixer_dir --apply data.npy --out fixed.npy
+A (2, N, D) .npy stack is written as a stack (streamed chunk by chunk, memory-mapped), so the
+output can be piped into `gapkit measure --embeddings fixed.npy`. Other paired inputs are
+written in the format of --out's suffix (.npz, .safetensors, .pt, .parquet, or a directory for
+clip-retrieval layout), keeping the text_to_image map.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ._fixer_args import add_fixer_args
+
+    add_fixer_args(p, required=True)
+    g = p.add_argument_group("data to fix")
+    g.add_argument("--apply", metavar="PATH", help="paired embeddings to transform (any format gapkit measure reads)")
+    g.add_argument("--apply-image", metavar="PATH", help="a single matrix of image embeddings to transform")
+    g.add_argument("--apply-text", metavar="PATH", help="a single matrix of text embeddings to transform")
+    p.add_argument("--out", required=True, metavar="PATH", help="output file (or directory for clip-retrieval)")
+    p.add_argument("--chunk-size", type=int, default=16_384, metavar="ROWS", help="rows per streamed chunk")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import GapkitError
+    from ._fixer_args import fixer_from_args
+
+    given = [x for x in (args.apply, args.apply_image, args.apply_text) if x]
+    if len(given) != 1:
+        raise GapkitError("give exactly one of --apply, --apply-image, --apply-text")
+    for src in given:
+        if Path(src).resolve() == Path(args.out).resolve():
+            raise GapkitError("--out must differ from the input (the input is read while the output is written)")
+    from ..fixers import FIXERS
+
+    cls = FIXERS.get(args.method)
+    if cls is not None and cls.acts_on != "embeddings":
+        raise GapkitError(f"fixer '{cls.name}' calibrates scores and leaves embeddings unchanged; use it with "
+                          "`gapkit evaluate --task mixed-retrieval --fixer ...`")
+    fx, _ = fixer_from_args(args)
+    if fx.acts_on != "embeddings":  # a saved score fixer
+        raise GapkitError(f"fixer '{fx.name}' calibrates scores and leaves embeddings unchanged; use it with "
+                          "`gapkit evaluate --task mixed-retrieval --fixer ...` (or save it with --save-fixer)")
+    if args.apply:
+        before, after = _fix_paired(fx, args.apply, args.out, args.chunk_size)
+        what = f"gap {before:.4f} -> {after:.4f}"
+    else:
+        modality = "image" if args.apply_image else "text"
+        _fix_single(fx, args.apply_image or args.apply_text, modality, args.out, args.chunk_size)
+        what = f"{modality} rows"
+    print(f"gapkit fix: {fx.name} -> {args.out} ({what})", file=sys.stderr)
+    return 0
+
+
+def _centroid_gap(fx: Any, image: Any, text: Any) -> float:
+    import numpy as np
+
+    from ..fixers._stream import mean_of_normalized
+
+    return float(np.linalg.norm(mean_of_normalized(image, "image") - mean_of_normalized(text, "text")))
+
+
+def _fix_paired(fx: Any, src: str, out: str, chunk: int) -> tuple[float, float]:
+    """Transform both modalities; a .npy stack streams into a .npy stack, other layouts go through
+    save_embeddings. Returns the centroid gap before and after."""
+    import numpy as np
+
+    from ..atomic import atomic_path
+    from ..embeddings import load_embeddings, save_embeddings
+    from ..errors import GapkitError
+
+    pe = load_embeddings(src)
+    before = _centroid_gap(fx, pe.image, pe.text)
+    if Path(out).suffix.lower() == ".npy":
+        if not pe.one_to_one:
+            raise GapkitError("a .npy stack holds 1:1 pairs only; write .npz or .safetensors to keep the text_to_image map")
+        dtype = np.float64 if pe.image.dtype == np.float64 else np.float32
+        with atomic_path(out) as tmp:
+            stack = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(2, pe.n_image, pe.dim))
+            fx.transform(pe.image, "image", out=stack[0], chunk_size=chunk)
+            fx.transform(pe.text, "text", out=stack[1], chunk_size=chunk)
+            stack.flush()
+            after = _centroid_gap(fx, stack[0], stack[1])
+            del stack
+        return before, after
+    img = fx.transform(pe.image, "image", chunk_size=chunk)
+    txt = fx.transform(pe.text, "text", chunk_size=chunk)
+    save_embeddings(pe.with_arrays(img, txt), out)
+    return before, _centroid_gap(fx, img, txt)
+
+
+def _fix_single(fx: Any, src: str, modality: str, out: str, chunk: int) -> None:
+    import numpy as np
+
+    from ..atomic import atomic_path
+    from ..embeddings import load_array, save_array
+
+    a = load_array(src)
+    if Path(out).suffix.lower() == ".npy":
+        with atomic_path(out) as tmp:
+            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=a.shape)
+            fx.transform(a, modality, out=dst, chunk_size=chunk)
+            dst.flush()
+            del dst
+    else:
+        save_array(fx.transform(a, modality, chunk_size=chunk), out)

@@ -1,0 +1,108 @@
+"""`gapkit reproduce`: run one of the papers' experiments by name.
+
+    gapkit reproduce --list
+    gapkit reproduce NAME [--quick] [--seed S] [--set key=value ...] --out DIR
+
+Every experiment module in gapkit/experiments/ registers its experiments; this command looks the
+name up, parses the --set overrides (JSON values where they parse, else strings) and calls
+`get_experiment(NAME).run(out_dir, quick=..., seed=..., **params)`, which writes record.json and
+its figures into DIR.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import GapkitError
+
+HELP = "reproduce a paper experiment by name (see --list)"
+DESCRIPTION = __doc__
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", metavar="NAME", help="experiment name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.add_argument("--quick", action="store_true", help="a seconds-long version (smaller, shorter)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an experiment parameter; VALUE is parsed as JSON when it can be "
+                        "(e.g. --set tau=0.05 --set 'taus=[0.05,0.1]'), else taken as a string")
+    p.add_argument("--out", metavar="DIR", help="output directory for record.json and figures")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """['tau=0.1', 'init=polar', 'taus=[1,2]'] -> {'tau': 0.1, 'init': 'polar', 'taus': [1, 2]}."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise GapkitError(f"--set expects KEY=VALUE with a Python-identifier key, got '{item}'")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _check_params(name: str, fn: Any, params: dict[str, Any]) -> None:
+    """Reject --set keys the experiment function does not take (unless it takes **params)."""
+    sig = inspect.signature(fn)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    known = [k for k in sig.parameters if k not in ("out_dir", "quick", "seed")]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise GapkitError(f"{name}: unknown parameter(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(known) or '(none)'}")
+
+
+def _print_list() -> None:
+    from ..experiments import registry
+
+    reg = registry()
+    if not reg:
+        print("(no experiments registered)")
+        return
+    width = max(len(n) for n in reg)
+    for name, exp in reg.items():
+        src = f" [{exp.source}]" if exp.source else ""
+        print(f"{name:<{width}}  {exp.description}{src}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        _print_list()
+        return 0
+    if not args.name:
+        raise GapkitError("give an experiment NAME (see `gapkit reproduce --list`)")
+    if not args.out:
+        raise GapkitError("--out DIR is required")
+    from ..experiments import get_experiment
+
+    exp = get_experiment(args.name)
+    params = parse_overrides(args.overrides)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_params(args.name, exp.run, params)
+    record = exp.run(out_dir, quick=args.quick, seed=args.seed, **params)
+    _print_outputs(args.name, out_dir, record)
+    return 0
+
+
+def _print_outputs(name: str, out_dir: Path, record: dict[str, Any] | None) -> None:
+    """Say where the record and figures went, and the headline results when there are few."""
+    rec_path = out_dir / "record.json"
+    print(f"{name}: record -> {rec_path}" if rec_path.exists() else f"{name}: done (no record.json written)")
+    figs = sorted(out_dir.glob("*.png"))
+    for f in figs:
+        print(f"  figure -> {f}")
+    summary = (record or {}).get("summary")
+    if isinstance(summary, dict):
+        for k, v in summary.items():
+            print(f"  {k}: {v}")
+    sys.stdout.flush()

