@@ -59,6 +59,14 @@ class Pairs:
         """image[text_to_image]: the image row of every text, shape (M, D)."""
         return self.image if self.one_to_one else self.image[self.mapping]
 
+    def caption_groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(order, starts, counts): texts sorted by image; image i's captions are
+        order[starts[i] : starts[i] + counts[i]]."""
+        order = np.argsort(self.mapping, kind="stable")
+        counts = np.bincount(self.mapping, minlength=self.n_image)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return order, starts, counts
+
     def first_caption(self) -> tuple[np.ndarray, np.ndarray]:
         """1:1 pairs from the first caption of every image that has one: (K, D), (K, D)."""
         if self.one_to_one:

@@ -27,19 +27,11 @@ DEFAULT_KS = (1, 5, 10)
 DEFAULT_QUERIES = 2_000
 
 
-def _own_caption_index(p: Pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Texts sorted by their image, each image's first position in that order, and counts."""
-    order = np.argsort(p.mapping, kind="stable")
-    counts = np.bincount(p.mapping, minlength=p.n_image)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return order, starts, counts
-
-
 def i2t_pass(p: Pairs, queries: np.ndarray | None = None,
              logit_scale: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """For query images with >= 1 caption: rank of the best own caption (q,) and, when
     `logit_scale` is given, the entropy of their softmax over all texts (q,)."""
-    order, starts, counts = _own_caption_index(p)
+    order, starts, counts = p.caption_groups()
     q = np.flatnonzero(counts > 0) if queries is None else queries[counts[queries] > 0]
     ranks = np.empty(q.shape[0], dtype=np.int64)
     ent = None if logit_scale is None else np.empty(q.shape[0])
