@@ -113,18 +113,28 @@ def _fmt(v: Any) -> str:
 
 
 def format_table(record: dict[str, Any]) -> str:
-    """A readable table: one metric per line, its CI beside it when present."""
+    """A readable table: metrics grouped by family, each with its CI when present."""
+    import re
+
+    from ..metrics import FAMILIES
+
     m = record["metrics"]
     src = record["inputs"].get("sample") or record["inputs"].get("embeddings") or record["inputs"].get("image")
-    lines = [f"gapkit measure  {src}  ({record['n_image']} images, {record['n_text']} texts, dim {record['dim']})", ""]
+    lines = [f"gapkit measure  {src}  ({record['n_image']} images, {record['n_text']} texts, dim {record['dim']})"]
     keys = [k for k in m if not k.endswith(("_ci_low", "_ci_high", "_n_sampled"))]
     width = max(len(k) for k in keys) if keys else 10
+    groups: dict[str, list[str]] = {}
     for k in keys:
-        line = f"  {k:<{width}}  {_fmt(m[k]):>9}"
-        if f"{k}_ci_low" in m:
-            line += f"   95% CI [{_fmt(m[k + '_ci_low'])}, {_fmt(m[k + '_ci_high'])}]"
-        if f"{k}_n_sampled" in m:
-            line += f"   (estimate, {int(m[k + '_n_sampled'])} samples)"
-        lines.append(line)
+        fam = next((f for f, (_, pat) in FAMILIES.items() if re.fullmatch(pat, k)), "other")
+        groups.setdefault(fam, []).append(k)
+    for fam, fam_keys in groups.items():
+        lines += ["", f"{fam}:"]
+        for k in fam_keys:
+            line = f"  {k:<{width}}  {_fmt(m[k]):>9}"
+            if f"{k}_ci_low" in m:
+                line += f"   95% CI [{_fmt(m[k + '_ci_low'])}, {_fmt(m[k + '_ci_high'])}]"
+            if f"{k}_n_sampled" in m:
+                line += f"   (estimate, {int(m[k + '_n_sampled'])} samples)"
+            lines.append(line)
     lines += ["", "Definitions and sources: docs/metrics.md"]
     return "\n".join(lines)
