@@ -4,15 +4,14 @@ Metrics are grouped in families (one module each); `metrics=` selects families o
 The default runs every family; the truly pairwise ones switch to documented sampled estimators
 above EXACT_LIMIT rows (their keys then come with _ci_low/_ci_high/_n_sampled) unless
 exact=True, and the cone minimum (no unbiased estimator) is then left out. `ci=True` adds
-bootstrap 95 % CIs (`<key>_ci_low`, `<key>_ci_high`) for the families that support them.
+95 % CIs (`<key>_ci_low`, `<key>_ci_high`): bootstrap for geometry and cosines, over queries
+for retrieval, the U-statistic variance for exact uniformity (docs/metrics.md).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
-
-import numpy as np
 
 from ..errors import GapkitError
 from ._prep import Pairs, prepare
