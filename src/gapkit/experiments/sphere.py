@@ -42,8 +42,9 @@ def _configs(variants: list[dict[str, Any]], quick: bool, seed: int, defaults: d
     return [base.replace(**v) for v in variants]
 
 
-def run_summary(results: dict[str, Any], d: int) -> dict[str, Any]:
-    """Headline numbers of one run from its results dict (see the module docstring)."""
+def run_summary(results: dict[str, Any], d: int, steps_per_epoch: int) -> dict[str, Any]:
+    """Headline numbers of one run from its results dict (see the module docstring). The *_step
+    twins count SGD steps: the paper's "epoch" may well be one step (see docs/reproductions-toy.md)."""
     from ..sim import settled_epoch, uniform_uniformity
 
     tr = {k: np.asarray(v, dtype=float) for k, v in results["traces"].items()}
@@ -51,10 +52,16 @@ def run_summary(results: dict[str, Any], d: int) -> dict[str, Any]:
     u_star = uniform_uniformity(d)
     uniform = (tr["uniformity_image"] <= u_star + UNIFORM_TOL) & (tr["uniformity_text"] <= u_star + UNIFORM_TOL)
     sep = np.flatnonzero(tr["linear_separation"] >= SEPARATED)
-    return {
+    epochs = {
         "gap_closed_epoch": settled_epoch(ep, tr["centroid_distance"] <= GAP_CLOSED),
         "uniform_epoch": settled_epoch(ep, uniform),
         "separated_until": int(ep[sep[-1]]) if sep.size else None,
+    }
+    steps = {k.replace("_epoch", "") + "_step" if k.endswith("_epoch") else k + "_step":
+             (None if v is None else v * steps_per_epoch) for k, v in epochs.items()}
+    return {
+        **epochs,
+        **steps,
         "initial_centroid_distance": float(tr["centroid_distance"][0]),
         "max_centroid_distance": float(tr["centroid_distance"].max()),
         "final_centroid_distance": float(tr["centroid_distance"][-1]),
@@ -73,7 +80,7 @@ def _run_all(labels: list[str], configs: list[Any], processes: int) -> dict[str,
     for label, res in zip(labels, results):
         rd = res.results_dict()
         rd["params"] = res.config.to_dict()
-        rd["summary"] = run_summary(rd, res.config.d)
+        rd["summary"] = run_summary(rd, res.config.d, res.config.epoch_steps)
         out[label] = rd
     return out
 
@@ -143,6 +150,8 @@ def shi_two_rings(out_dir: Path, quick: bool = False, seed: int = 0, processes: 
         "simclr_gap_closed_epoch": simclr["gap_closed_epoch"], "simclr_uniform_epoch": simclr["uniform_epoch"],
         "simclr_separated_until": simclr["separated_until"],
         "uniform_epoch_ratio_clip_over_simclr": _ratio(clip["uniform_epoch"], simclr["uniform_epoch"]),
+        "clip_uniform_step": clip["uniform_step"], "simclr_uniform_step": simclr["uniform_step"],
+        "clip_separated_until_step": clip["separated_until_step"],
     }
     return _write(out_dir, "shi-two-rings", runs, seed, quick, summary, {**defaults, **overrides}, figs)
 
