@@ -69,6 +69,8 @@ def _config(args: argparse.Namespace):
             snaps = tuple(int(x) for x in args.snapshots.split(","))
         except ValueError:
             raise GapkitError(f"--snapshots expects comma-separated epochs, got '{args.snapshots}'") from None
+    # The torch engine takes any registry loss, which SphereConfig (the compiled engine's list)
+    # would reject: the config then carries a placeholder and the real name goes to the engine.
     return SphereConfig(
         loss=args.loss if args.engine == "numba" else "clip", init=args.init, tau=args.tau, n=args.n,
         d=args.d, lr=args.lr, batch=args.batch, epochs=args.epochs, seed=args.seed, spread=args.spread,
