@@ -113,7 +113,11 @@ def _curves_figure(out_dir: Path, runs: dict[str, dict[str, Any]], title: str, n
     from ..report.figures import save_figure
     from ..report.figures.sphere import distance_curves
 
-    fig = distance_curves({k: v["traces"] for k, v in runs.items()}, keys=keys, title=title)
+    from ..sim import uniform_uniformity
+
+    d = next(iter(runs.values()))["params"]["d"]
+    fig = distance_curves({k: v["traces"] for k, v in runs.items()}, keys=keys, title=title,
+                          references={"uniformity_image": uniform_uniformity(d)})
     return save_figure(fig, Path(out_dir) / f"{name}.png")
 
 
