@@ -312,3 +312,41 @@ def test_every_loss_returns_finite_loss_terms_with_gradients(name, feats):
     assert out and all(k.endswith("_loss") and v.ndim == 0 and torch.isfinite(v) for k, v in out.items())
     sum(out.values()).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("name,kw", [("clip", {"chunk_size": 4}), ("siglip", {}), ("imsep", {"text_term": True}),
+                                     ("simclr", {"temperature": None}), ("slip", {}), ("cyclip", {}),
+                                     ("cuaxu", {}), ("dual_ce", {}), ("uniformity", {})])
+def test_gradients_match_finite_differences(name, kw):
+    """The custom backwards (chunked InfoNCE, symmetric Gram) against numerical differentiation."""
+    x, y, v = (unit(B, DIM, k).requires_grad_() for k in (20, 21, 22))
+    s = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    loss = create_loss(name, **kw).double()
+    sem = unit(B, 3, 23)
+
+    def f(x, y, v, s):
+        return sum(loss(x, y, s, semantic=sem, views=v).values())
+
+    assert torch.autograd.gradcheck(f, (x, y, v, s), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["clip", "clip_chunked", "siglip", "imsep", "slip", "cyclip", "cuaxu", "dual_ce"])
+def test_half_precision_under_autocast_runs_in_float32(name):
+    """bf16 features inside autocast: the loss equals the float32 loss of the same (rounded)
+    features and returns float32 terms."""
+    torch.manual_seed(0)
+    x32, y32 = F.normalize(torch.randn(B, 8), dim=1), F.normalize(torch.randn(B, 8), dim=1)
+    xb, yb = x32.bfloat16(), y32.bfloat16()
+    kw = {"semantic": torch.randn(B, 3), "views": yb}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = create_loss(name)(xb, yb, torch.tensor(10.0), **kw)
+    full = create_loss(name)(xb.float(), yb.float(), torch.tensor(10.0), **{**kw, "views": yb.float()})
+    for k in full:
+        assert half[k].dtype == torch.float32
+        assert half[k].item() == pytest.approx(full[k].item(), rel=1e-6)
+
+
+def test_keyword_call(feats):
+    x, y = feats
+    out = create_loss("clip")(image_features=x, text_features=y, logit_scale=7.0)
+    assert out["contrastive_loss"].item() == pytest.approx(naive_clip(x, y, 7.0), rel=1e-10)

@@ -13,9 +13,16 @@ Stage = tuple[str, str, Callable[..., Any]]
 
 def plan(quick: bool) -> list[Stage]:
     """The ordered stages (the report stage is run last by run_demo)."""
+    from . import towers
+
     return [
         ("samples", "measuring the bundled real CLIP embeddings (COCO, Liang et al. 2022)", samples),
         ("cones", "random-init encoders: one cone per tower", cones),
+        ("features", "pretrained two-tower (EfficientNet-Lite0 + MiniLM) on emoji + openclipart", towers.features),
+        ("birth", "the gap at birth: random projection heads", towers.birth),
+        ("tuning", "contrastive tuning of the heads: CLIP and gap-closing losses", towers.tuning),
+        ("evaluate", "zero-shot, retrieval and mixed-modality retrieval per training arm", towers.evaluate),
+        ("fixers", "post-hoc fixers on the CLIP-tuned heads", towers.fixers),
     ]
 
 

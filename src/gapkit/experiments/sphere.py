@@ -134,7 +134,7 @@ def shi_two_rings(out_dir: Path, quick: bool = False, seed: int = 0, processes: 
                   **overrides: Any) -> dict[str, Any]:
     """CLIP vs unimodal NT-Xent (SimCLR) from the same polar init (Shi Fig. 2)."""
     variants = {"CLIP": {"loss": "clip"}, "SimCLR (unimodal NT-Xent)": {"loss": "simclr"}}
-    defaults = {"init": "polar", "epochs": 100_000, "trace_spacing": "log"}
+    defaults = {"init": "polar", "epochs": 50_000, "trace_spacing": "log"}
     runs, figs, cfg = _compare("shi-two-rings", variants, defaults, out_dir, quick, seed, overrides, processes)
     clip, simclr = (runs[k]["summary"] for k in variants)
     summary = {
@@ -151,7 +151,7 @@ def shi_init(out_dir: Path, quick: bool = False, seed: int = 0, processes: int =
              **overrides: Any) -> dict[str, Any]:
     """CLIP from polar, nearby and overlapped inits (Shi Fig. 3)."""
     variants = {"polar": {"init": "polar"}, "nearby": {"init": "nearby"}, "overlapped": {"init": "overlapped"}}
-    defaults = {"loss": "clip", "epochs": 100_000, "trace_spacing": "log"}
+    defaults = {"loss": "clip", "epochs": 50_000, "trace_spacing": "log"}
     runs, figs, cfg = _compare("shi-init", variants, defaults, out_dir, quick, seed, overrides, processes)
     summary = {}
     for k in variants:
@@ -195,7 +195,7 @@ def shi_slip(out_dir: Path, quick: bool = False, seed: int = 0, processes: int =
              **overrides: Any) -> dict[str, Any]:
     """SLIP (CLIP + SimCLR on jittered image views) vs CLIP from the same polar init (Shi App. D)."""
     variants = {"CLIP": {"loss": "clip"}, "SLIP": {"loss": "slip"}}
-    defaults = {"init": "polar", "epochs": 100_000, "trace_spacing": "log"}
+    defaults = {"init": "polar", "epochs": 50_000, "trace_spacing": "log"}
     runs, figs, cfg = _compare("shi-slip", variants, defaults, out_dir, quick, seed, overrides, processes)
     clip, slip = runs["CLIP"]["summary"], runs["SLIP"]["summary"]
     summary = {

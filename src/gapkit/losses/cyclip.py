@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ._base import GatheredLoss, as_scale, check_features, symmetric_infonce
+from ._base import GatheredLoss, as_scale, check_features, gram, symmetric_infonce
 
 
 class CyClipLoss(GatheredLoss):
@@ -30,7 +30,7 @@ class CyClipLoss(GatheredLoss):
         x, y = self._global(image_features, text_features)
         n = x.shape[0]
         cross = x @ y.T
-        inmodal = (x @ x.T - y @ y.T).square().sum() / n
+        inmodal = (gram(x) - gram(y)).square().sum() / n
         crossmodal = (cross - cross.T).square().sum() / n
         return {
             "contrastive_loss": symmetric_infonce(as_scale(logit_scale, x) * cross),

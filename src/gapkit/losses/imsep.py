@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import GapkitError
-from ._base import GatheredLoss, as_scale, check_features, diagonal_ce, paired_cosine, symmetric_infonce
+from ._base import GatheredLoss, as_scale, check_features, diagonal_ce, gram, paired_cosine, symmetric_infonce
 
 
 def separation_logits(same: torch.Tensor, paired: torch.Tensor, distance: torch.Tensor,
@@ -109,7 +109,7 @@ class ImSepLoss(GatheredLoss):
         paired = paired_cosine(x, y)
         out = {"contrastive_loss": self.alpha * symmetric_infonce(scale * x @ y.T, self.clip_reduction)}
         if self.image_term:
-            out["imsep_image_loss"] = self.beta * diagonal_ce(separation_logits(x @ x.T, paired, distance, scale))
+            out["imsep_image_loss"] = self.beta * diagonal_ce(separation_logits(gram(x), paired, distance, scale))
         if self.text_term:
-            out["imsep_text_loss"] = self.beta * diagonal_ce(separation_logits(y @ y.T, paired, distance, scale))
+            out["imsep_text_loss"] = self.beta * diagonal_ce(separation_logits(gram(y), paired, distance, scale))
         return out

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import GapkitError
-from ._base import GatheredLoss, as_scale, check_features
+from ._base import GatheredLoss, as_scale, check_features, gram
 from .clip import ClipLoss
 
 Views = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
@@ -31,7 +31,7 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tens
     """Mean NT-Xent over the 2B samples of views a, b (B, D)."""
     n = a.shape[0]
     u = torch.cat([a, b])
-    logits = scale * u @ u.T
+    logits = scale * gram(u)
     logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(u.device)
     return F.cross_entropy(logits, target)

@@ -136,18 +136,26 @@ def pair_projection(image: Any, text: Any, text_to_image: Any = None, *, method:
 
 
 def projection_panels(sets: Mapping[str, Any], methods: Sequence[str] = ("pca", "umap"), *,
-                      max_pairs: int | None = 300, seed: int = 0) -> Any:
-    """A grid: one row per embedding set (name -> PairedEmbeddings), one column per method."""
+                      max_pairs: int | None = 300, seed: int = 0, max_cols: int = 4) -> Any:
+    """A grid of 2-D projections of several embedding sets (name -> PairedEmbeddings).
+
+    With several methods: one row per set, one column per method. With one method: the sets side
+    by side (wrapping after `max_cols`), e.g. the same data before and after each training arm."""
     if not sets:
         raise GapkitError("projection_panels: no embedding sets given")
     if not methods:
         raise GapkitError("projection_panels: no projection methods given")
-    fig, axes = new_figure(ncols=len(methods), nrows=len(sets), width=4.6, height=4.2)
-    for r, (name, pe) in enumerate(sets.items()):
-        for c, method in enumerate(methods):
-            draw_pair_projection(axes[r, c], pe.image, pe.text, pe.text_to_image, method=method,
-                                 max_pairs=max_pairs, seed=seed, title=f"{name}: {method.upper()}",
-                                 legend=(c == 0))
+    cells = [(name, pe, m) for name, pe in sets.items() for m in methods]
+    ncols = len(methods) if len(methods) > 1 else min(max_cols, len(sets))
+    nrows = -(-len(cells) // ncols)
+    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=4.4, height=4.1)
+    for k, (name, pe, method) in enumerate(cells):
+        ax = axes[k // ncols, k % ncols]
+        title = f"{name}: {method.upper()}" if len(methods) > 1 else str(name)
+        draw_pair_projection(ax, pe.image, pe.text, pe.text_to_image, method=method, max_pairs=max_pairs,
+                             seed=seed, title=title, legend=(k == 0))
+    for k in range(len(cells), nrows * ncols):
+        axes[k // ncols, k % ncols].set_visible(False)
     fig.tight_layout()
     return fig
 
@@ -201,11 +209,11 @@ def cones(clouds: Mapping[str, Any], *, max_points: int | None = 300, seed: int 
     bx.invert_yaxis()
     bx.set_xlim(min(0.0, min(within) - 0.05), 1.0)
     bx.set_xlabel("mean cosine between rows of one cloud")
+    title_b = "Cone narrowness (1 = a single direction)"
     if np.isfinite(between):
-        bx.axvline(between, color=COLORS["neutral"], ls="--", lw=1)
-        bx.text(between, len(names) - 0.4, f" between cloud\n centres: {between:.2f}", fontsize=8,
-                va="bottom", color=COLORS["neutral"])
-    bx.set_title("Cone narrowness (1 = a single direction)")
+        bx.axvline(between, color=COLORS["neutral"], ls="--", lw=1.2)
+        title_b += f"\ndashed: cosine between cloud centres = {between:.2f}"
+    bx.set_title(title_b)
     fig.tight_layout()
     return fig
 
@@ -249,6 +257,32 @@ def cosine_samples(image: Any, text: Any, text_to_image: Any = None, *, max_unma
     return {"matched image-text": matched, "matched text-text": tt, "unmatched image-text": unmatched}
 
 
+_HIST_COLORS = {"matched image-text": COLORS["fused"], "matched text-text": COLORS["text"],
+                "unmatched image-text": COLORS["neutral"]}
+
+
+def draw_cosine_histograms(ax: Any, samples: Mapping[str, np.ndarray], title: str | None = None,
+                           bins: np.ndarray | None = None) -> None:
+    """Draw the density histograms of `cosine_samples` output on `ax`, medians dashed."""
+    if bins is None:
+        values = np.concatenate([v for v in samples.values() if v.size])
+        bins = np.linspace(max(-1.0, values.min() - 0.02), min(1.0, values.max() + 0.02), 60)
+    for name, v in samples.items():
+        color = _HIST_COLORS.get(name, COLORS["accent"])
+        if v.size == 0:
+            ax.plot([], [], color=color, label=f"{name}: n/a (one caption per image)")
+            continue
+        med = float(np.median(v))
+        ax.hist(v, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color=color)
+        ax.hist(v, bins=bins, density=True, histtype="step", lw=1.4, color=color,
+                label=f"{name} (n={v.size:,}, median {med:.2f})")
+        ax.axvline(med, color=color, ls="--", lw=1)
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_title(title or "Cosine similarity: matched vs unmatched")
+    ax.legend(fontsize=7.5, loc="upper left")
+
+
 def cosine_histograms(image: Any, text: Any, text_to_image: Any = None, *, title: str | None = None,
                       max_unmatched: int = 20_000, seed: int = 0) -> Any:
     """Density histograms of the three cosine samples (see `cosine_samples`), medians marked.
@@ -258,25 +292,28 @@ def cosine_histograms(image: Any, text: Any, text_to_image: Any = None, *, title
     cosines sit only a little above unmatched ones.
     """
     samples = cosine_samples(image, text, text_to_image, max_unmatched=max_unmatched, seed=seed)
-    colors = {"matched image-text": COLORS["fused"], "matched text-text": COLORS["text"],
-              "unmatched image-text": COLORS["neutral"]}
     fig, axes = new_figure(width=6.4, height=3.8)
-    ax = axes[0, 0]
-    values = np.concatenate([v for v in samples.values() if v.size])
-    bins = np.linspace(max(-1.0, values.min() - 0.02), min(1.0, values.max() + 0.02), 60)
-    for name, v in samples.items():
-        if v.size == 0:
-            ax.plot([], [], color=colors[name], label=f"{name}: n/a (one caption per image)")
-            continue
-        med = float(np.median(v))
-        ax.hist(v, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color=colors[name])
-        ax.hist(v, bins=bins, density=True, histtype="step", lw=1.4, color=colors[name],
-                label=f"{name} (n={v.size:,}, median {med:.2f})")
-        ax.axvline(med, color=colors[name], ls="--", lw=1)
-    ax.set_xlabel("cosine similarity")
-    ax.set_ylabel("density")
-    ax.set_title(title or "Cosine similarity: matched vs unmatched")
-    ax.legend(fontsize=8, loc="upper left")
+    draw_cosine_histograms(axes[0, 0], samples, title)
+    fig.tight_layout()
+    return fig
+
+
+def cosine_histogram_panels(sets: Mapping[str, Any], *, max_unmatched: int = 20_000, seed: int = 0,
+                            max_cols: int = 4) -> Any:
+    """`cosine_histograms` of several sets side by side on one shared x axis (name -> PairedEmbeddings)."""
+    if not sets:
+        raise GapkitError("cosine_histogram_panels: no embedding sets given")
+    samples = {n: cosine_samples(pe.image, pe.text, pe.text_to_image, max_unmatched=max_unmatched, seed=seed)
+               for n, pe in sets.items()}
+    values = np.concatenate([v for s in samples.values() for v in s.values() if v.size])
+    bins = np.linspace(max(-1.0, values.min() - 0.02), min(1.0, values.max() + 0.02), 70)
+    ncols = min(max_cols, len(sets))
+    nrows = -(-len(sets) // ncols)
+    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=4.6, height=3.6, sharex=True)
+    for k, (name, s) in enumerate(samples.items()):
+        draw_cosine_histograms(axes[k // ncols, k % ncols], s, str(name), bins)
+    for k in range(len(samples), nrows * ncols):
+        axes[k // ncols, k % ncols].set_visible(False)
     fig.tight_layout()
     return fig
 
@@ -332,4 +369,4 @@ def gap_dimensions(image: Any, text: Any, text_to_image: Any = None, *, top: int
 
 
 __all__ = ["pair_projection", "projection_panels", "draw_pair_projection", "cones", "cosine_samples",
-           "cosine_histograms", "gap_contributions", "gap_dimensions", "pca_2d", "umap_2d"]
+           "cosine_histograms", "cosine_histogram_panels", "draw_cosine_histograms", "gap_contributions", "gap_dimensions", "pca_2d", "umap_2d"]
