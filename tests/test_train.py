@@ -143,21 +143,25 @@ _SCRIPT = textwrap.dedent("""
     sys.path[:0] = [{tests!r}, {src!r}]
     from _synthetic_pairs import SyntheticPairs
     from gapkit.train import TrainConfig, train
-    cfg = TrainConfig(model="tiny-vit", steps=60, batch_size=32, eval_every=60, ckpt_every=4, eval_size=50,
-                      warmup_steps=5, lr=1e-3, progress=False, threads=1, seed=3)
+    cfg = TrainConfig(**{cfg!r})
     train(cfg, sys.argv[1], resume=sys.argv[2] == "resume",
           dataset=SyntheticPairs(256), eval_dataset=SyntheticPairs(50, seed=1))
 """)
+_RESUME_CFG = dict(model="tiny-vit", steps=60, batch_size=32, eval_every=60, ckpt_every=4, eval_size=50,
+                   warmup_steps=5, lr=1e-3, progress=False, threads=1, seed=3)
 
 
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     from safetensors.torch import load_file
 
     script = tmp_path / "run.py"
-    script.write_text(_SCRIPT.format(tests=str(TESTS), src=str(SRC)))
+    script.write_text(_SCRIPT.format(tests=str(TESTS), src=str(SRC), cfg=_RESUME_CFG))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     py = [sys.executable, str(script)]
-    subprocess.run(py + [str(tmp_path / "ref"), "fresh"], check=True, env=env, timeout=300)
+    # The uninterrupted reference runs in this process (same code, same single thread).
+    from gapkit.train import train
+
+    train(TrainConfig(**_RESUME_CFG), tmp_path / "ref", dataset=SyntheticPairs(256), eval_dataset=SyntheticPairs(50, seed=1))
 
     proc = subprocess.Popen(py + [str(tmp_path / "crash"), "fresh"], env=env)
     state = tmp_path / "crash" / "checkpoint" / "state.json"

@@ -29,7 +29,7 @@ from ..records import new_record, save_record
 from . import ddp
 from .checkpoint import read_checkpoint, restore, save_checkpoint
 from .config import TrainConfig
-from .data import PairData, RandomBatches, eval_subset, normalize_pixels, prepare
+from .data import PairData, eval_subset, make_batches, normalize_pixels, prepare
 from .procrustes import procrustes_rotation
 from .telemetry import MetricsLog, embed, evaluate
 
@@ -165,8 +165,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     eval_src = eval_dataset if eval_dataset is not None else (dataset if dataset is not None else load_split(config, config.eval_split))
     eval_data = eval_subset(prepare(eval_src, size, model.tokenizer, channels), config.eval_size, config.seed)
     semantic = _semantic_table(config, train_data.captions)
-    sampler = RandomBatches(train_data.n_texts, config.batch_size, config.seed) if config.sampler == "random" \
-        else _data_sampler(config, train_data)
+    sampler = make_batches(config.sampler, train_data, config.batch_size, config.seed, **config.sampler_kwargs)
     steps = total_steps(config, sampler.per_epoch)
 
     # 2. Temperature mode and the optional Procrustes amendment (fitted at init, then fixed).
@@ -286,8 +285,3 @@ def _semantic_table(config: TrainConfig, captions: list[str]) -> torch.Tensor | 
 
     kw = {"model": config.semantic_encoder} if config.semantic_encoder else {}
     return caption_embeddings(captions, progress=config.progress, **kw).float()
-
-
-def _data_sampler(config: TrainConfig, data: PairData) -> Any:
-    """A batch sampler from gapkit.data.samplers for non-random batch compositions."""
-    raise GapkitError(f"unknown sampler '{config.sampler}'; known: random")
