@@ -46,7 +46,11 @@ class PairData:
 
 def prepare(dataset: Any, image_size: int, tokenizer: Callable[[list[str]], torch.Tensor],
             channels: int = 3, max_texts: int = 0, seed: int = 0) -> PairData:
-    """Decode a dataset (n_images, image(i), captions, text_to_image, labels, class_names)."""
+    """Decode a dataset (n_images, image(i), captions, text_to_image, labels, class_names).
+
+    With max_texts > 0 a seeded subset of that many captions is kept, and only the images those
+    captions refer to are decoded.
+    """
     for attr in ("n_images", "image", "captions", "text_to_image"):
         if not hasattr(dataset, attr):
             raise GapkitError(f"dataset object lacks '{attr}' (expected a gapkit.data ImageTextDataset)")
@@ -54,14 +58,15 @@ def prepare(dataset: Any, image_size: int, tokenizer: Callable[[list[str]], torc
     t2i = np.asarray(dataset.text_to_image, dtype=np.int64)
     if len(captions) == 0:
         raise GapkitError("dataset has no captions")
-    images = np.stack([pil_to_uint8(dataset.image(i), image_size, channels) for i in range(dataset.n_images)])
-    data = PairData(torch.from_numpy(images), tokenizer(captions), torch.from_numpy(t2i), captions,
-                    None if getattr(dataset, "labels", None) is None else np.asarray(dataset.labels),
-                    getattr(dataset, "class_names", None))
-    if max_texts and max_texts < data.n_texts:
-        idx = np.sort(np.random.default_rng([seed, 7]).choice(data.n_texts, max_texts, replace=False))
-        data = data.subset_texts(idx)
-    return data
+    rows = np.arange(len(captions))
+    if max_texts and max_texts < len(captions):
+        rows = np.sort(np.random.default_rng([seed, 7]).choice(len(captions), max_texts, replace=False))
+    keep, new_t2i = np.unique(t2i[rows], return_inverse=True)
+    images = np.stack([pil_to_uint8(dataset.image(int(i)), image_size, channels) for i in keep])
+    labels = getattr(dataset, "labels", None)
+    return PairData(torch.from_numpy(images), tokenizer([captions[j] for j in rows]),
+                    torch.from_numpy(new_t2i.astype(np.int64)), [captions[j] for j in rows],
+                    None if labels is None else np.asarray(labels)[keep], getattr(dataset, "class_names", None))
 
 
 def eval_subset(data: PairData, n_images: int, seed: int) -> PairData:

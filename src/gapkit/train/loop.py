@@ -195,11 +195,11 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     params = [p for m in (model, loss_fn) for p in m.parameters() if p.requires_grad]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.precision == "bf16" and ctx.device.type == "cuda")
 
-    def telemetry(step: int, running: dict[str, list[float]]) -> dict[str, Any]:
+    def telemetry(step: int, running: dict[str, list[float]], ks: tuple[int, ...] = (1,)) -> dict[str, Any]:
         row = {"step": step, **sampler.position(step), "lr": optimizer.param_groups[0]["lr"],
                "logit_scale": float(model.scale().detach()), "tau": 1 / float(model.scale().detach()),
                **{k: float(np.mean(v)) for k, v in running.items() if v}}
-        row.update(evaluate(model, eval_data, ctx.device, seed=config.seed))
+        row.update(evaluate(model, eval_data, ctx.device, seed=config.seed, ks=ks))
         if ctx.is_main:
             log.append(row)
         running.clear()
@@ -247,8 +247,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
         for k, v in terms_sum.items():
             running.setdefault(k, []).append(v)
         done = step + 1
-        if done % config.eval_every == 0 or done == steps:
-            last = telemetry(done, running)
+        if done % config.eval_every == 0 or done == steps:  # the final eval adds R@5 and R@10
+            last = telemetry(done, running, (1, 5, 10) if done == steps else (1,))
         if ctx.is_main and (done % config.ckpt_every == 0 or done == steps):
             save_checkpoint(run_dir, modules, optimizer, scheduler, {"step": done, "sampler": sampler.position(done)})
         bar.set_postfix(loss=f"{sum(terms_sum.values()):.3f}", gap=f"{last.get('centroid_distance', float('nan')):.3f}")
