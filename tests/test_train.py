@@ -185,3 +185,19 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     assert all(torch.equal(ro[k], go[k]) for k in ro if k.startswith("state."))
     steps = [json.loads(x)["step"] for x in (tmp_path / "crash" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 60]  # no duplicated telemetry rows after the resume
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="Debian fashion-mnist not installed")
+def test_cli_trains_on_fashion_mnist_and_resumes(tmp_path, capsys):
+    from gapkit.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--config", "tiny-cnn", "--dataset", "fashion-mnist", "--out", str(out),
+            "--set", "steps=4", "--set", "batch_size=32", "--set", "max_train_texts=256", "--set", "eval_size=50",
+            "--set", "eval_every=2", "--set", "ckpt_every=2", "--set", "threads=1", "--set", "progress=false"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 4 and 0 <= summary["final"]["zero_shot_accuracy"] <= 1
+    saved = TrainConfig.load(out / "config.json")
+    assert (saved.model, saved.dataset, saved.steps) == ("tiny-cnn", "fashion-mnist", 4)
+    assert main(["train", "--out", str(out), "--resume"]) == 0  # a finished run resumes to a no-op

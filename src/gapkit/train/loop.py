@@ -207,7 +207,13 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
 
     # 4. The loop.
     running: dict[str, list[float]] = {}
-    last = telemetry(0, running) if start == 0 else {}
+    if start == 0:
+        last = telemetry(0, running)
+    else:  # resumed: the latest telemetry row logged before the checkpoint
+        from .telemetry import read_metrics
+
+        logged = read_metrics(log.path) if log.path.exists() else []
+        last = logged[-1] if logged else {}
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not (config.progress and ctx.is_main),
                desc="train", dynamic_ncols=True)
     t0 = time.perf_counter()
