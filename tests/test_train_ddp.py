@@ -13,6 +13,8 @@ import pytest
 import torch
 
 TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+from _synthetic_pairs import single_thread  # noqa: E402
 SRC = TESTS.parent / "src"
 
 _SCRIPT = textwrap.dedent("""
@@ -66,3 +68,8 @@ def test_two_gloo_processes_equal_one_process(tmp_path, loss):
     worst = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
     assert worst < 1e-5, f"weights differ by {worst}"
     assert json.loads((tmp_path / "two" / "record.json").read_text())["results"]["world_size"] == 2
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread()

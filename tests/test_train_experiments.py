@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _synthetic_pairs import SyntheticPairs  # noqa: E402
+from _synthetic_pairs import SyntheticPairs, single_thread  # noqa: E402
 
 
 @pytest.fixture
@@ -58,3 +58,8 @@ def test_training_figures_from_run_dirs(tmp_path):
             for t, g in ((0.01, 1.0), (1.0, 0.2))}
     assert metric_vs_temperature(summ, [0.01, 1.0]).axes[0].get_lines()[0].get_ydata().tolist() == [1.0, 0.2]
     assert len(arm_bars(summ, ["centroid_distance"]).axes[0].patches) == 2
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread()

@@ -193,7 +193,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
         if ctx.is_main:
             log.truncate_after(start)
     params = [p for m in (model, loss_fn) for p in m.parameters() if p.requires_grad]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.precision == "bf16" and ctx.device.type == "cuda")
+    if config.precision == "bf16" and ctx.device.type != "cuda":
+        raise GapkitError("precision bf16 needs a CUDA device (set device=cuda); CPU runs use fp32")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
     def telemetry(step: int, running: dict[str, list[float]], ks: tuple[int, ...] = (1,)) -> dict[str, Any]:
         row = {"step": step, **sampler.position(step), "lr": optimizer.param_groups[0]["lr"],
