@@ -366,7 +366,7 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
 @njit(cache=True, fastmath=True)
 def batch_loss_grad(loss_id, X, Y, s, bias, sigma, w_ssl, w_unif, E1, E2):
     """(loss, gX, gY) for one batch, gradients projected onto the tangent spaces of the unit rows.
-    The same code path as one step of run_epochs; used by the tests and by `gradients()`."""
+    The same code path as one step of run_epochs (used by the gradient tests)."""
     b, d = X.shape
     gX = np.zeros((b, d))
     gY = np.zeros((b, d))
