@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -45,7 +45,6 @@ class SimResult:
     train_seconds: float
     elapsed_seconds: float
     steps: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def steps_per_second(self) -> float:
@@ -69,7 +68,6 @@ class SimResult:
                 "image": self.snapshots_image.tolist(),
                 "text": self.snapshots_text.tolist(),
             },
-            **self.extra,
         }
 
 
