@@ -184,7 +184,7 @@ def measurements(records: list[Loaded]) -> list[Measurement]:
             if len(values) < 2:
                 continue
             cis = {k: ci for k in values if (ci := _ci_of(d, k)) is not None}
-            label = " / ".join(path) if path else loaded.title
+            label = f"{loaded.title} / {' / '.join(path)}" if path else loaded.title
             out.append(Measurement(label, values, cis, loaded))
     return out
 
