@@ -171,6 +171,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     # 2. Temperature mode and the optional Procrustes amendment (fitted at init, then fixed).
     if config.temperature != "learnable":
         model.logit_scale.requires_grad_(False)
+        model.logit_scale.data.fill_(math.log(1 / tau_at(config, 0, steps)))  # so step-0 telemetry shows it
     elif config.tau is not None:
         model.logit_scale.data.fill_(math.log(1 / config.tau))
     if config.procrustes_init and not resume:
