@@ -102,7 +102,7 @@ def test_shards_merge_to_the_full_extraction(enc, ds, tmp_path):
         merge_shards(parts[:2])
 
 
-def test_cli_embed_cache_shards_and_errors(cfg, tmp_path, capsys):
+def test_cli_embed_cache_shards_and_errors(cfg, tmp_path, capsys, monkeypatch):
     base = ["embed", "--encoder", f"open_clip:{cfg}", "--dataset", "emoji", "--limit", "9", "--quiet",
             "--cache-dir", str(tmp_path / "cache"), "--batch-size", "4"]
     assert main(base + ["--out", str(tmp_path / "e1")]) == 0
@@ -120,6 +120,12 @@ def test_cli_embed_cache_shards_and_errors(cfg, tmp_path, capsys):
     assert main(["embed", "--merge", str(tmp_path / "p0"), str(tmp_path / "p1"), "--out", str(tmp_path / "m")]) == 0
     merged = load_embed_dir(tmp_path / "m")
     np.testing.assert_allclose(merged.image, pe1.image, atol=1e-6)
+    # torchrun-style: RANK / WORLD_SIZE pick the shard and the sub-directory
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(base + ["--shard", "auto", "--out", str(tmp_path / "tr")]) == 0
+    auto = load_embed_dir(tmp_path / "tr" / "shard-1-of-2")
+    np.testing.assert_array_equal(auto.image, load_embed_dir(tmp_path / "p1").image)
     # bad input: one line on stderr, exit 2, no output directory
     assert main(base[:-2] + ["--dataset", "no-such-set", "--out", str(tmp_path / "bad")]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -120,3 +120,19 @@ def test_bad_input_through_a_real_process(tmp_path):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().count("\n") == 0 and "expected a 2-D array" in r.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_stream_option_matches_in_memory(files, tmp_path, capsys):
+    x, y = gapped_pairs(40, 8)
+    for sub, arr in (("img_emb", x), ("text_emb", y)):
+        (tmp_path / "cr" / sub).mkdir(parents=True)
+        np.save(tmp_path / "cr" / sub / f"{sub}_0.npy", arr)
+    assert main(["measure", "--embeddings", str(tmp_path / "cr"), "--stream", "--out", "-"]) == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert main(["measure", "--embeddings", str(files / "stack.npy"), "--out", "-"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert streamed["params"]["stream"] is True and streamed["n_image"] == 40
+    for key in ("centroid_distance", "rmg", "uniformity_cross", "i2t_recall@1"):  # all 40 pairs fit
+        assert streamed["metrics"][key] == pytest.approx(full["metrics"][key], abs=1e-6), key
+    code = main(["measure", "--stream", "--image", str(files / "img.npy"), "--text", str(files / "txt.npy")])
+    assert code == 2 and "--stream reads one --embeddings" in capsys.readouterr().err

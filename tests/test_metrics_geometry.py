@@ -107,8 +107,8 @@ def test_weighted_state_equals_explicit_resample():
         txt = np.concatenate([np.flatnonzero(m == i) for i in idx])
         new_map = np.repeat(np.arange(idx.size), [np.sum(m == i) for i in idx])
         explicit = geometry_metrics(x[idx], y[txt], new_map)
-        for key, v in explicit.items():
-            assert batched[key][b] == pytest.approx(v, abs=1e-9), key
+        for key, v in explicit.items():  # float32 rows: prepare() normalised them once already
+            assert batched[key][b] == pytest.approx(v, abs=1e-6), key
 
 
 def test_bootstrap_ci_contains_point_estimate():

@@ -1,4 +1,8 @@
-"""Streaming == one-shot: accumulators on random chunkings, shards on disk, merges, reservoir."""
+"""Streaming == one-shot: accumulators on random chunkings, shards on disk, merges, reservoir.
+
+Rows are normalised in float32, so values agree with the one-shot ones to float32 rounding of
+the inputs (~1e-6 relative at worst) and every sum is accumulated in float64.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +35,7 @@ def test_stream_equals_measure_when_everything_fits(cuts, seed):
     streamed = measure_stream(_split(x, y, cuts), reservoir=100, chunk_rows=17,
                               metrics=["geometry", "uniformity", "retrieval", "gapstats", "spectrum"])
     for key, v in one_shot.items():
-        assert streamed[key] == pytest.approx(v, abs=1e-9, nan_ok=True), key
+        assert streamed[key] == pytest.approx(v, rel=1e-5, abs=1e-9, nan_ok=True), key
 
 
 def test_merged_accumulators_equal_one_pass():
@@ -40,7 +44,7 @@ def test_merged_accumulators_equal_one_pass():
     merged = parts[0].merge(parts[1]).merge(parts[2]).compute()
     single = StreamAccumulator(reservoir=50).update(x, y).compute()
     for key in STREAMED_EXACTLY:
-        assert merged[key] == pytest.approx(single[key], abs=1e-9), key
+        assert merged[key] == pytest.approx(single[key], rel=1e-5, abs=1e-9), key
     assert merged["stream_reservoir"] == 50
 
 

@@ -272,24 +272,43 @@ def seed_rng(seed) -> None:
 
 
 @njit(cache=True, fastmath=True)
-def _sgd_update(P, i, g, r, lr) -> None:
-    """p_i <- normalise(p_i - lr * (g_r - (g_r.p_i) p_i)): a tangent step, then back onto the sphere."""
+def _sgd_update(P, i, g, r, lr, norm, reproject) -> None:
+    """One SGD step on the raw row p_i, whose loss saw x = p_i / norm:
+    dL/dp = (g - (g.x) x) / norm; p_i <- p_i - lr dL/dp, then back onto the sphere if `reproject`
+    (norm is then 1). Without re-projection the norm of p_i only grows (the step is orthogonal to
+    it), which shrinks later steps on the sphere by 1/||p||^2."""
     d = P.shape[1]
-    gp = _rdot(g, r, P, i)
+    gp = _rdot(g, r, P, i) / norm
     r2 = 0.0
     for k in range(d):
-        v = P[i, k] - lr * (g[r, k] - gp * P[i, k])
+        v = P[i, k] - lr * (g[r, k] - gp * P[i, k] / norm) / norm
         P[i, k] = v
         r2 += v * v
-    r = math.sqrt(r2)
-    for k in range(d):
-        P[i, k] /= r
+    if reproject:
+        rn = math.sqrt(r2)
+        for k in range(d):
+            P[i, k] /= rn
 
 
 @njit(cache=True, fastmath=True)
-def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif) -> float:
-    """Run n_epochs of SGD in place on the unit rows of X, Y (n, d); returns the mean batch loss of
-    the last epoch. Each epoch draws a fresh permutation and takes steps_per_epoch batches from it."""
+def _gather(P, i, out, r, normalise) -> float:
+    """out[r] = P[i] (divided by its norm if `normalise`); returns the norm used (1 if not)."""
+    d = P.shape[1]
+    nrm = 1.0
+    if normalise:
+        nrm = math.sqrt(_rdot(P, i, P, i))
+    for k in range(d):
+        out[r, k] = P[i, k] / nrm
+    return nrm
+
+
+@njit(cache=True, fastmath=True)
+def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif,
+               reproject=True) -> float:
+    """Run n_epochs of SGD in place on the rows of X, Y (n, d); returns the mean batch loss of the
+    last epoch. Each epoch draws a fresh permutation and takes steps_per_epoch batches from it.
+    reproject=True: rows are unit vectors and are re-projected after every step (Shi's setup).
+    reproject=False: rows are free Euclidean parameters and the loss sees them normalised."""
     n, d = X.shape
     Xb = np.empty((batch, d))
     Yb = np.empty((batch, d))
@@ -297,7 +316,10 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
     gY = np.empty((batch, d))
     E1 = np.zeros((batch, d))
     E2 = np.zeros((batch, d))
+    NX = np.ones(batch)
+    NY = np.ones(batch)
     U, gU, R, Z, G = workspace(batch, d)
+    free = not reproject
     last = 0.0
     for ep in range(n_epochs):
         # Only the last epoch's loss is returned, so only that epoch computes it.
@@ -308,9 +330,9 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
             base = st * batch
             for r in range(batch):
                 i = perm[base + r]
+                NX[r] = _gather(X, i, Xb, r, free)
+                NY[r] = _gather(Y, i, Yb, r, free)
                 for k in range(d):
-                    Xb[r, k] = X[i, k]
-                    Yb[r, k] = Y[i, k]
                     gX[r, k] = 0.0
                     gY[r, k] = 0.0
             if loss_id == _SLIP:
@@ -322,8 +344,8 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
                                with_loss)
             for r in range(batch):
                 i = perm[base + r]
-                _sgd_update(X, i, gX, r, lr)
-                _sgd_update(Y, i, gY, r, lr)
+                _sgd_update(X, i, gX, r, lr, NX[r], reproject)
+                _sgd_update(Y, i, gY, r, lr, NY[r], reproject)
         last = total / steps_per_epoch
     return last
 
