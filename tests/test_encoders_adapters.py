@@ -48,6 +48,16 @@ def test_open_clip_random_init_is_seeded_and_checkpoint_round_trips(tiny_cfg, tm
     torch.testing.assert_close(n.norm(dim=1), torch.ones(2))
 
 
+def test_weights_hash_memo_sees_in_place_updates(tiny_cfg):
+    enc = get_encoder(f"open_clip:{tiny_cfg}", seed=1)
+    h = enc.weights_hash()
+    assert enc.weights_hash() == h == state_hash(enc.model, extra=(enc.name, enc.preprocessing))
+    with torch.no_grad():
+        enc.model.visual.conv1.weight.mul_(2)  # an in-place update must not hit the memo
+    assert enc.weights_hash() != h
+    assert enc.weights_hash() == state_hash(enc.model, extra=(enc.name, enc.preprocessing))
+
+
 def test_open_clip_tokenizer_is_the_real_bpe(tiny_cfg):
     enc = get_encoder(f"open_clip:{tiny_cfg}")
     tok = enc.tokenizer

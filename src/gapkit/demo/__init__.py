@@ -1,11 +1,14 @@
 """`gapkit demo`: the whole study on the embedded default, offline, as one command.
 
 Stages (each recorded as ran / skipped with the reason / failed with the error):
-  1. samples     the bundled real CLIP (and random-init) embeddings: gap metrics + figures
-  2. cones       random-init encoders: each tower forms its own cone (Liang Fig. 1c/2c)
-  ...            pretrained two-tower on emoji + openclipart, LiT-head tuning, fixers, evaluation
-                 (added as the components land; see docs/demo.md)
-  last: report   the self-contained HTML report of the run directory
+  samples    the bundled real CLIP ViT-B/16 COCO embeddings (pretrained, random init): metrics + figures
+  cones      random-init encoders: each tower forms its own cone (Liang Fig. 1c / 2c)
+  features   pretrained two-tower (EfficientNet-Lite0 + MiniLM) features of emoji + openclipart (cached)
+  birth      the gap at birth of fresh projection heads; cones of several random inits
+  tuning     LiT heads tuned with CLIP and with gap-closing losses (gapkit.train.fit_heads)
+  evaluate   zero-shot, retrieval and mixed-modality retrieval per training arm (gapkit.evaluate)
+  fixers     post-hoc fixers fitted on training embeddings, compared on test (gapkit.fixers)
+  report     the self-contained HTML report of the run directory
 
 `run_demo(out_dir, quick=False, seed=0)` returns the demo record; the CLI prints the run directory.
 """
@@ -33,7 +36,7 @@ def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: in
     out.mkdir(parents=True, exist_ok=True)
     plan = stages.plan(quick)
     pipe = Pipeline(total=len(plan) + 1, verbose=verbose)
-    ctx: dict[str, Any] = {"out": out, "quick": quick, "seed": seed}
+    ctx: dict[str, Any] = {"out": out, "quick": quick, "seed": seed, "verbose": verbose}
     for name, title, fn in plan:
         pipe.run(name, title, fn, ctx)
     record = new_record("demo", title="gapkit demo", seed=seed, params={"quick": quick},

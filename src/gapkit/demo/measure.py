@@ -8,37 +8,32 @@ from typing import Any, Sequence
 from ..embeddings import PairedEmbeddings
 from ..records import new_record, save_record
 from ..report.collect import figure_entries
-from ..report.standard import embedding_figures, slug
+from ..report.standard import KINDS, embedding_figures, slug
 from .pipeline import require
 
 
-def gap_metrics(pe: PairedEmbeddings, seed: int = 0, ci: bool = True) -> dict[str, Any]:
-    """gapkit.metrics.measure on one set (raises StageSkipped while the metrics are not installed)."""
-    metrics = require("gapkit.metrics", "measure")
-    kw: dict[str, Any] = {"seed": seed}
-    if ci:
-        kw["ci"] = True
-    try:
-        return dict(metrics.measure(pe.image, pe.text, pe.text_to_image, **kw))
-    except TypeError:  # an older measure() without the ci/seed keywords
-        return dict(metrics.measure(pe.image, pe.text, pe.text_to_image))
+def gap_metrics(pe: PairedEmbeddings, seed: int = 0, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """gapkit.metrics.measure with bootstrap CIs (raises StageSkipped while metrics are not installed)."""
+    mod = require("gapkit.metrics", "measure")
+    return dict(mod.measure(pe.image, pe.text, pe.text_to_image, metrics=metrics, ci=True, seed=seed))
 
 
 def measure_set(pe: PairedEmbeddings, name: str, out_dir: Path, *, seed: int = 0,
-                methods: Sequence[str] = ("pca",), with_metrics: bool = True,
-                inputs: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                methods: Sequence[str] = ("pca",), which: Sequence[str] = KINDS, with_metrics: bool = True,
+                metrics: Sequence[str] | None = None, inputs: dict[str, Any] | None = None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write out_dir/<slug>/record.json (kind "measure") with metrics and figures; return it.
 
     When the metrics package is missing the record still carries the figures and says in
     results["metrics_status"] why no numbers are there."""
     d = Path(out_dir) / slug(name)
-    figs = embedding_figures(pe, d, name=name, methods=methods, seed=seed)
+    figs = embedding_figures(pe, d, name=name, methods=methods, seed=seed, which=which) if which else []
     results: dict[str, Any] = {}
     if with_metrics:
         from .pipeline import StageSkipped
 
         try:
-            results = gap_metrics(pe, seed=seed)
+            results = gap_metrics(pe, seed=seed, metrics=metrics)
         except StageSkipped as exc:
             results = {"metrics_status": f"not measured: {exc}"}
     results.update(extra or {})

@@ -175,7 +175,11 @@ def encode_arrays_cached(encoder: Any, ds: ImageTextDataset, batch_size: int = 6
     if hit is not None:
         return hit["image"], hit["text"]
     t0 = time.perf_counter()
-    img, txt = encode_arrays(encoder, ds, image_rows, text_rows, batch_size, num_workers, progress)
+    if hasattr(encoder, "encode_dataset"):  # encoders that can reuse cached intermediate features
+        img, txt = encoder.encode_dataset(ds, image_rows, text_rows, batch_size=batch_size, num_workers=num_workers,
+                                          cache_dir=cache_dir, progress=progress, use_cache=use_cache)
+    else:
+        img, txt = encode_arrays(encoder, ds, image_rows, text_rows, batch_size, num_workers, progress)
     if use_cache:
         _write_cache(path, {"image": img, "text": txt},
                      {"encoder": encoder.name, "weights_hash": encoder.weights_hash(), "dataset": ds.name,

@@ -31,24 +31,32 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "set"
 
 
+KINDS = ("projection", "cosines", "dims")
+
+
 def embedding_figures(pe: PairedEmbeddings, out_dir: str | Path, name: str = "embeddings",
-                      methods: Sequence[str] = ("pca", "umap"), seed: int = 0) -> list[Figure]:
-    """Draw and save the standard figures of `pe` under out_dir; return them with captions."""
+                      methods: Sequence[str] = ("pca", "umap"), seed: int = 0,
+                      which: Sequence[str] = KINDS) -> list[Figure]:
+    """Draw and save the standard figures of `pe` under out_dir; return them with captions.
+
+    `which` picks among "projection" (one panel per method), "cosines" and "dims"."""
     from .figures import save_figure
     from .figures import embedding as E
 
     out = Path(out_dir)
     stem = slug(name)
     figs = []
-    if methods:
+    if "projection" in which and methods:
         fig = E.projection_panels({name: pe}, methods, seed=seed)
         figs.append(Figure(save_figure(fig, out / f"{stem}_projection.png"),
                            f"{name}: image and text embeddings in 2-D", CAPTIONS["pca"]))
-    fig = E.cosine_histograms(pe.image, pe.text, pe.text_to_image, seed=seed,
-                              title=f"{name}: cosine similarity of matched and unmatched pairs")
-    figs.append(Figure(save_figure(fig, out / f"{stem}_cosines.png"), f"{name}: cosine histograms",
-                       CAPTIONS["hist"]))
-    fig = E.gap_dimensions(pe.image, pe.text, pe.text_to_image, title=f"{name}: where the gap lives")
-    figs.append(Figure(save_figure(fig, out / f"{stem}_gap_dims.png"), f"{name}: per-dimension gap",
-                       CAPTIONS["dims"]))
+    if "cosines" in which:
+        fig = E.cosine_histograms(pe.image, pe.text, pe.text_to_image, seed=seed,
+                                  title=f"{name}: cosine similarity of matched and unmatched pairs")
+        figs.append(Figure(save_figure(fig, out / f"{stem}_cosines.png"), f"{name}: cosine histograms",
+                           CAPTIONS["hist"]))
+    if "dims" in which:
+        fig = E.gap_dimensions(pe.image, pe.text, pe.text_to_image, title=f"{name}: where the gap lives")
+        figs.append(Figure(save_figure(fig, out / f"{stem}_gap_dims.png"), f"{name}: per-dimension gap",
+                           CAPTIONS["dims"]))
     return figs
