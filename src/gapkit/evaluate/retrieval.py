@@ -3,6 +3,10 @@
     text_retrieval_recall@K  (image -> text): share of images with ANY of their captions in the top K
     image_retrieval_recall@K (text -> image): share of captions whose image is in the top K
     *_mean_rank / *_median_rank: rank of the best relevant item (1 = first)
+
+The cross-modal ranks come from gapkit.metrics.retrieval (the same tiled ranking as the
+i2t/t2i_recall@K metrics, always exact here); this module adds CLIP_benchmark's key names and
+the rank summaries.
 """
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import GapkitError
-from ..validation import check_pairs
 from ._rank import best_relevant_ranks, cosine_scorer, rank_summary, recall_from_ranks
 
 DEFAULT_KS = (1, 5, 10)
@@ -25,18 +28,18 @@ def _summarise(prefix: str, ranks: np.ndarray, ks: Iterable[int]) -> dict[str, f
     return out
 
 
-def retrieval(image: Any, text: Any, text_to_image: Any = None, ks: Iterable[int] = DEFAULT_KS,
-              chunk: int = 512) -> dict[str, float]:
+def retrieval(image: Any, text: Any, text_to_image: Any = None, ks: Iterable[int] = DEFAULT_KS) -> dict[str, float]:
     """Image -> text and text -> image retrieval on image (N, D), text (M, D), map (M,)."""
-    img, txt, mapping = check_pairs(image, text, text_to_image)
-    m = np.arange(txt.shape[0]) if mapping is None else mapping
+    from ..metrics._prep import prepare
+    from ..metrics.retrieval import i2t_ranks, t2i_ranks
+
+    p = prepare(image, text, text_to_image)
     ks = tuple(ks)
-    img_ids = np.arange(img.shape[0])
-    i2t = best_relevant_ranks(cosine_scorer(img, txt), img.shape[0], img_ids, m, chunk=chunk)
-    t2i = best_relevant_ranks(cosine_scorer(txt, img), txt.shape[0], m, img_ids, chunk=chunk)
+    i2t = i2t_ranks(p) + 1  # metrics count strictly better items (0-based); ranks here start at 1
+    t2i = t2i_ranks(p) + 1
     out = {**_summarise("image_retrieval", t2i, ks), **_summarise("text_retrieval", i2t, ks)}
-    out["n_images_with_caption"] = int((i2t > 0).sum())
-    out["n_texts"] = int(txt.shape[0])
+    out["n_images_with_caption"] = int(i2t.size)
+    out["n_texts"] = int(p.n_text)
     return out
 
 

@@ -5,6 +5,10 @@ torch.distributed the (B_local, D) features, and IMSep's semantic embeddings, ar
 the global batch (with gradients for features, see gapkit.distributed), so every rank computes the
 loss of the whole global batch; a trainer must therefore NOT gather before calling a loss. In a
 single process gathering is the identity. `gather=False` computes the loss of the local batch only.
+
+Precision: losses run outside autocast and upcast float16/bfloat16 features to float32, so a
+mixed-precision model never computes a B x B log-sum-exp in half precision (the released AlignCLIP
+code crashes under fp16/bf16); float64 inputs stay float64.
 """
 from __future__ import annotations
 
@@ -23,8 +27,16 @@ class GatheredLoss(nn.Module):
         super().__init__()
         self.gather = bool(gather)
 
+    def __call__(self, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
+        first = args[0] if args else kwargs.get("image_features")
+        device_type = first.device.type if isinstance(first, torch.Tensor) else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
+            return super().__call__(*args, **kwargs)
+
     def _global(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """All-gather feature tensors with gradient (identity when not distributed)."""
+        """Upcast half precision to float32, then all-gather with gradient (identity when not
+        distributed)."""
+        tensors = tuple(t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in tensors)
         if not self.gather:
             return tensors
         return tuple(all_gather_with_grad(t) for t in tensors)
@@ -80,3 +92,23 @@ def diagonal_ce(logits: torch.Tensor) -> torch.Tensor:
 def paired_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """<a_i, b_i> for every row, shape (B,)."""
     return (a * b).sum(dim=1)
+
+
+class _Gram(torch.autograd.Function):
+    """G = X X^T with the symmetric backward dX = (dG + dG^T) X: one matmul instead of autograd's
+    two (X @ X.T treats the two operands as independent)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x @ x.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return (grad + grad.T) @ x
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """Intra-modal cosines X X^T (B, B) for L2-normalised rows, with a one-matmul backward."""
+    return _Gram.apply(x)

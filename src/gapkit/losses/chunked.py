@@ -1,6 +1,7 @@
 """Symmetric InfoNCE without materialising the B x B logit matrix.
 
-    L = 1/(2B) sum_i [ lse_j(s <x_i, y_j>) - s <x_i, y_i> ] + 1/(2B) sum_j [ lse_i(s <x_i, y_j>) - s <x_j, y_j> ]
+    L = 1/(2B) sum_i [ lse_j(s <x_i, y_j>) - s <x_i, y_i> ]
+      + 1/(2B) sum_j [ lse_i(s <x_i, y_j>) - s <x_j, y_j> ]
 
 Forward walks over blocks of `chunk_size` rows: each (c, B) logit block adds its row log-sum-exps
 (complete, since a block holds whole rows) and merges its column log-sum-exps into a running (B,)
@@ -16,6 +17,7 @@ float rounding (tested, also for chunk sizes that do not divide B).
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from ..errors import GapkitError
 
@@ -32,7 +34,7 @@ class _ChunkedInfoNCE(torch.autograd.Function):
         row_lse = x.new_empty(n)
         col_lse = x.new_full((n,), float("-inf"))
         for a, b in _blocks(n, chunk_size):
-            block = scale * (x[a:b] @ y.T)                      # (c, B), freed every iteration
+            block = (x[a:b] @ y.T).mul_(scale)                  # (c, B) logits, freed every iteration
             row_lse[a:b] = torch.logsumexp(block, dim=1)
             col_lse = torch.logaddexp(col_lse, torch.logsumexp(block, dim=0))
         positive = scale * (x * y).sum(dim=1)                   # (B,) diagonal logits
@@ -42,21 +44,26 @@ class _ChunkedInfoNCE(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @once_differentiable  # the backward recomputes blocks in place: no double backward
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, y, scale, row_lse, col_lse = ctx.saved_tensors
         n = x.shape[0]
+        s = float(scale)
         gx = torch.empty_like(x)
         gy = torch.zeros_like(y)
         gscale = x.new_zeros(())
         for a, b in _blocks(n, ctx.chunk_size):
-            sims = x[a:b] @ y.T                                 # unscaled cosines (c, B)
-            logits = scale * sims
-            g = (torch.exp(logits - row_lse[a:b, None]) + torch.exp(logits - col_lse[None, :])) / (2 * n)
+            # two (c, B) buffers at most, updated in place: P_row, then P_col, summed into G
+            logits = (x[a:b] @ y.T).mul_(scale)
+            g = (logits - row_lse[a:b, None]).exp_()
+            g.add_(logits.sub_(col_lse[None, :]).exp_()).div_(2 * n)
+            del logits
             idx = torch.arange(a, b, device=x.device)
             g[idx - a, idx] -= 1.0 / n                          # the positives' -1/B
-            gx[a:b] = scale * (g @ y)
-            gy += scale * (g.T @ x[a:b])
-            gscale += (g * sims).sum()
+            g_y = g @ y                                         # (c, D) = sum_j G_ij y_j
+            gx[a:b] = s * g_y
+            gy.addmm_(g.T, x[a:b], alpha=s)
+            gscale += (g_y * x[a:b]).sum()                      # sum_ij G_ij <x_i, y_j>
         grad_scale = gscale * grad_out if ctx.needs_input_grad[2] else None
         return gx * grad_out, gy * grad_out, grad_scale, None
 

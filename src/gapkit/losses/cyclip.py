@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import torch
 
-from ._base import GatheredLoss, as_scale, check_features, symmetric_infonce
+from ._base import GatheredLoss, as_scale, check_features, gram, symmetric_infonce
 
 
 class CyClipLoss(GatheredLoss):
     """Returns {"contrastive_loss", "cyclic_inmodal_loss", "cyclic_crossmodal_loss"} (weighted)."""
 
-    def __init__(self, lambda_inmodal: float = 0.25, lambda_crossmodal: float = 0.25, gather: bool = True) -> None:
+    def __init__(self, lambda_inmodal: float = 0.25, lambda_crossmodal: float = 0.25,
+                 gather: bool = True) -> None:
         super().__init__(gather)
         self.lambda_inmodal, self.lambda_crossmodal = float(lambda_inmodal), float(lambda_crossmodal)
 
@@ -30,7 +31,7 @@ class CyClipLoss(GatheredLoss):
         x, y = self._global(image_features, text_features)
         n = x.shape[0]
         cross = x @ y.T
-        inmodal = (x @ x.T - y @ y.T).square().sum() / n
+        inmodal = (gram(x) - gram(y)).square().sum() / n
         crossmodal = (cross - cross.T).square().sum() / n
         return {
             "contrastive_loss": symmetric_infonce(as_scale(logit_scale, x) * cross),

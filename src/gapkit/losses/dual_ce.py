@@ -18,7 +18,7 @@ import math
 import torch
 
 from ..errors import GapkitError
-from ._base import GatheredLoss, as_scale, check_features, diagonal_ce
+from ._base import GatheredLoss, as_scale, check_features, diagonal_ce, gram
 
 
 def _row_loss(cross: torch.Tensor, same: torch.Tensor, log_w: float) -> torch.Tensor:
@@ -44,5 +44,5 @@ class DualCeLoss(GatheredLoss):
         s = as_scale(logit_scale, x)
         cross = s * x @ y.T
         log_w = math.log(self.intra_weight) if self.intra_weight > 0 else float("-inf")
-        loss = (_row_loss(cross, s * x @ x.T, log_w) + _row_loss(cross.T, s * y @ y.T, log_w)) / 2
+        loss = (_row_loss(cross, s * gram(x), log_w) + _row_loss(cross.T, s * gram(y), log_w)) / 2
         return {"contrastive_loss": loss}

@@ -12,7 +12,8 @@ Losses (each a dict of weighted terms, summed by the trainer):
     alignment:  {"alignment_loss":  w_a A(X, Y)}
     cua:        CLIP + uniformity + alignment
     cuaxu:      CLIP + uniformity + alignment + {"cross_uniformity_loss": w_xu XU(X, Y)}
-Fahim et al. add the terms to the CLIP loss with unit weights; the weights are exposed (defaults 1).
+Fahim et al. "simply add these terms to the CLIP loss": we read unit weights (their code was not
+available to check the exact weighting), so every weight is a parameter (defaults 1).
 The metric versions (gapkit.metrics) use the same definitions, numerically in float64.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 
 import torch
 
-from ._base import GatheredLoss, as_scale, check_features, symmetric_infonce
+from ._base import GatheredLoss, as_scale, check_features, gram, symmetric_infonce
 
 
 def _log_mean_exp_offdiag(sq_dist: torch.Tensor, t: float) -> torch.Tensor:
@@ -32,19 +33,19 @@ def _log_mean_exp_offdiag(sq_dist: torch.Tensor, t: float) -> torch.Tensor:
     return torch.logsumexp(vals.reshape(-1), dim=0) - math.log(n * (n - 1))
 
 
-def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """||a_i - b_j||^2 for unit rows: 2 - 2 <a_i, b_j> (clamped at 0 against rounding)."""
-    return (2 - 2 * a @ b.T).clamp_min(0)
+def _sq_dists(cos: torch.Tensor) -> torch.Tensor:
+    """||a_i - b_j||^2 = 2 - 2 <a_i, b_j> for unit rows (clamped at 0 against rounding)."""
+    return (2 - 2 * cos).clamp_min(0)
 
 
 def uniformity(u: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     """U(u) = log mean_{i != j} exp(-t ||u_i - u_j||^2) for L2-normalised rows (B >= 2)."""
-    return _log_mean_exp_offdiag(_sq_dists(u, u), t)
+    return _log_mean_exp_offdiag(_sq_dists(gram(u)), t)
 
 
 def cross_uniformity(x: torch.Tensor, y: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     """XU(x, y) = log mean_{i != j} exp(-t ||x_i - y_j||^2): non-pairs across modalities."""
-    return _log_mean_exp_offdiag(_sq_dists(x, y), t)
+    return _log_mean_exp_offdiag(_sq_dists(x @ y.T), t)
 
 
 def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:

@@ -15,7 +15,7 @@ from .geometry import (GeometryAccumulator, alignment_loss, centroid_distance, c
                        geometry_metrics, paired_cosine_mean, paired_distance_mean, rmg)
 from .pairwise import cone_cosine_min, uniformity
 from .report import FAMILIES, measure
-from .retrieval import recall_at_k
+from .retrieval import recall_at_k, retrieval_metrics
 from .separability import linear_separability
 from .spectrum import effective_rank, gap_dimension_shares, singular_values, spectrum_metrics
 from .streaming import StreamAccumulator, measure_stream
@@ -23,7 +23,7 @@ from .streaming import StreamAccumulator, measure_stream
 __all__ = [
     "measure", "measure_stream", "FAMILIES", "StreamAccumulator", "GeometryAccumulator",
     "centroid_distance", "gap_vector", "paired_cosine_mean", "paired_distance_mean", "alignment_loss",
-    "cone_cosine_mean", "cone_cosine_min", "rmg", "geometry_metrics", "uniformity", "recall_at_k",
+    "cone_cosine_mean", "cone_cosine_min", "rmg", "geometry_metrics", "uniformity", "recall_at_k", "retrieval_metrics",
     "linear_separability", "logit_entropy", "singular_values", "effective_rank", "gap_dimension_shares",
     "spectrum_metrics", "gap_statistics", "mmd_rbf", "sliced_wasserstein", "distribution_metrics",
     "cosine_distributions", "cosine_summary", "bootstrap_ci", "geometry_bootstrap",

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..validation import as_matrix, check_pairs, l2_normalize
 
-# Rows processed per chunk in O(N D) passes: bounds temporaries to a few tens of MB.
-ROW_CHUNK = 32_768
+# Rows processed per chunk in O(N D) passes: bounds temporaries to a few tens of MB
+# (8192 x 512 float64 = 32 MiB).
+ROW_CHUNK = 8_192
 
 
 def compute_dtype(a: np.ndarray) -> np.dtype:
@@ -58,12 +59,35 @@ class Pairs:
         """image[text_to_image]: the image row of every text, shape (M, D)."""
         return self.image if self.one_to_one else self.image[self.mapping]
 
+    def caption_groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(order, starts, counts): texts sorted by image; image i's captions are
+        order[starts[i] : starts[i] + counts[i]]."""
+        order = np.argsort(self.mapping, kind="stable")
+        counts = np.bincount(self.mapping, minlength=self.n_image)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return order, starts, counts
+
     def first_caption(self) -> tuple[np.ndarray, np.ndarray]:
         """1:1 pairs from the first caption of every image that has one: (K, D), (K, D)."""
         if self.one_to_one:
             return self.image, self.text
         imgs, first = np.unique(self.mapping, return_index=True)
         return self.image[imgs], self.text[first]
+
+
+def validated(image: Any, text: Any = None, text_to_image: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Checked but NOT normalised (image, text, mapping or None for 1:1): no copy of float32/64
+    input, for the O(N D) passes that normalise chunk by chunk. Accepts Pairs/PairedEmbeddings."""
+    if isinstance(image, Pairs):
+        return image.image, image.text, None if image.one_to_one else image.mapping
+    if text is None and hasattr(image, "text") and hasattr(image, "image"):  # PairedEmbeddings
+        image, text, text_to_image = image.image, image.text, image.text_to_image
+    return check_pairs(image, text, text_to_image)
+
+
+def unit_chunk(a: np.ndarray, dtype: Any) -> np.ndarray:
+    """One chunk of rows, L2-normalised in `dtype` (a copy; the input is never modified)."""
+    return l2_normalize(np.asarray(a), dtype)
 
 
 def prepare(image: Any, text: Any = None, text_to_image: Any = None) -> Pairs:
@@ -109,6 +133,6 @@ def column_sum(a: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     d = a.shape[1]
     out = np.zeros(d if weights is None else (weights.shape[0], d), dtype=np.float64)
     for s in range(0, a.shape[0], ROW_CHUNK):
-        blk = np.asarray(a[s : s + ROW_CHUNK], dtype=np.float64)
-        out += blk.sum(0) if weights is None else weights[:, s : s + ROW_CHUNK] @ blk
+        blk = np.asarray(a[s : s + ROW_CHUNK])
+        out += blk.sum(0, dtype=np.float64) if weights is None else weights[:, s : s + ROW_CHUNK] @ blk
     return out

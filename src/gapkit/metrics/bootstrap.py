@@ -54,9 +54,7 @@ def resample_pairs(p: Pairs, rng: np.random.Generator) -> Pairs:
     idx = rng.integers(0, p.n_image, p.n_image)
     if p.one_to_one:
         return Pairs(p.image[idx], p.text[idx], np.arange(p.n_image, dtype=np.int64), True)
-    order = np.argsort(p.mapping, kind="stable")
-    counts = np.bincount(p.mapping, minlength=p.n_image)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    order, starts, counts = p.caption_groups()
     txt = np.concatenate([order[starts[i] : starts[i] + counts[i]] for i in idx])
     new_map = np.repeat(np.arange(p.n_image, dtype=np.int64), counts[idx])
     return Pairs(p.image[idx], p.text[txt], new_map, False)

@@ -20,9 +20,7 @@ from ._prep import Pairs, paired_cosines, prepare, rowwise_dot
 
 def _same_image_caption_pairs(p: Pairs) -> tuple[np.ndarray, np.ndarray]:
     """Index arrays (a, b) of every unordered pair of captions sharing an image."""
-    order = np.argsort(p.mapping, kind="stable")
-    counts = np.bincount(p.mapping, minlength=p.n_image)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    order, starts, counts = p.caption_groups()
     a, b = [], []
     for i in range(int(counts.max(initial=0))):
         for j in range(i + 1, int(counts.max(initial=0))):

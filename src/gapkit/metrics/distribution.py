@@ -21,7 +21,7 @@ import numpy as np
 from ._prep import prepare
 
 DEFAULT_MMD_ROWS = 2_000
-DEFAULT_SW_ROWS = 50_000
+DEFAULT_SW_ROWS = 20_000
 DEFAULT_PROJECTIONS = 256
 
 

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ._prep import Pairs, column_sum, paired_cosines, prepare, unit_rows
+from ..validation import as_matrix
+from ._prep import ROW_CHUNK, Pairs, compute_dtype, unit_chunk, validated
 
 GEOMETRY_KEYS = (
     "centroid_distance", "paired_cosine_mean", "paired_distance_mean", "alignment_loss",
@@ -65,22 +66,64 @@ def _row_sq(a: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, a, dtype=np.float64)
 
 
+def _modality_sums(a: np.ndarray, w: np.ndarray | None = None) -> tuple[Any, np.ndarray, Any]:
+    """(count, row sum, sum of squared norms) of the L2-normalised rows of `a`, chunk by chunk;
+    with weights w (B, N), each a (B,)-batched weighted sum."""
+    dt = compute_dtype(a)
+    shape = () if w is None else (w.shape[0],)
+    n, total, sq = np.zeros(shape), np.zeros(shape + (a.shape[1],)), np.zeros(shape)
+    for s in range(0, a.shape[0], ROW_CHUNK):
+        u = unit_chunk(a[s : s + ROW_CHUNK], dt)
+        if w is None:
+            n += u.shape[0]
+            total += u.sum(0, dtype=np.float64)
+            sq += _row_sq(u).sum()
+        else:
+            wc = w[:, s : s + ROW_CHUNK]
+            n, total, sq = n + wc.sum(1), total + wc @ u, sq + wc @ _row_sq(u)
+    return n, total, sq
+
+
+def _pair_sums(image: np.ndarray, text: np.ndarray, mapping: np.ndarray | None,
+               w: np.ndarray | None = None) -> tuple[Any, Any]:
+    """(sum of cosines, sum of distances) over caption pairs (x_t(j), y_j), chunk by chunk."""
+    dt = compute_dtype(image)
+    shape = () if w is None else (w.shape[0],)
+    s_cos, s_dist = np.zeros(shape), np.zeros(shape)
+    for s in range(0, text.shape[0], ROW_CHUNK):
+        idx = slice(s, s + ROW_CHUNK) if mapping is None else mapping[s : s + ROW_CHUNK]
+        cos = np.einsum("ij,ij->i", unit_chunk(image[idx], dt), unit_chunk(text[s : s + ROW_CHUNK], dt),
+                        dtype=np.float64)
+        if w is None:
+            s_cos, s_dist = s_cos + cos.sum(), s_dist + _pair_distances(cos).sum()
+        else:
+            wt = w[:, idx]  # a text carries the weight of its image
+            s_cos, s_dist = s_cos + wt @ cos, s_dist + wt @ _pair_distances(cos)
+    return s_cos, s_dist
+
+
+def rows_state(image: np.ndarray, text: np.ndarray, mapping: np.ndarray | None = None,
+               image_weights: np.ndarray | None = None) -> GeometryState:
+    """GeometryState of validated rows (normalised chunk by chunk: memory O(chunk x D)).
+
+    `image_weights` (B, N) gives B weighted copies (the bootstrap's resample counts); a text
+    inherits the weight of its image.
+    """
+    w_txt = None
+    if image_weights is not None:
+        image_weights = np.asarray(image_weights, dtype=np.float64)
+        w_txt = image_weights if mapping is None else image_weights[:, mapping]
+    n_i, sum_i, sq_i = _modality_sums(image, image_weights)
+    n_t, sum_t, sq_t = _modality_sums(text, w_txt)
+    s_cos, s_dist = _pair_sums(image, text, mapping, image_weights)
+    scalar = (lambda v: float(v)) if image_weights is None else (lambda v: v)
+    return GeometryState(scalar(n_i), scalar(n_t), sum_i, sum_t, scalar(sq_i), scalar(sq_t), scalar(s_cos),
+                         scalar(s_dist))
+
+
 def geometry_state(p: Pairs, image_weights: np.ndarray | None = None) -> GeometryState:
-    """Sums of one chunk of prepared pairs. `image_weights` (B, N) gives B weighted copies (the
-    bootstrap's resample counts); a text inherits the weight of its image."""
-    cos = paired_cosines(p)
-    dist = _pair_distances(cos)
-    if image_weights is None:
-        return GeometryState(
-            float(p.n_image), float(p.n_text), column_sum(p.image), column_sum(p.text),
-            float(_row_sq(p.image).sum()), float(_row_sq(p.text).sum()), float(cos.sum()), float(dist.sum()),
-        )
-    w_img = np.asarray(image_weights, dtype=np.float64)
-    w_txt = w_img[:, p.mapping]
-    return GeometryState(
-        w_img.sum(1), w_txt.sum(1), column_sum(p.image, w_img), column_sum(p.text, w_txt),
-        w_img @ _row_sq(p.image), w_txt @ _row_sq(p.text), w_txt @ cos, w_txt @ dist,
-    )
+    """GeometryState of prepared pairs (see `rows_state`)."""
+    return rows_state(p.image, p.text, None if p.one_to_one else p.mapping, image_weights)
 
 
 def _cone(total: np.ndarray, sq: Any, n: Any) -> Any:
@@ -119,7 +162,7 @@ class GeometryAccumulator:
         self.state: GeometryState | None = None
 
     def update(self, image: Any, text: Any, text_to_image: Any = None) -> "GeometryAccumulator":
-        s = geometry_state(prepare(image, text, text_to_image))
+        s = rows_state(*validated(image, text, text_to_image))
         self.state = s if self.state is None else self.state + s
         return self
 
@@ -135,14 +178,15 @@ class GeometryAccumulator:
 
 
 def geometry_metrics(image: Any, text: Any = None, text_to_image: Any = None) -> dict[str, float]:
-    """Every key of GEOMETRY_KEYS in one O((N + M) D) pass."""
-    return geometry_compute(geometry_state(prepare(image, text, text_to_image)))
+    """Every key of GEOMETRY_KEYS in one O((N + M) D) pass with O(chunk x D) extra memory."""
+    return geometry_compute(rows_state(*validated(image, text, text_to_image)))
 
 
 def gap_vector(image: Any, text: Any = None, text_to_image: Any = None, unit: bool = False) -> np.ndarray:
     """mean_i x_i - mean_j y_j, shape (D,), float64; `unit=True` returns the unit direction."""
-    p = prepare(image, text, text_to_image)
-    g = column_sum(p.image) / p.n_image - column_sum(p.text) / p.n_text
+    img, txt, _ = validated(image, text, text_to_image)
+    (n_i, sum_i, _), (n_t, sum_t, _) = _modality_sums(img), _modality_sums(txt)
+    g = sum_i / n_i - sum_t / n_t
     return g / np.linalg.norm(g) if unit else g
 
 
@@ -151,14 +195,20 @@ def centroid_distance(image: Any, text: Any = None, text_to_image: Any = None) -
     return float(np.linalg.norm(gap_vector(image, text, text_to_image)))
 
 
+def _pair_means(image: Any, text: Any, text_to_image: Any) -> tuple[float, float]:
+    img, txt, mapping = validated(image, text, text_to_image)
+    s_cos, s_dist = _pair_sums(img, txt, mapping)
+    return float(s_cos) / txt.shape[0], float(s_dist) / txt.shape[0]
+
+
 def paired_cosine_mean(image: Any, text: Any = None, text_to_image: Any = None) -> float:
     """mean over caption pairs of <x_t(j), y_j> (the 'alignment score')."""
-    return float(paired_cosines(prepare(image, text, text_to_image)).mean())
+    return _pair_means(image, text, text_to_image)[0]
 
 
 def paired_distance_mean(image: Any, text: Any = None, text_to_image: Any = None) -> float:
     """mean over caption pairs of ||x_t(j) - y_j||."""
-    return float(_pair_distances(paired_cosines(prepare(image, text, text_to_image))).mean())
+    return _pair_means(image, text, text_to_image)[1]
 
 
 def alignment_loss(image: Any, text: Any = None, text_to_image: Any = None) -> float:
@@ -168,8 +218,8 @@ def alignment_loss(image: Any, text: Any = None, text_to_image: Any = None) -> f
 
 def cone_cosine_mean(x: Any) -> float:
     """Mean off-diagonal cosine of one modality, mean_{i != k} <u_i, u_k>, in O(N D)."""
-    u = unit_rows(x)
-    return float(_cone(column_sum(u), float(_row_sq(u).sum()), float(u.shape[0])))
+    n, total, sq = _modality_sums(as_matrix(x))
+    return float(_cone(total, sq, n))
 
 
 def rmg(image: Any, text: Any = None, text_to_image: Any = None) -> float:

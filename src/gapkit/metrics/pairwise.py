@@ -53,11 +53,12 @@ def _kernel(cos: np.ndarray) -> np.ndarray:
     return np.exp(4.0 * cos - 4.0)
 
 
-def within_exact(u: np.ndarray) -> tuple[float, float, np.ndarray]:
+def within_exact(u: np.ndarray, kernel: bool = True) -> tuple[float, float, np.ndarray]:
     """Over ordered pairs i != k: (sum of kernels, min cosine, per-row kernel sums (N,)), tiled.
 
     Each strip holds rows [s, s + r) against columns [s, N); the diagonal block's lower triangle
     (with the diagonal) is masked, so every unordered pair is seen once and counted twice.
+    kernel=False skips the kernel (sums are then 0) when only the minimum is wanted.
     """
     n = u.shape[0]
     rows = tile_rows(n, u.dtype.itemsize)
@@ -67,12 +68,13 @@ def within_exact(u: np.ndarray) -> tuple[float, float, np.ndarray]:
         g = u[s : s + rows] @ u[s:].T
         r = g.shape[0]
         lower = np.tril_indices(r)
-        k = _kernel(g)
-        k[lower] = 0.0
+        if kernel:
+            k = _kernel(g)
+            k[lower] = 0.0
+            total += float(k.sum(dtype=np.float64))
+            row_sums[s : s + r] += k.sum(1, dtype=np.float64)
+            row_sums[s:] += k.sum(0, dtype=np.float64)
         g[lower] = np.inf
-        total += float(k.sum(dtype=np.float64))
-        row_sums[s : s + r] += k.sum(1, dtype=np.float64)
-        row_sums[s:] += k.sum(0, dtype=np.float64)
         lo = min(lo, float(g.min()))
     return 2.0 * total, lo, row_sums
 
@@ -193,4 +195,4 @@ def cone_cosine_min(x: Any) -> float:
     u = unit_rows(x)
     if u.shape[0] < 2:
         return float("nan")
-    return within_exact(u)[1]
+    return within_exact(u, kernel=False)[1]

@@ -4,15 +4,14 @@ Metrics are grouped in families (one module each); `metrics=` selects families o
 The default runs every family; the truly pairwise ones switch to documented sampled estimators
 above EXACT_LIMIT rows (their keys then come with _ci_low/_ci_high/_n_sampled) unless
 exact=True, and the cone minimum (no unbiased estimator) is then left out. `ci=True` adds
-bootstrap 95 % CIs (`<key>_ci_low`, `<key>_ci_high`) for the families that support them.
+95 % CIs (`<key>_ci_low`, `<key>_ci_high`): bootstrap for geometry and cosines, over queries
+for retrieval, the U-statistic variance for exact uniformity (docs/metrics.md).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
-
-import numpy as np
 
 from ..errors import GapkitError
 from ._prep import Pairs, prepare
@@ -34,6 +33,7 @@ class Options:
     train_fraction: float
     folds: int | None
     ci: bool
+    cache: dict = field(default_factory=dict)  # results shared by families (the D x D moments)
 
 
 def _geometry(p: Pairs, o: Options) -> dict[str, float]:
@@ -56,17 +56,10 @@ def _uniformity(p: Pairs, o: Options) -> dict[str, float]:
 
 
 def _retrieval(p: Pairs, o: Options) -> dict[str, float]:
-    from .retrieval import recall_at_k
+    from .retrieval import retrieval_metrics
 
-    return recall_at_k(p, ks=o.ks, exact=o.exact, n_queries=o.n_queries, seed=o.seed, exact_limit=o.exact_limit,
-                       ci=o.ci)
-
-
-def _entropy(p: Pairs, o: Options) -> dict[str, float]:
-    from .entropy import logit_entropy_stats
-
-    return logit_entropy_stats(p, logit_scale=o.logit_scale, exact=o.exact, n_queries=o.n_queries,
-                               seed=o.seed, exact_limit=o.exact_limit, ci=o.ci)
+    return retrieval_metrics(p, ks=o.ks, logit_scale=o.logit_scale, exact=o.exact, n_queries=o.n_queries, seed=o.seed,
+                             exact_limit=o.exact_limit, ci=o.ci)
 
 
 def _separability(p: Pairs, o: Options) -> dict[str, float]:
@@ -75,16 +68,25 @@ def _separability(p: Pairs, o: Options) -> dict[str, float]:
     return {"linear_separability": linear_separability(p, train_fraction=o.train_fraction, folds=o.folds, seed=o.seed)}
 
 
-def _spectrum(p: Pairs, o: Options) -> dict[str, float]:
-    from .spectrum import spectrum_metrics
+def _moments(p: Pairs, o: Options) -> tuple:
+    """Each modality's Gram matrix and row sum, computed once for spectrum and gapstats."""
+    from .spectrum import moment_state
 
-    return spectrum_metrics(p)
+    if "moments" not in o.cache:
+        o.cache["moments"] = (moment_state(p.image), moment_state(p.text))
+    return o.cache["moments"]
+
+
+def _spectrum(p: Pairs, o: Options) -> dict[str, float]:
+    from .spectrum import spectrum_from_moments
+
+    return spectrum_from_moments(p, *_moments(p, o))
 
 
 def _gapstats(p: Pairs, o: Options) -> dict[str, float]:
-    from .gapstats import gap_statistics
+    from .gapstats import gapstats_compute, gapstats_state
 
-    return gap_statistics(p)
+    return gapstats_compute(gapstats_state(p, *_moments(p, o)))
 
 
 def _distribution(p: Pairs, o: Options) -> dict[str, float]:
@@ -103,8 +105,7 @@ def _cosines(p: Pairs, o: Options) -> dict[str, float]:
 FAMILIES: dict[str, tuple[Callable[[Pairs, Options], dict[str, float]], str]] = {
     "geometry": (_geometry, "|".join(GEOMETRY_KEYS)),
     "uniformity": (_uniformity, r"uniformity_(image|text|cross)|(image|text)_cone_cosine_min"),
-    "retrieval": (_retrieval, r"(i2t|t2i)_recall@\d+"),
-    "entropy": (_entropy, r"logit_entropy"),
+    "retrieval": (_retrieval, r"(i2t|t2i)_recall@\d+|logit_entropy"),
     "separability": (_separability, r"linear_separability"),
     "spectrum": (_spectrum, r"effective_rank_(image|text)|gap_top\d+_dims_share|centroid_distance_without_top\d+_dims"),
     "gapstats": (_gapstats, r"gap_length_cv|gap_direction_consistency|gap_variance_share_(image|text)"),

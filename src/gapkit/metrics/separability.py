@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import GapkitError
 from ._prep import prepare
 
-DEFAULT_MAX_PAIRS = 10_000
+DEFAULT_MAX_PAIRS = 5_000
 
 
 def _fit_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, c: float) -> float:

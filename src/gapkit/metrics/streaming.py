@@ -31,10 +31,10 @@ from ..errors import GapkitError
 from ._prep import Pairs, prepare
 from .gapstats import GapStatsState, gapstats_compute, gapstats_state
 from .geometry import GeometryState, geometry_compute, geometry_state
-from .spectrum import effective_rank_from, moment_state, singular_values_from
+from .spectrum import moment_metrics, moment_state
 
 DEFAULT_RESERVOIR = 10_000
-DEFAULT_CHUNK = 65_536
+DEFAULT_CHUNK = 16_384
 
 
 class Reservoir:
@@ -123,12 +123,7 @@ class StreamAccumulator:
         return out
 
     def _spectrum(self) -> dict[str, float]:
-        s = self.gapstats
-        delta = self.geometry.sum_image / self.geometry.n_image - self.geometry.sum_text / self.geometry.n_text
-        shares = np.sort(delta**2)[::-1] / float(delta @ delta)
-        return {"effective_rank_image": effective_rank_from(singular_values_from(s.image)),
-                "effective_rank_text": effective_rank_from(singular_values_from(s.text)),
-                "gap_top1_dims_share": float(shares[:1].sum()), "gap_top10_dims_share": float(shares[:10].sum())}
+        return moment_metrics(self.gapstats.image, self.gapstats.text)
 
     def _from_reservoir(self, sample: Pairs) -> dict[str, float]:
         from .distribution import distribution_metrics

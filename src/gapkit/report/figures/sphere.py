@@ -94,8 +94,9 @@ def _fmt_epoch(e: int | float) -> str:
 
 def distance_curves(runs: Mapping[str, Mapping[str, Any]],
                     keys: Sequence[str] = ("centroid_distance", "paired_distance_mean", "cross_distance_mean"),
-                    title: str = "", logx: bool = True) -> Any:
-    """One panel per trace key; one line per run. runs: label -> traces dict with "epoch"."""
+                    title: str = "", logx: bool = True, references: Mapping[str, float] | None = None) -> Any:
+    """One panel per trace key; one line per run. runs: label -> traces dict with "epoch".
+    references: key -> a value drawn as a dashed line (e.g. the uniformity of a uniform sphere)."""
     fig, axes = new_figure(ncols=len(keys), width=4.2, height=3.3)
     cmap = plt().get_cmap("viridis" if len(runs) > 4 else "tab10")
     for a, key in enumerate(keys):
@@ -106,6 +107,9 @@ def distance_curves(runs: Mapping[str, Mapping[str, Any]],
             keep = ep > 0 if logx else np.ones_like(ep, bool)
             color = cmap(r / max(1, len(runs) - 1)) if len(runs) > 4 else cmap(r)
             ax.plot(ep[keep], val[keep], label=label, color=color, linewidth=1.5)
+        if references and key in references:
+            ax.axhline(references[key], color=COLORS["neutral"], linestyle="--", linewidth=0.8,
+                       label="uniform sphere")
         if logx:
             ax.set_xscale("log")
         ax.set_xlabel("epoch")
@@ -131,13 +135,13 @@ def mismatch_landscape(dtheta: np.ndarray, losses: Mapping[str, Mapping[float, n
             scaled = (c - c.min()) / max(c.max() - c.min(), 1e-12)
             color = cmap(r / max(1, len(per_s)))
             ax.plot(dtheta, scaled, color=color, label=f"s = {s:g}")
-            best = np.flatnonzero(c == c.min())
+            best = np.flatnonzero(np.isclose(c, c.min(), rtol=1e-9, atol=1e-12))
             ax.plot(dtheta[best], scaled[best], "o", color=color, markersize=4)
         ax.set_xlabel("d_theta (degrees; texts shifted off the equator)")
         ax.set_ylabel("CLIP loss (min-max scaled per s)")
         ax.set_title(setting)
         ax.axvline(0, color=COLORS["neutral"], linewidth=0.6, linestyle=":")
-    axes[0, -1].legend(fontsize=8, loc="lower right")
+    axes[0, -1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), title="logit scale")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -160,7 +164,7 @@ def cone_depth(depth: Sequence[int], cosines: Mapping[str, Sequence[float]],
     ax.set_xlabel("number of layers")
     ax.set_ylabel("mean cosine similarity (off-diagonal)")
     ax.set_ylim(-0.05, 1.05)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), title="activation")
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -1,0 +1,73 @@
+"""`gapkit demo [--quick] [--out RUN_DIR]`: the whole study on the embedded default, offline."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "run the whole study (measure -> explain -> fix -> evaluate -> HTML report) offline"
+DESCRIPTION = """\
+Run the modality-gap study end to end, offline, on data and models that ship with gapkit:
+
+  samples      the bundled real CLIP ViT-B/16 embeddings of 500 COCO pairs (pretrained and random
+               init): gap metrics with 95 % CIs, PCA/UMAP with pairs joined, cosine histograms,
+               per-dimension gap
+  cones        random-init encoders: each tower forms its own cone (Liang et al. 2022)
+  explain      the papers' toy experiments: cone effect of random MLPs, mismatch loss landscape,
+               CLIP on a sphere (gapkit reproduce ... --quick)
+  features     a real pretrained two-tower (EfficientNet-Lite0 images + all-MiniLM-L6-v2 texts)
+               on emoji and openclipart (Debian packages); features cached on disk
+  birth        the gap at birth of fresh projection heads; one cone per random init
+  tuning       LiT heads tuned contrastively with CLIP and with gap-closing variants
+  evaluate     zero-shot (openclipart categories), retrieval R@1, mixed-modality NDCG@10
+  fixers       post-hoc fixers (shift, centring, standardisation, top-k removal, Procrustes,
+               calibrated scores) fitted on training embeddings, compared on test
+  shift_sweep  evaluation as a curve over the gap (shifting along the gap vector)
+  temperature  gap and evaluation vs a fixed training temperature
+  report       report.html (self-contained) + JSON records in the run directory, printed at the end
+
+Every stage is recorded as ran, skipped (with the reason, e.g. a component not installed) or
+failed (the command then exits 1). --quick runs a small smoke version (tiny subsets, 60 training
+steps, PCA only, no sphere run); the first full run spends most of its time extracting tower
+features, which later runs read from the cache (~/.cache/gapkit or $GAPKIT_CACHE).
+
+the same study on your own model and data:
+  1. embed your image-caption pairs with your model (one embed directory per split):
+       gapkit embed --encoder open_clip:ViT-B-32 --checkpoint my_ckpt.pt --dataset pairs.tsv --split all --out run/emb
+       gapkit embed --encoder hf:/path/to/hf-clip-dir --dataset pairs.tsv --split all --out run/emb
+     pairs.tsv: a header `filepath<TAB>title` and one row per caption (several rows may share an
+     image, as in COCO); a .csv with commas works too; also jsonl, COCO JSON, Flickr, folders,
+     webdataset tars (gapkit embed --help). Or bring embeddings: .npy (2, N, D) stacks, .npz,
+     .safetensors, .pt, parquet, clip-retrieval output.
+  2. measure:   gapkit measure --embeddings run/emb/embeddings.safetensors --ci --out run/measure.json
+  3. fix:       gapkit fix --method center --fit calib.safetensors --apply run/emb/embeddings.safetensors --out run/fixed.npz
+  4. evaluate:  gapkit evaluate --task mixed-retrieval --embeddings run/emb/embeddings.safetensors --fixer center
+                  --fit calib.safetensors --out run/mixed.json   (also retrieval, zero-shot, ...)
+  5. report:    gapkit report run/ --html run/report.html
+See docs/demo.md for the details.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="sub-minute smoke version (small subsets, PCA only)")
+    p.add_argument("--out", metavar="RUN_DIR", default=None,
+                   help="run directory (default: runs/demo-YYYYmmdd-HHMMSS)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of every stage (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..demo import run_demo
+
+    rec = run_demo(args.out, quick=args.quick, seed=args.seed)
+    stages = rec["results"]["stages"]
+    ran = sum(s["status"] == "ran" for s in stages.values())
+    skipped = [n for n, s in stages.items() if s["status"] == "skipped"]
+    failed = [n for n, s in stages.items() if s["status"] == "failed"]
+    print(f"stages: {ran} ran, {len(skipped)} skipped{' (' + ', '.join(skipped) + ')' if skipped else ''}, "
+          f"{len(failed)} failed{' (' + ', '.join(failed) + ')' if failed else ''}")
+    print(f"report: {rec['report']}")
+    print(f"run directory: {rec['run_dir']}")
+    if failed:
+        print("gapkit demo: some stages failed; see the report's 'Pipeline stages' table", file=sys.stderr)
+        return 1
+    return 0

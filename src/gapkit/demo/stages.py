@@ -1,0 +1,108 @@
+"""The demo's stages. Each takes the shared context dict and returns (result, one-line detail)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .measure import measure_set
+
+Stage = tuple[str, str, Callable[..., Any]]
+
+
+def plan(quick: bool) -> list[Stage]:
+    """The ordered stages (the report stage is run last by run_demo)."""
+    from . import towers
+
+    return [
+        ("samples", "measuring the bundled real CLIP embeddings (COCO, Liang et al. 2022)", samples),
+        ("cones", "random-init encoders: one cone per tower", cones),
+        ("explain", "why the gap exists: the papers' toy experiments (quick versions)", explain),
+        ("features", "pretrained two-tower (EfficientNet-Lite0 + MiniLM) on emoji + openclipart", towers.features),
+        ("birth", "the gap at birth: random projection heads", towers.birth),
+        ("tuning", "contrastive tuning of the heads: CLIP and gap-closing losses", towers.tuning),
+        ("evaluate", "zero-shot, retrieval and mixed-modality retrieval per training arm", towers.evaluate),
+        ("fixers", "post-hoc fixers on the CLIP-tuned heads", towers.fixers),
+        ("shift_sweep", "evaluation vs the gap: shifting along the gap vector", towers.shift_sweep),
+        ("temperature", "gap and evaluation vs a fixed training temperature", towers.temperature),
+    ]
+
+
+def samples(ctx: dict[str, Any]) -> tuple[Any, str]:
+    """Bundled CLIP ViT-B/16 (pretrained and random init) on 500 COCO pairs: metrics + figures."""
+    from ..samples import SAMPLES, load_sample, sample_path
+
+    names = {"clip": "CLIP ViT-B/16 (pretrained, COCO)", "clip_random": "CLIP ViT-B/16 (random init, COCO)"}
+    methods = ("pca",) if ctx["quick"] else ("pca", "umap")
+    recs = {}
+    for key, title in names.items():
+        pe = load_sample(key)
+        recs[key] = measure_set(pe, title, ctx["out"] / "samples", seed=ctx["seed"], methods=methods,
+                                inputs={"sample": key, "embeddings": str(sample_path(key)),
+                                        "description": SAMPLES[key]})
+    cd = [r["results"].get("centroid_distance") for r in recs.values()]
+    detail = f"{len(recs)} sets; figures: {', '.join(m.upper() for m in methods)}"
+    if all(isinstance(c, float) for c in cd):
+        detail += "; centroid distance " + ", ".join(f"{k} {c:.2f}" for k, c in zip(recs, cd))
+    else:
+        detail += "; gap metrics " + str(next(iter(recs.values()))["results"].get("metrics_status", "missing"))
+    return recs, detail
+
+
+def cones(ctx: dict[str, Any]) -> tuple[Any, str]:
+    """One shared PCA of the image and text towers of the random-init models of the same width."""
+    from ..records import new_record, save_record
+    from ..report.collect import Figure, figure_entries
+    from ..report.figures import save_figure
+    from ..report.figures.embedding import cones as cones_fig
+    from ..samples import load_sample
+
+    clouds: dict[str, np.ndarray] = {}
+    for key, label in (("clip_random", "CLIP"), ("convirt_random", "ConVIRT")):
+        pe = load_sample(key)
+        clouds[f"{label} image tower"] = pe.image
+        clouds[f"{label} text tower"] = pe.text
+    d = Path(ctx["out"]) / "cones"
+    fig = cones_fig(clouds, seed=ctx["seed"], title="Random-init towers: each its own cone")
+    f = Figure(save_figure(fig, d / "cones.png"), "Random initialisation: each tower forms its own cone",
+               "Embeddings of four randomly initialised encoders (image and text towers of CLIP and "
+               "ConVIRT, 512-d, bundled samples) in one shared PCA. Each tower maps all of its inputs "
+               "into a narrow cone of its own (right: mean cosine between its rows), so a two-tower "
+               "model starts with a gap before any training (Liang et al. 2022, Fig. 1c and 2).")
+    rec = new_record("figure", title="Cone effect at random initialisation", seed=ctx["seed"],
+                     inputs={"samples": ["clip_random", "convirt_random"]}, results={},
+                     figures=figure_entries([f], d))
+    save_record(rec, d / "record.json")
+    return rec, "4 towers in one PCA"
+
+
+# The papers' explanations, as registered experiments (gapkit reproduce); the sphere run is longer,
+# so the quick demo leaves it out (and says so).
+EXPLAIN = {False: ("liang-cone-mlp", "liang-mismatch", "shi-two-rings"), True: ("liang-cone-mlp", "liang-mismatch")}
+
+
+def explain(ctx: dict[str, Any]) -> tuple[Any, str]:
+    """Run the quick versions of the cone-effect, mismatch-landscape and sphere experiments."""
+    from .pipeline import StageSkipped, require
+
+    exps = require("gapkit.experiments", "registry")
+    known = exps.registry()
+    wanted = EXPLAIN[ctx["quick"]]
+    missing = [n for n in wanted if n not in known]
+    if len(missing) == len(wanted):
+        raise StageSkipped(f"experiments not registered: {', '.join(missing)}")
+    recs = {}
+    for name in wanted:
+        if name in known:
+            recs[name] = known[name].run(Path(ctx["out"]) / "explain" / name, quick=True, seed=ctx["seed"])
+    left = sorted(set(EXPLAIN[False]) - set(recs))
+    return recs, f"ran {', '.join(recs)} (quick versions)" + (f"; not run: {', '.join(left)}" if left else "")
+
+
+def report(ctx: dict[str, Any], path: Path) -> tuple[Any, str]:
+    from ..report.html import build_report
+
+    out = build_report([ctx["out"]], path, title="gapkit demo: the modality gap, measured and closed",
+                       embedding_figures=False)
+    return out, str(out)
