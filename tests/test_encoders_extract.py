@@ -145,3 +145,14 @@ def test_gap_at_birth_experiment_on_a_tiny_random_tower(cfg, tmp_path):
     assert row["image_cone_cosine_mean"] > 0.3  # a random network maps all images into a cone
     assert row["centroid_distance"] > 0.3 and row["linear_separability"] > 0.9
     assert json.loads((tmp_path / "record.json").read_text())["experiment"] == "gap-at-birth"
+
+
+def test_cli_encoders_list_and_info(cfg, capsys):
+    assert main(["encoders", "--list"]) == 0
+    out = capsys.readouterr().out
+    for prefix in ("towers", "open_clip", "hf", "sbert", "gapkit"):
+        assert f"\n{prefix}" in "\n" + out
+    assert main(["encoders", "--info", f"open_clip:{cfg}", "--seed", "2"]) == 0
+    info = capsys.readouterr().out
+    assert "embed_dim:     24" in info and "weights hash:" in info
+    assert main(["encoders"]) == 2
