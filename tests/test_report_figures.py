@@ -29,6 +29,9 @@ def test_cosine_samples_match_naive_loops(rng):
     allowed = np.array([x[i] @ y[j] for i in range(5) for j in range(12) if t2i[j] != i])
     assert s["unmatched image-text"].size > 0
     assert np.all(np.min(np.abs(s["unmatched image-text"][:, None] - allowed[None]), axis=1) < 1e-12)
+    allowed_tt = np.array([y[j] @ y[k] for j in range(12) for k in range(12) if t2i[j] != t2i[k]])
+    assert s["unmatched text-text"].size > 0
+    assert np.all(np.min(np.abs(s["unmatched text-text"][:, None] - allowed_tt[None]), axis=1) < 1e-12)
 
 
 def test_one_to_one_data_has_no_text_text_pairs(pairs):

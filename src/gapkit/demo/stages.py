@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .measure import measure_set
+from .measure import figure_record, measure_set
 
 Stage = tuple[str, str, Callable[..., Any]]
 
@@ -52,9 +52,6 @@ def samples(ctx: dict[str, Any]) -> tuple[Any, str]:
 
 def cones(ctx: dict[str, Any]) -> tuple[Any, str]:
     """One shared PCA of the image and text towers of the random-init models of the same width."""
-    from ..records import new_record, save_record
-    from ..report.collect import Figure, figure_entries
-    from ..report.figures import save_figure
     from ..report.figures.embedding import cones as cones_fig
     from ..samples import load_sample
 
@@ -63,17 +60,15 @@ def cones(ctx: dict[str, Any]) -> tuple[Any, str]:
         pe = load_sample(key)
         clouds[f"{label} image tower"] = pe.image
         clouds[f"{label} text tower"] = pe.text
-    d = Path(ctx["out"]) / "cones"
     fig = cones_fig(clouds, seed=ctx["seed"], title="Random-init towers: each its own cone")
-    f = Figure(save_figure(fig, d / "cones.png"), "Random initialisation: each tower forms its own cone",
-               "Embeddings of four randomly initialised encoders (image and text towers of CLIP and "
-               "ConVIRT, 512-d, bundled samples) in one shared PCA. Each tower maps all of its inputs "
-               "into a narrow cone of its own (right: mean cosine between its rows), so a two-tower "
-               "model starts with a gap before any training (Liang et al. 2022, Fig. 1c and 2).")
-    rec = new_record("figure", title="Cone effect at random initialisation", seed=ctx["seed"],
-                     inputs={"samples": ["clip_random", "convirt_random"]}, results={},
-                     figures=figure_entries([f], d))
-    save_record(rec, d / "record.json")
+    rec = figure_record(Path(ctx["out"]) / "cones", [(
+        fig, "cones.png", "Random initialisation: each tower forms its own cone",
+        "Embeddings of four randomly initialised encoders (image and text towers of CLIP and ConVIRT, 512-d, "
+        "bundled samples) in one shared PCA. Each tower maps all of its inputs into a narrow cone of its own "
+        "(right: mean cosine between its rows), so a two-tower model starts with a gap before any training "
+        "(Liang et al. 2022, Fig. 1c and 2).")],
+        title="Cone effect at random initialisation", seed=ctx["seed"],
+        inputs={"samples": ["clip_random", "convirt_random"]})
     return rec, "4 towers in one PCA"
 
 

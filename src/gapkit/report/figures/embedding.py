@@ -221,21 +221,28 @@ def cones(clouds: Mapping[str, Any], *, max_points: int | None = 300, seed: int 
 
 # ------------------------------------------------------------------------ cosine histograms
 def cosine_samples(image: Any, text: Any, text_to_image: Any = None, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """The three cosine-similarity samples of the Jina blog's Fig. 1 (gapkit.metrics.cosine_distributions):
+    """The cosine-similarity samples of the Jina blog's Fig. 1 (first three from
+    gapkit.metrics.cosine_distributions):
 
-    matched image-text : <x_{t(j)}, y_j> for every caption j of image t(j)
-    matched text-text  : <y_j, y_k> for every pair j < k of captions of the same image (empty for 1:1 data)
-    unmatched          : <x_i, y_j> for one random caption j of another image per caption
+    matched image-text   : <x_{t(j)}, y_j> for every caption j of image t(j)
+    matched text-text    : <y_j, y_k> for every pair j < k of captions of the same image (empty for 1:1 data)
+    unmatched image-text : <x_i, y_j> for one random caption j of another image per caption
+    unmatched text-text  : <y_j, y_k> for one random caption k of another image per caption, so
+                           1:1 data (one caption per image) still shows how close texts sit together
     """
     from ...metrics.cosines import cosine_distributions
 
     d = cosine_distributions(image, text, text_to_image, seed=seed)
+    _, txt, mapping = _prepare(image, text, text_to_image)
+    k = np.random.default_rng([seed, 7]).integers(0, txt.shape[0], txt.shape[0])
+    other = mapping[k] != mapping
+    tt_other = np.einsum("md,md->m", txt[other], txt[k[other]])
     return {"matched image-text": d["image2text"], "matched text-text": d["text2text"],
-            "unmatched image-text": d["unpaired_image2text"]}
+            "unmatched image-text": d["unpaired_image2text"], "unmatched text-text": tt_other}
 
 
 _HIST_COLORS = {"matched image-text": COLORS["fused"], "matched text-text": COLORS["text"],
-                "unmatched image-text": COLORS["neutral"]}
+                "unmatched image-text": COLORS["neutral"], "unmatched text-text": "#9ecae1"}
 
 
 def draw_cosine_histograms(ax: Any, samples: Mapping[str, np.ndarray], title: str | None = None,
@@ -293,12 +300,13 @@ def cosine_histogram_panels(sets: Mapping[str, Any], *, seed: int = 0, max_cols:
     for k in range(len(samples), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
     handles = [plt_patch(_HIST_COLORS[key], key) for key in _HIST_COLORS]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, 1.0))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
     return fig
 
 
-_SHORT = {"matched image-text": "image-text", "matched text-text": "text-text", "unmatched image-text": "unmatched"}
+_SHORT = {"matched image-text": "image-text", "matched text-text": "text-text", "unmatched image-text": "unm. i-t",
+          "unmatched text-text": "unm. t-t"}
 
 
 def plt_patch(color: str, label: str) -> Any:
