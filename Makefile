@@ -11,7 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m gapkit measure --sample clip
+	$(PY) -m gapkit demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -88,3 +88,14 @@ class GatheringClipLoss:
                 return {"contrastive_loss": (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2}
 
         return _Gather()
+
+
+def single_thread():
+    """Generator for an autouse fixture: torch on one thread (tiny models gain nothing from two,
+    and a busy shared 2-core machine makes two spinning threads much slower), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -88,6 +88,7 @@ def test_splits_are_seeded_disjoint_and_cover():
     assert len(parts["train"]) == 700 and len(parts["test"]) == 200
 
 
+@pytest.mark.filterwarnings("ignore:openclipart. skipped 3 rows")
 def test_openclipart_subset_captions_and_labels(cache):
     ds = load_dataset("openclipart", "test", seed=0, limit=40)
     assert ds.n_images == 40 and ds.labels is not None and len(ds.class_names) == 22
@@ -120,3 +121,12 @@ def test_duplicate_heavy_sampler_puts_groups_together():
     assert r_rate < 0.02
     with pytest.raises(GapkitError, match="divide"):
         DuplicateHeavyBatchSampler(groups, batch_size=16, per_group=3)
+
+
+def test_unknown_builder_option_is_one_clear_error(cache):
+    with pytest.raises(GapkitError, match="emoji takes no option colour"):
+        load_dataset("emoji", "test", colour="red")
+    with pytest.raises(GapkitError, match="fashion-mnist takes no option strict"):
+        load_dataset("fashion-mnist", "test", strict=True)
+    with pytest.raises(GapkitError, match="official splits"):
+        load_dataset("fashion-mnist", "val")

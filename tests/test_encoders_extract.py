@@ -102,7 +102,7 @@ def test_shards_merge_to_the_full_extraction(enc, ds, tmp_path):
         merge_shards(parts[:2])
 
 
-def test_cli_embed_cache_shards_and_errors(cfg, tmp_path, capsys):
+def test_cli_embed_cache_shards_and_errors(cfg, tmp_path, capsys, monkeypatch):
     base = ["embed", "--encoder", f"open_clip:{cfg}", "--dataset", "emoji", "--limit", "9", "--quiet",
             "--cache-dir", str(tmp_path / "cache"), "--batch-size", "4"]
     assert main(base + ["--out", str(tmp_path / "e1")]) == 0
@@ -120,8 +120,39 @@ def test_cli_embed_cache_shards_and_errors(cfg, tmp_path, capsys):
     assert main(["embed", "--merge", str(tmp_path / "p0"), str(tmp_path / "p1"), "--out", str(tmp_path / "m")]) == 0
     merged = load_embed_dir(tmp_path / "m")
     np.testing.assert_allclose(merged.image, pe1.image, atol=1e-6)
+    # torchrun-style: RANK / WORLD_SIZE pick the shard and the sub-directory
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(base + ["--shard", "auto", "--out", str(tmp_path / "tr")]) == 0
+    auto = load_embed_dir(tmp_path / "tr" / "shard-1-of-2")
+    np.testing.assert_array_equal(auto.image, load_embed_dir(tmp_path / "p1").image)
     # bad input: one line on stderr, exit 2, no output directory
     assert main(base[:-2] + ["--dataset", "no-such-set", "--out", str(tmp_path / "bad")]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert main(base + ["--shard", "3/2", "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_gap_at_birth_experiment_on_a_tiny_random_tower(cfg, tmp_path):
+    """Liang's cone effect on a random-init open_clip model: narrow cones, separable modalities."""
+    from gapkit.experiments import get_experiment
+
+    rec = get_experiment("gap-at-birth").run(tmp_path, quick=True, seed=0, datasets=["emoji"],
+                                             encoders=[f"open_clip:{cfg}"], n_images=16, cache_dir=str(tmp_path / "c"),
+                                             progress=False)
+    (row,) = rec["results"]["rows"]
+    assert row["n_image"] == 16 and row["dataset"] == "emoji"
+    assert row["image_cone_cosine_mean"] > 0.3  # a random network maps all images into a cone
+    assert row["centroid_distance"] > 0.3 and row["linear_separability"] > 0.9
+    assert json.loads((tmp_path / "record.json").read_text())["experiment"] == "gap-at-birth"
+
+
+def test_cli_encoders_list_and_info(cfg, capsys):
+    assert main(["encoders", "--list"]) == 0
+    out = capsys.readouterr().out
+    for prefix in ("towers", "open_clip", "hf", "sbert", "gapkit"):
+        assert f"\n{prefix}" in "\n" + out
+    assert main(["encoders", "--info", f"open_clip:{cfg}", "--seed", "2"]) == 0
+    info = capsys.readouterr().out
+    assert "embed_dim:     24" in info and "weights hash:" in info
+    assert main(["encoders"]) == 2

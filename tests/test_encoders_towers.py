@@ -109,3 +109,31 @@ def test_pca_heads_fit_on_data(towers, photos, tmp_path):
     z = enc.encode_image(x).numpy()
     # an orthonormal projection onto 3 of the (rank-2) image directions keeps the norms
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), np.linalg.norm(img, axis=1), rtol=1e-3)
+
+
+def test_towers_extract_reuses_raw_features_and_shards_agree(towers, photos, tmp_path):
+    from gapkit.encoders.extract import extract, merge_shards
+
+    ds = _tiny_dataset(photos)
+    img, txt = tower_features(ds, cache_dir=tmp_path, progress=False, encoder=towers)
+    pe = extract(towers, ds, cache_dir=tmp_path, progress=False)
+    with torch.no_grad():
+        want = towers.heads.project_text(torch.from_numpy(txt)).numpy()
+    np.testing.assert_allclose(pe.text, want, rtol=1e-5, atol=1e-6)
+    parts = [extract(towers, ds, cache_dir=tmp_path, progress=False, shard=(i, 2)) for i in range(2)]
+    merged = merge_shards(parts)
+    np.testing.assert_allclose(merged.image, pe.image, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(merged.text, pe.text, rtol=1e-5, atol=1e-6)
+
+
+def test_svd_basis_is_orthonormal_with_sign_convention():
+    from gapkit.encoders.towers import svd_basis
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 12)) + 3.0  # a cloud away from the origin
+    b = svd_basis(x, 4)
+    np.testing.assert_allclose(b.T @ b, np.eye(4), atol=1e-5)
+    assert (x.mean(0) @ b >= 0).all()
+    np.testing.assert_allclose(svd_basis(-x, 4), -b, atol=1e-5)  # flipping the data flips the basis
+    with pytest.raises(GapkitError, match="at most"):
+        svd_basis(x[:3], 4)

@@ -195,3 +195,47 @@ def test_denigration_synthetic_fixture():
     assert r["acc1"] == pytest.approx(3 / 6)
     with pytest.raises(GapkitError, match="have no prompt"):
         denigration(img, groups, prompts_e, ["human"] * 4)
+
+
+def test_fused_documents_through_fixers():
+    """Fused documents: a role fixer transforms them as doc_fused; a plain fixer fuses its fixed
+    parts; calibrated scores refuse them (no calibration exists for fused documents)."""
+    rng = np.random.default_rng(5)
+    img = unit(rng.standard_normal((40, 8)) + 3 * np.eye(8)[0])
+    m = np.repeat(np.arange(40), 2)
+    txt = unit(img[m] - 6 * np.eye(8)[0] + 0.3 * rng.standard_normal((80, 8)))
+    from gapkit.embeddings import PairedEmbeddings
+    from gapkit.fixers import fuse
+
+    pe = PairedEmbeddings(img, txt, m)
+    corpus = corpus_from_pairs(pe, fused=True)
+    center = create_fixer("center").fit(img, txt, m)
+    role = create_fixer("role-center").fit(img, txt, m)
+    fused_rows = corpus.role_rows("fused")
+    from gapkit.evaluate.mixed import _transformed
+
+    _, d_center = _transformed(corpus, center)
+    p = corpus.fused_parts
+    np.testing.assert_allclose(d_center[fused_rows],
+                               fuse(center.transform(p[:, 0], "image"), center.transform(p[:, 1], "text")), atol=1e-6)
+    _, d_role = _transformed(corpus, role)
+    np.testing.assert_allclose(d_role[fused_rows], role.transform(corpus.docs[fused_rows], "doc_fused"), atol=1e-6)
+    assert 0 <= mixed_retrieval(corpus, role)["fused_recall@10"] <= 1
+    with pytest.raises(GapkitError, match="fused documents"):
+        mixed_retrieval(corpus, create_fixer("calibrated").fit(img, txt, m))
+
+
+def test_retrieval_and_mixed_invariant_to_rigid_rotation():
+    rng = np.random.default_rng(6)
+    img = unit(rng.standard_normal((60, 10)) + 2 * np.eye(10)[0])
+    m = rng.integers(0, 60, 90)
+    txt = unit(img[m] - 4 * np.eye(10)[0] + 0.8 * rng.standard_normal((90, 10)))
+    q, r = np.linalg.qr(rng.standard_normal((10, 10)))
+    rot = q * np.sign(np.diag(r))
+    a, b = retrieval(img, txt, m), retrieval(img @ rot, txt @ rot, m)
+    assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k]) for k in a)
+    from gapkit.embeddings import PairedEmbeddings
+
+    ca = corpus_from_pairs(PairedEmbeddings(img, txt, m), seed=1)
+    cb = corpus_from_pairs(PairedEmbeddings(img @ rot, txt @ rot, m), seed=1)
+    assert mixed_retrieval(ca) == pytest.approx(mixed_retrieval(cb))

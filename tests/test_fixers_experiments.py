@@ -71,3 +71,15 @@ def test_experiments_write_records_and_figures(tmp_path):
     assert res["fixers"]["center"]["mixed_ndcg@10"] > raw["mixed_ndcg@10"] + 0.2
     assert res["fixers"]["calibrated"]["mixed_ndcg@10"] > raw["mixed_ndcg@10"] + 0.4
     assert any(p["lambda"] == 0 for p in res["lambda_curve"]["points"])
+
+
+@pytest.mark.slow
+def test_fashion_zero_shot_sweep_quick(tmp_path):
+    """LiT heads on the real towers: zero-shot is far above chance and the curve covers the raw gap."""
+    rec = get_experiment("fashion-zero-shot-sweep").run(tmp_path, quick=True)
+    res = rec["results"]
+    assert res["lambda_curve"]["raw"]["acc1"] > 0.5  # 10 classes: chance is 0.1
+    gaps = [p["signed_gap"] for p in res["lambda_curve"]["points"]]
+    assert min(gaps) < 0 < res["lambda_curve"]["raw"]["centroid_gap"] < max(gaps)
+    assert set(res["fixers"]) >= {"raw", "center", "procrustes"}
+    assert (tmp_path / "fashion_zero_shot_sweep.png").exists()

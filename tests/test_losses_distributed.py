@@ -104,10 +104,13 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def ddp_results():
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(free_port(), tmp), nprocs=WORLD, join=True)
+        # fork: the children inherit the imported modules (spawn re-imports torch, ~10 s per child on
+        # a busy 2-core machine); the workers use one intra-op thread each
+        mp.start_processes(_worker, args=(free_port(), tmp), nprocs=WORLD, join=True, start_method="fork")
         yield {f: load_file(os.path.join(tmp, f)) for f in os.listdir(tmp)}
 
 
+@pytest.mark.timeout(180)  # a hung collective fails the test instead of stalling the suite
 @pytest.mark.parametrize("split_name", list(SPLITS))
 @pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{n}{kw or ''}" for n, kw in CASES])
 def test_two_processes_equal_one(ddp_results, split_name, case):

@@ -1,7 +1,7 @@
 """Models: shapes, EOT pooling, causal masking, SharedCLIP's sharing, tokenizers, configs, heads."""
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +10,9 @@ import torch
 
 from gapkit.errors import GapkitError
 from gapkit.models import available_models, create_model, get_model_config
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _synthetic_pairs import single_thread  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["tiny-vit", "tiny-cnn", "tiny-shared"])
@@ -143,3 +146,8 @@ def test_lit_heads_project_and_round_trip(tmp_path):
     assert np.array_equal(again.project_image(x), px)
     with pytest.raises(GapkitError, match="expected dim 12"):
         heads.project_image(y)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread()

@@ -82,7 +82,7 @@ def test_report_of_a_small_run_is_complete_and_self_contained(tmp_path):
         assert img["src"].startswith("data:image/png;base64,")  # embedded, nothing fetched
         assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     text = " ".join(page.text)
-    assert "0.82" in text and "[0.8, 0.84]" in text          # value with its CI
+    assert "0.820" in text and "[0.800, 0.840]" in text      # value with its CI
     assert "large gap" in text                                # plain-language explanation
     assert "mean_centering" in text and "Fixer comparison" in text
     assert "Provenance" in text and "seed" in text

@@ -19,7 +19,7 @@ from gapkit.errors import GapkitError
 from gapkit.train import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _synthetic_pairs import SyntheticPairs  # noqa: E402
+from _synthetic_pairs import SyntheticPairs, single_thread  # noqa: E402
 
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
@@ -143,21 +143,25 @@ _SCRIPT = textwrap.dedent("""
     sys.path[:0] = [{tests!r}, {src!r}]
     from _synthetic_pairs import SyntheticPairs
     from gapkit.train import TrainConfig, train
-    cfg = TrainConfig(model="tiny-vit", steps=60, batch_size=32, eval_every=60, ckpt_every=4, eval_size=50,
-                      warmup_steps=5, lr=1e-3, progress=False, threads=1, seed=3)
+    cfg = TrainConfig(**{cfg!r})
     train(cfg, sys.argv[1], resume=sys.argv[2] == "resume",
           dataset=SyntheticPairs(256), eval_dataset=SyntheticPairs(50, seed=1))
 """)
+_RESUME_CFG = dict(model="tiny-vit", steps=60, batch_size=32, eval_every=60, ckpt_every=4, eval_size=50,
+                   warmup_steps=5, lr=1e-3, progress=False, threads=1, seed=3)
 
 
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     from safetensors.torch import load_file
 
     script = tmp_path / "run.py"
-    script.write_text(_SCRIPT.format(tests=str(TESTS), src=str(SRC)))
+    script.write_text(_SCRIPT.format(tests=str(TESTS), src=str(SRC), cfg=_RESUME_CFG))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     py = [sys.executable, str(script)]
-    subprocess.run(py + [str(tmp_path / "ref"), "fresh"], check=True, env=env, timeout=300)
+    # The uninterrupted reference runs in this process (same code, same single thread).
+    from gapkit.train import train
+
+    train(TrainConfig(**_RESUME_CFG), tmp_path / "ref", dataset=SyntheticPairs(256), eval_dataset=SyntheticPairs(50, seed=1))
 
     proc = subprocess.Popen(py + [str(tmp_path / "crash"), "fresh"], env=env)
     state = tmp_path / "crash" / "checkpoint" / "state.json"
@@ -181,3 +185,45 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     assert all(torch.equal(ro[k], go[k]) for k in ro if k.startswith("state."))
     steps = [json.loads(x)["step"] for x in (tmp_path / "crash" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 60]  # no duplicated telemetry rows after the resume
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="Debian fashion-mnist not installed")
+def test_cli_trains_on_fashion_mnist_and_resumes(tmp_path, capsys):
+    from gapkit.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--config", "tiny-cnn", "--dataset", "fashion-mnist", "--out", str(out),
+            "--set", "steps=4", "--set", "batch_size=32", "--set", "max_train_texts=256", "--set", "eval_size=50",
+            "--set", "eval_every=2", "--set", "ckpt_every=2", "--set", "threads=1", "--set", "progress=false"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 4 and 0 <= summary["final"]["zero_shot_accuracy"] <= 1
+    saved = TrainConfig.load(out / "config.json")
+    assert (saved.model, saved.dataset, saved.steps) == ("tiny-cnn", "fashion-mnist", 4)
+    assert main(["train", "--out", str(out), "--resume"]) == 0  # a finished run resumes to a no-op
+
+
+def test_fit_heads_learns_a_cross_modal_map():
+    from gapkit.train import fit_heads
+
+    r = np.random.default_rng(0)
+    img = r.standard_normal((400, 24)).astype(np.float32)
+    mix = r.standard_normal((24, 12))
+    txt = (img @ mix + 0.1 * r.standard_normal((400, 12))).astype(np.float32)  # texts see the images linearly
+
+    def r_at_1(x, y):
+        return float(((x @ y.T).argmax(1) == np.arange(len(x))).mean())
+
+    heads = fit_heads(img, txt, loss="clip", steps=150, seed=0, embed_dim=16, batch_size=100, lr=1e-2)
+    trained = r_at_1(heads.project_image(img), heads.project_text(txt))
+    from gapkit.models import LiTHeads
+
+    untrained = LiTHeads(24, 12, 16)
+    assert trained > 0.8 and trained > r_at_1(untrained.project_image(img), untrained.project_text(txt)) + 0.5
+    with pytest.raises(GapkitError, match="text_to_image"):
+        fit_heads(img, txt[:10], steps=1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    yield from single_thread()

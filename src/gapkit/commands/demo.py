@@ -5,28 +5,43 @@ import argparse
 
 HELP = "run the whole study (measure -> explain -> fix -> evaluate -> HTML report) offline"
 DESCRIPTION = """\
-Run the modality-gap study end to end on data and models that ship with gapkit, offline:
+Run the modality-gap study end to end, offline, on data and models that ship with gapkit:
 
-  1. the bundled real CLIP ViT-B/16 embeddings of 500 COCO pairs (pretrained and random init):
-     gap metrics with confidence intervals, PCA/UMAP, cosine histograms, per-dimension gap
-  2. the cone effect: random-init towers each form their own cone (Liang et al. 2022)
-  3. a real pretrained two-tower (EfficientNet-Lite0 images + all-MiniLM-L6-v2 texts) on emoji and
-     openclipart: the gap at birth of freshly initialised projection heads
-  4. contrastive tuning of the heads (LiT) with the CLIP loss and with gap-closing losses
-  5. post-hoc fixers (shift along the gap vector, per-modality centring, ...)
-  6. zero-shot classification, image<->text retrieval, mixed-modality retrieval
-  7. an HTML report + JSON records in the run directory, whose path is printed at the end
+  samples      the bundled real CLIP ViT-B/16 embeddings of 500 COCO pairs (pretrained and random
+               init): gap metrics with 95 % CIs, PCA/UMAP with pairs joined, cosine histograms,
+               per-dimension gap
+  cones        random-init encoders: each tower forms its own cone (Liang et al. 2022)
+  explain      the papers' toy experiments: cone effect of random MLPs, mismatch loss landscape,
+               CLIP on a sphere (gapkit reproduce ... --quick)
+  features     a real pretrained two-tower (EfficientNet-Lite0 images + all-MiniLM-L6-v2 texts)
+               on emoji and openclipart (Debian packages); features cached on disk
+  birth        the gap at birth of fresh projection heads; one cone per random init
+  tuning       LiT heads tuned contrastively with CLIP and with gap-closing variants
+  evaluate     zero-shot (openclipart categories), retrieval R@1, mixed-modality NDCG@10
+  fixers       post-hoc fixers (shift, centring, standardisation, top-k removal, Procrustes,
+               calibrated scores) fitted on training embeddings, compared on test
+  shift_sweep  evaluation as a curve over the gap (shifting along the gap vector)
+  temperature  gap and evaluation vs a fixed training temperature
+  report       report.html (self-contained) + JSON records in the run directory, printed at the end
 
 Every stage is recorded as ran, skipped (with the reason, e.g. a component not installed) or
-failed. --quick runs a sub-minute smoke version (small subsets, fewer steps, PCA only).
+failed (the command then exits 1). --quick runs a small smoke version (tiny subsets, 60 training
+steps, PCA only, no sphere run); the first full run spends most of its time extracting tower
+features, which later runs read from the cache (~/.cache/gapkit or $GAPKIT_CACHE).
 
 the same study on your own model and data:
-  gapkit embed --encoder open_clip:ViT-B-32 --checkpoint my.pt --data pairs.csv --out emb.npz
-  gapkit embed --encoder hf:/path/to/hf-clip-dir --data pairs.csv --out emb.npz
-      (pairs.csv: columns image,caption; one row per caption; several rows may share an image)
-  gapkit measure --embeddings emb.npz --out run/measure.json
-  gapkit fix ... / gapkit evaluate ...   (see their --help)
-  gapkit report run/ --html run/report.html
+  1. embed your image-caption pairs with your model (one embed directory per split):
+       gapkit embed --encoder open_clip:ViT-B-32 --checkpoint my_ckpt.pt --dataset pairs.tsv --split all --out run/emb
+       gapkit embed --encoder hf:/path/to/hf-clip-dir --dataset pairs.tsv --split all --out run/emb
+     pairs.tsv: a header `filepath<TAB>title` and one row per caption (several rows may share an
+     image, as in COCO); a .csv with commas works too; also jsonl, COCO JSON, Flickr, folders,
+     webdataset tars (gapkit embed --help). Or bring embeddings: .npy (2, N, D) stacks, .npz,
+     .safetensors, .pt, parquet, clip-retrieval output.
+  2. measure:   gapkit measure --embeddings run/emb/embeddings.safetensors --ci --out run/measure.json
+  3. fix:       gapkit fix --method center --fit calib.safetensors --apply run/emb/embeddings.safetensors --out run/fixed.npz
+  4. evaluate:  gapkit evaluate --task mixed-retrieval --embeddings run/emb/embeddings.safetensors --fixer center
+                  --fit calib.safetensors --out run/mixed.json   (also retrieval, zero-shot, ...)
+  5. report:    gapkit report run/ --html run/report.html
 See docs/demo.md for the details.
 """
 

@@ -21,6 +21,8 @@ examples:
   gapkit embed --encoder open_clip:ViT-B-32 --checkpoint ckpt.safetensors --dataset data/train.tsv --split all --out e
   gapkit embed --encoder towers --dataset fashion-mnist --split test --shard 0/2 --out s0   # and --shard 1/2 --out s1
   gapkit embed --merge s0 s1 --out full
+  torchrun --nproc-per-node 4 -m gapkit embed --encoder towers --dataset emoji --shard auto --out parts
+  gapkit embed --merge parts/shard-* --out full
   gapkit measure --embeddings runs/emoji-towers/embeddings.safetensors
 """
 
@@ -38,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for image decoding")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--shard", metavar="i/k", help="embed only the i-th of k blocks of images (0-based)")
+    p.add_argument("--shard", metavar="i/k|auto", help="embed only the i-th of k blocks of images (0-based); "
+                   "'auto' takes i/k from torchrun's RANK/WORLD_SIZE and writes OUT/shard-i-of-k")
     p.add_argument("--merge", nargs="+", metavar="DIR", help="merge shard embed directories into --out")
     p.add_argument("--cache-dir", metavar="DIR", help="cache root (default $GAPKIT_CACHE or ~/.cache/gapkit)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
@@ -82,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.encoder or not args.dataset:
         raise GapkitError("give --encoder and --dataset (or --merge DIRS)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    out = Path(args.out)
+    if args.shard == "auto":
+        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        if rank is None or world is None:
+            raise GapkitError("--shard auto needs RANK and WORLD_SIZE in the environment (run it under torchrun)")
+        args.shard = f"{rank}/{world}"
+        out = out / f"shard-{rank}-of-{world}"
     ds = load_dataset(args.dataset, args.split, args.split_seed, limit=args.limit, cache_dir=args.cache_dir,
                       **_dataset_kwargs(args))
 
@@ -94,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     pe = extract_by_spec(make_encoder, _spec(args), ds, cache_dir=args.cache_dir, use_cache=not args.no_cache,
                          shard=args.shard, batch_size=args.batch_size, num_workers=args.workers,
                          progress=not args.quiet)
-    save_embed_dir(pe, args.out)
+    save_embed_dir(pe, out)
     src = "cache" if pe.metadata.get("from_cache") else "model"
-    print(f"{args.out}: {pe.n_image} images, {pe.n_text} texts, dim {pe.dim} ({pe.metadata['model']}, from {src})",
+    print(f"{out}: {pe.n_image} images, {pe.n_text} texts, dim {pe.dim} ({pe.metadata['model']}, from {src})",
           file=sys.stderr if args.quiet else sys.stdout)
     return 0

@@ -60,7 +60,10 @@ def _read_list(path: str) -> list[str]:
     if not p.is_file():
         raise GapkitError(f"file not found: {p}")
     if p.suffix.lower() == ".json":
-        data = json.loads(p.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise GapkitError(f"{p}: invalid JSON ({exc})") from None
         if not isinstance(data, list):
             raise GapkitError(f"{p}: expected a JSON list")
         return [str(v) for v in data]

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _centroid_gap(fx: Any, image: Any, text: Any) -> float:
+def _centroid_gap(image: Any, text: Any) -> float:
     import numpy as np
 
     from ..fixers._stream import mean_of_normalized
@@ -82,7 +82,7 @@ def _fix_paired(fx: Any, src: str, out: str, chunk: int) -> tuple[float, float]:
     from ..errors import GapkitError
 
     pe = load_embeddings(src)
-    before = _centroid_gap(fx, pe.image, pe.text)
+    before = _centroid_gap(pe.image, pe.text)
     if Path(out).suffix.lower() == ".npy":
         if not pe.one_to_one:
             raise GapkitError("a .npy stack holds 1:1 pairs only; write .npz or .safetensors to keep the text_to_image map")
@@ -92,13 +92,13 @@ def _fix_paired(fx: Any, src: str, out: str, chunk: int) -> tuple[float, float]:
             fx.transform(pe.image, "image", out=stack[0], chunk_size=chunk)
             fx.transform(pe.text, "text", out=stack[1], chunk_size=chunk)
             stack.flush()
-            after = _centroid_gap(fx, stack[0], stack[1])
+            after = _centroid_gap(stack[0], stack[1])
             del stack
         return before, after
     img = fx.transform(pe.image, "image", chunk_size=chunk)
     txt = fx.transform(pe.text, "text", chunk_size=chunk)
     save_embeddings(pe.with_arrays(img, txt), out)
-    return before, _centroid_gap(fx, img, txt)
+    return before, _centroid_gap(img, txt)
 
 
 def _fix_single(fx: Any, src: str, modality: str, out: str, chunk: int) -> None:

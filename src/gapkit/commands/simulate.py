@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--epochs", type=int, default=dflt.epochs,
                    help=f"epochs of n // batch steps each (default {dflt.epochs})")
     o.add_argument("--seed", type=int, default=dflt.seed)
+    o.add_argument("--no-reproject", action="store_true",
+                   help="ablation: rows are free Euclidean parameters (the loss sees them normalised) "
+                        "instead of being put back on the sphere after every step")
     o.add_argument("--engine", choices=["numba", "torch"], default="numba",
                    help="compiled engine (default) or the slow generic autograd path")
     t = p.add_argument_group("output")
@@ -66,12 +69,14 @@ def _config(args: argparse.Namespace):
             snaps = tuple(int(x) for x in args.snapshots.split(","))
         except ValueError:
             raise GapkitError(f"--snapshots expects comma-separated epochs, got '{args.snapshots}'") from None
+    # The torch engine takes any registry loss, which SphereConfig (the compiled engine's list)
+    # would reject: the config then carries a placeholder and the real name goes to the engine.
     return SphereConfig(
         loss=args.loss if args.engine == "numba" else "clip", init=args.init, tau=args.tau, n=args.n,
         d=args.d, lr=args.lr, batch=args.batch, epochs=args.epochs, seed=args.seed, spread=args.spread,
         angle=args.angle, traces=args.traces, trace_spacing=args.trace_spacing, trace_every=args.trace_every,
         snapshots=snaps, siglip_bias=args.siglip_bias, slip_sigma=args.slip_sigma,
-        ssl_weight=args.ssl_weight, unif_weight=args.unif_weight)
+        ssl_weight=args.ssl_weight, unif_weight=args.unif_weight, reproject=not args.no_reproject)
 
 
 def run(args: argparse.Namespace) -> int:

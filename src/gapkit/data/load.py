@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import GapkitError
 from .cache import cached_build, fingerprint
 from .dataset import ImageTextDataset
+from .problems import call_with_options
 
 SPLIT_FRACTIONS = {"train": (0.0, 0.7), "val": (0.7, 0.8), "test": (0.8, 1.0), "all": (0.0, 1.0)}
 # Bump when a builder's output changes, so old prepared caches are not reused.
@@ -50,12 +51,12 @@ def _builtin(name: str, cache_dir: Any, refresh: bool, **kw: Any) -> ImageTextDa
         from .emoji import build_emoji, emoji_sources
 
         key = f"emoji-{fingerprint(emoji_sources(), BUILDER_VERSION, kw)}"
-        return cached_build(key, lambda: build_emoji(**kw), cache_dir, refresh)
+        return cached_build(key, lambda: call_with_options(build_emoji, "emoji", **kw), cache_dir, refresh)
     from .debian import OPENCLIPART_PNG_DIR, OPENCLIPART_SVG_DIR, require
     from .openclipart import build_openclipart
 
     key = f"openclipart-{fingerprint([require(OPENCLIPART_PNG_DIR), require(OPENCLIPART_SVG_DIR)], BUILDER_VERSION, kw)}"
-    return cached_build(key, lambda: build_openclipart(**kw), cache_dir, refresh)
+    return cached_build(key, lambda: call_with_options(build_openclipart, "openclipart", **kw), cache_dir, refresh)
 
 
 BUILTIN: dict[str, str] = {
@@ -79,7 +80,7 @@ def load_dataset(name: str | os.PathLike, split: str = "test", seed: int = 0, *,
 
         if split not in ("train", "test"):
             raise GapkitError(f"fashion-mnist has the official splits 'train' and 'test', not {split!r}")
-        ds = build_fashion_mnist(split, cache_dir=cache_dir, **kw)
+        ds = call_with_options(build_fashion_mnist, "fashion-mnist", split, cache_dir=cache_dir, **kw)
     elif key in BUILTIN:
         full = _builtin(key, cache_dir, refresh, **kw)
         ds = full.subset(split_indices(full.n_images, split, seed))

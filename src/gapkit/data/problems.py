@@ -6,9 +6,11 @@ end `skips.report(name)` emits one warning with the count per reason and a few e
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from ..errors import GapkitError
 
@@ -45,3 +47,13 @@ class Skips:
             return
         parts = [f"{n} {reason} (e.g. {'; '.join(self.examples[reason])})" for reason, n in self.counts.most_common()]
         warnings.warn(f"{name}: skipped {self.total} rows: " + ", ".join(parts), DataWarning, stacklevel=3)
+
+
+def call_with_options(fn: Callable[..., Any], what: str, *args: Any, **options: Any) -> Any:
+    """Call a builder/reader, turning an option it does not take into one clear GapkitError."""
+    params = inspect.signature(fn).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        known = [p for p in params if p not in ("path", "shards", "split", "cache_dir")]
+        raise GapkitError(f"{what} takes no option {', '.join(unknown)} (options: {', '.join(known) or 'none'})")
+    return fn(*args, **options)

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import GapkitError
 from .dataset import FileImages, ImageTextDataset, TarImages, resolve_under
-from .problems import Skips
+from .problems import Skips, call_with_options
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _JSONL_IMAGE_KEYS = ("image", "filepath", "file_name", "path", "img")
@@ -393,11 +393,4 @@ def open_user_dataset(path: str | os.PathLike, format: str | None = None, **kw: 
     fmt = format or detect_format(p)
     if fmt not in FORMATS:
         raise GapkitError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    import inspect
-
-    reader = FORMATS[fmt]
-    allowed = set(inspect.signature(reader).parameters) - {"path", "root", "shards"} | {"root"}
-    unknown = sorted(set(kw) - set(inspect.signature(reader).parameters))
-    if unknown:
-        raise GapkitError(f"the {fmt} reader takes no option {', '.join(unknown)} (options: {', '.join(sorted(allowed))})")
-    return reader(p, **kw)
+    return call_with_options(FORMATS[fmt], f"the {fmt} reader", p, **kw)

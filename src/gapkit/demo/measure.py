@@ -42,3 +42,17 @@ def measure_set(pe: PairedEmbeddings, name: str, out_dir: Path, *, seed: int = 0
                      figures=figure_entries(figs, d))
     save_record(rec, d / "record.json")
     return rec
+
+
+def figure_record(d: Path, figures: Sequence[tuple[Any, str, str, str]], *, kind: str = "figure", title: str,
+                  seed: int, **fields: Any) -> dict[str, Any]:
+    """Save each (matplotlib figure, file name, title, caption) under d and write d/record.json
+    referencing them (plus any record fields: params, results, inputs); return the record."""
+    from ..report.collect import Figure
+    from ..report.figures import save_figure
+
+    figs = [Figure(save_figure(fig, Path(d) / name), ftitle, caption) for fig, name, ftitle, caption in figures]
+    fields.setdefault("results", {})
+    rec = new_record(kind, title=title, seed=seed, figures=figure_entries(figs, d), **fields)
+    save_record(rec, Path(d) / "record.json")
+    return rec

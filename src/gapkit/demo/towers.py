@@ -12,16 +12,16 @@ Every stage reads what the previous ones left in the shared context and writes i
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..embeddings import PairedEmbeddings
 from ..records import new_record, save_record
-from ..report.collect import Figure, figure_entries
-from .measure import measure_set
+from .measure import figure_record, measure_set
 from .pipeline import StageSkipped, require
 
 DATASETS = ("emoji", "openclipart")
@@ -29,6 +29,9 @@ DATASETS = ("emoji", "openclipart")
 SIZES = {True: {"train": 48, "test": 40}, False: {"train": 700, "test": 300}}
 STEPS = {True: 60, False: 600}
 EMBED_DIM = 256
+# A few openclipart PNGs are huge (up to 623 MP: seconds and gigabytes to decode, and PIL refuses
+# the largest as a decompression bomb). The demo leaves out images above this size and says so.
+MAX_PIXELS = 16_000_000
 ZERO_SHOT_TEMPLATES = ["clip art of {}.", "a drawing of {}.", "an illustration of {}."]
 
 
@@ -54,21 +57,50 @@ def _concat(parts: Sequence[Features], name: str) -> Features:
 def features(ctx: dict[str, Any]) -> tuple[Any, str]:
     """Load emoji + openclipart (train and test splits) and their frozen tower features."""
     data = require("gapkit.data", "load_dataset")
-    enc = require("gapkit.encoders", "tower_features")
+    enc = require("gapkit.encoders", "tower_features", "get_encoder")
     sizes = SIZES[ctx["quick"]]
+    # One instance of the frozen towers (no heads) for every split and for the zero-shot prompts.
+    towers = ctx["towers_encoder"] = enc.get_encoder("towers:none")
     feats: dict[str, dict[str, Features]] = {"train": {}, "test": {}}
+    dropped = 0
     for split in ("train", "test"):
         for name in DATASETS:
             limit = sizes[split] if (ctx["quick"] or name != "emoji") else None
             ds = data.load_dataset(name, split=split, seed=ctx["seed"], limit=limit)
-            img, txt = enc.tower_features(ds, progress=ctx.get("verbose", True))
+            ds, n_dropped = _drop_huge_images(ds)
+            dropped += n_dropped
+            img, txt = enc.tower_features(ds, progress=ctx.get("verbose", True), encoder=towers)
             feats[split][name] = Features(name, np.asarray(img), np.asarray(txt), np.asarray(ds.text_to_image),
                                           ds.labels, ds.class_names)
     ctx["features"] = feats
     ctx["train"] = _concat(list(feats["train"].values()), "train")
     detail = "; ".join(f"{n}: {feats['train'][n].image.shape[0]} train / {feats['test'][n].image.shape[0]} test "
                        f"images, {feats['test'][n].text.shape[0]} test captions" for n in DATASETS)
-    return feats, detail + "; features 1280-d (images) and 384-d (texts)"
+    detail += "; features 1280-d (images) and 384-d (texts)"
+    return feats, detail + (f"; left out {dropped} image(s) over {MAX_PIXELS / 1e6:.0f} MP" if dropped else "")
+
+
+def _drop_huge_images(ds: Any) -> tuple[Any, int]:
+    """The dataset without images above MAX_PIXELS (read from the file header only) and how many
+    were left out. Datasets whose images are not files are returned as they are."""
+    import warnings
+
+    from PIL import Image
+
+    paths = getattr(ds.images, "paths", None)
+    if paths is None:
+        return ds, 0
+    keep = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        for i, path in enumerate(paths):
+            try:
+                with Image.open(path) as im:
+                    if im.size[0] * im.size[1] <= MAX_PIXELS:
+                        keep.append(i)
+            except Image.DecompressionBombError:
+                continue
+    return (ds, 0) if len(keep) == len(paths) else (ds.subset(keep), len(paths) - len(keep))
 
 
 def _need(ctx: dict[str, Any], key: str, stage: str) -> Any:
@@ -107,7 +139,6 @@ def random_heads(seed: int) -> Any:
 
 def birth(ctx: dict[str, Any]) -> tuple[Any, str]:
     """Gap at initialisation of fresh heads, and the cones of several random inits (Liang Fig. 2c)."""
-    from ..report.figures import save_figure
     from ..report.figures.embedding import cones
 
     _need(ctx, "features", "features")
@@ -126,14 +157,12 @@ def birth(ctx: dict[str, Any]) -> tuple[Any, str]:
         clouds[f"image head, init {s}"] = h.project_image(img)
         clouds[f"text head, init {s}"] = h.project_text(txt)
     fig = cones(clouds, seed=ctx["seed"], title="Random heads on pretrained towers: one cone per init")
-    f = Figure(save_figure(fig, out / "birth" / "cones.png"), "Gap at birth: each random initialisation its own cone",
-               "The same test images and captions through four random initialisations of the image head and "
-               "of the text head (pretrained towers, shared 2-D PCA). Every init maps its inputs into a narrow "
-               "cone of its own, so image and text embeddings start apart before any training "
-               "(Liang et al. 2022, Fig. 2c).")
-    crec = new_record("figure", title="Gap at birth: cones of random heads", seed=ctx["seed"],
-                      results={}, figures=figure_entries([f], out / "birth"))
-    save_record(crec, out / "birth" / "record.json")
+    figure_record(out / "birth", [(fig, "cones.png", "Gap at birth: each random initialisation its own cone",
+                                   "The same test images and captions through four random initialisations of the "
+                                   "image head and of the text head (pretrained towers, shared 2-D PCA). Every init "
+                                   "maps its inputs into a narrow cone of its own, so image and text embeddings "
+                                   "start apart before any training (Liang et al. 2022, Fig. 2c).")],
+                  title="Gap at birth: cones of random heads", seed=ctx["seed"])
     return rec, _gap_detail(rec)
 
 
@@ -147,6 +176,20 @@ def _gap_detail(rec: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------- tuning
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with n torch threads, then restore the previous setting."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+
 # Training arms: label -> fit_heads keywords. CLIP as trained in practice (learnable temperature,
 # init 0.07); CLIP held at a high fixed temperature (Liang Supp. Fig. 8, Jina: closes the gap);
 # CLIP + uniformity + alignment + cross-uniformity (Fahim et al. 2024, closes the "contrastive gap").
@@ -160,7 +203,6 @@ BIRTH = "random heads (birth)"
 
 def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
     """Fit LiT heads per arm on the training features; measure the pooled test set of each."""
-    from ..report.figures import save_figure
     from ..report.figures.embedding import cosine_histogram_panels, projection_panels
 
     train_mod = require("gapkit.train", "fit_heads")
@@ -177,11 +219,12 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
         except Exception as exc:  # a loss not in this installation's registry: say so, go on
             skipped.append(f"{label} ({exc})")
             continue
-        heads = train_mod.fit_heads(tr.image, tr.text, steps=STEPS[ctx["quick"]], seed=ctx["seed"],
-                                    text_to_image=tr.text_to_image, embed_dim=EMBED_DIM,
-                                    progress=ctx.get("verbose", True), **kw)
+        with torch_threads(1):  # tiny matmuls: extra threads only add synchronisation (10x slower on a busy CPU)
+            heads = train_mod.fit_heads(tr.image, tr.text, steps=STEPS[ctx["quick"]], seed=ctx["seed"],
+                                        text_to_image=tr.text_to_image, embed_dim=EMBED_DIM,
+                                        progress=ctx.get("verbose", True), **kw)
         arms[label] = heads
-        info[label] = {**kw, "steps": STEPS[ctx["quick"]], "final_temperature": float(1 / heads.scale())}
+        info[label] = {**kw, "steps": STEPS[ctx["quick"]], "final_temperature": float(1 / heads.scale().detach())}
         measure_set(_pooled(test_sets(ctx, heads)), f"Two-tower, heads tuned with {label}", out, seed=ctx["seed"],
                     which=(), **_measure_kw(ctx), inputs={"datasets": list(DATASETS), "split": "test"},
                     extra={"training": info[label]})
@@ -189,21 +232,19 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
         raise StageSkipped("no training arm could run: " + "; ".join(skipped))
     sets = {label: _pooled(test_sets(ctx, h)) for label, h in arms.items()}
     d = out / "tuning"
-    figs = [
-        Figure(save_figure(projection_panels(sets, ("pca",), seed=ctx["seed"]), d / "projections.png"),
-               "Test embeddings before and after tuning the heads (PCA)",
-               "Pooled emoji + openclipart test set. Left: fresh random heads (the gap at birth); then the "
-               "heads after contrastive tuning with each loss. Orange = images, blue = captions, grey = pairs."),
-        Figure(save_figure(cosine_histogram_panels(sets, seed=ctx["seed"]), d / "cosines.png"),
-               "Cosine similarities before and after tuning",
-               "Per arm: matched image-caption cosines (purple), two captions of the same image (blue) and "
-               "unmatched image-caption pairs (grey). A gap shows as captions agreeing with each other far "
-               "more than with their image."),
-    ]
-    rec = new_record("tuning", title="Contrastive tuning of LiT heads", seed=ctx["seed"],
-                     params={"arms": ARMS, "steps": STEPS[ctx["quick"]], "embed_dim": EMBED_DIM},
-                     results={"arms": info, "skipped_arms": skipped}, figures=figure_entries(figs, d))
-    save_record(rec, d / "record.json")
+    rec = figure_record(d, [
+        (projection_panels(sets, ("pca",), seed=ctx["seed"], max_cols=2), "projections.png",
+         "Test embeddings before and after tuning the heads (PCA)",
+         "Pooled emoji + openclipart test set. First panel: fresh random heads (the gap at birth); then the "
+         "heads after contrastive tuning with each loss. Orange = images, blue = captions, grey = pairs."),
+        (cosine_histogram_panels(sets, seed=ctx["seed"], max_cols=2), "cosines.png",
+         "Cosine similarities before and after tuning",
+         "Per arm: matched image-caption cosines (purple), two captions of the same image (blue) and "
+         "unmatched image-caption pairs (grey). A gap shows as captions agreeing with each other far more "
+         "than with their image."),
+    ], kind="tuning", title="Contrastive tuning of LiT heads", seed=ctx["seed"],
+        params={"arms": ARMS, "steps": STEPS[ctx["quick"]], "embed_dim": EMBED_DIM},
+        results={"arms": info, "skipped_arms": skipped})
     detail = f"{len(info)} arms x {STEPS[ctx['quick']]} steps"
     return rec, detail + (f"; skipped: {'; '.join(skipped)}" if skipped else "")
 
@@ -212,8 +253,7 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
 def _prompt_features(ctx: dict[str, Any], class_names: Sequence[str]) -> np.ndarray:
     """Raw text-tower features (C * T, 384) of the zero-shot prompts, computed once."""
     if "prompt_features" not in ctx:
-        enc = require("gapkit.encoders", "get_encoder")
-        towers = enc.get_encoder("towers:none")
+        towers = _need(ctx, "towers_encoder", "features")
         texts = [t.format(c) for c in class_names for t in ZERO_SHOT_TEMPLATES]
         ctx["prompt_features"] = np.asarray(towers.encode_text(texts), dtype=np.float32)
     return ctx["prompt_features"]
@@ -282,18 +322,22 @@ FIXERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def fixers(ctx: dict[str, Any]) -> tuple[Any, str]:
-    """Fit each fixer on the training embeddings of the CLIP-tuned heads; gap + evaluation on test."""
-    fx_mod = require("gapkit.fixers", "create_fixer")
-    metrics = require("gapkit.metrics", "measure")
+def _clip_heads_data(ctx: dict[str, Any]) -> tuple[PairedEmbeddings, dict[str, PairedEmbeddings],
+                                                     PairedEmbeddings, np.ndarray | None]:
+    """Under the CLIP-tuned heads: training embeddings, test sets, pooled test set, zero-shot prompts."""
     arms = _need(ctx, "arms", "tuning")
     if "CLIP" not in arms:
         raise StageSkipped("needs the CLIP-tuned heads from the 'tuning' stage")
     heads = arms["CLIP"]
-    tr = _project(heads, _need(ctx, "train", "features"))
     sets = test_sets(ctx, heads)
-    pooled = _pooled(sets)
-    classifier = _classifier(ctx, heads)
+    return _project(heads, _need(ctx, "train", "features")), sets, _pooled(sets), _classifier(ctx, heads)
+
+
+def fixers(ctx: dict[str, Any]) -> tuple[Any, str]:
+    """Fit each fixer on the training embeddings of the CLIP-tuned heads; gap + evaluation on test."""
+    fx_mod = require("gapkit.fixers", "create_fixer")
+    metrics = require("gapkit.metrics", "measure")
+    tr, sets, pooled, classifier = _clip_heads_data(ctx)
     table: dict[str, dict[str, Any]] = {}
     for label, (name, params) in [("none (CLIP heads as tuned)", (None, {})), *FIXERS.items()]:
         fx = None if name is None else fx_mod.create_fixer(name, **params).fit(tr.image, tr.text, tr.text_to_image)
@@ -311,3 +355,83 @@ def fixers(ctx: dict[str, Any]) -> tuple[Any, str]:
                      results={"fixers": table})
     save_record(rec, d / "record.json")
     return rec, f"{len(FIXERS)} fixers compared with the raw CLIP heads"
+
+
+# ------------------------------------------------------------------------------- shift sweep
+SWEEP = {True: np.linspace(-0.5, 1.5, 5), False: np.linspace(-0.5, 1.5, 11)}  # multiples of the closing shift
+
+
+def shift_sweep(ctx: dict[str, Any]) -> tuple[Any, str]:
+    """Shift the CLIP-tuned test embeddings along the training gap direction by lambda = f x
+    lambda_close (f < 0 widens, f = 1 closes, f > 1 crosses); evaluation vs signed remaining gap."""
+    from ..report.figures.curves import line_panels
+
+    fx_mod = require("gapkit.fixers", "create_fixer", "signed_gap")
+    tr, sets, pooled, classifier = _clip_heads_data(ctx)
+    close = fx_mod.create_fixer("shift").fit(tr.image, tr.text, tr.text_to_image)
+    rows: list[dict[str, float]] = []
+    for f in SWEEP[ctx["quick"]]:
+        fx = fx_mod.create_fixer("shift", lam=float(f * close.lam_)).fit(tr.image, tr.text, tr.text_to_image)
+        x, y = fx.transform(pooled.image, "image"), fx.transform(pooled.text, "text")
+        gap = fx_mod.signed_gap(x, y, reference=close.gap_)
+        rows.append({"fraction_of_closing_shift": float(f), "lambda": float(f * close.lam_),
+                     "signed_gap": gap, **evaluate_embeddings(ctx, sets, classifier, fx)})
+    raw = next((r for r in rows if np.isclose(r["fraction_of_closing_shift"], 0.0)), None)
+    gaps = [r["signed_gap"] for r in rows]
+    keys = [k for k in rows[0] if k.endswith(("R@1", "acc", "NDCG@10"))]
+    panels = {"Retrieval and zero-shot": {k: [r[k] for r in rows] for k in keys if "NDCG" not in k},
+              "Mixed-modality retrieval": {k: [r[k] for r in rows] for k in keys if "NDCG" in k}}
+    d = Path(ctx["out"]) / "towers" / "shift_sweep"
+    fig = line_panels(gaps, panels, "signed remaining gap (centroid distance; < 0: clouds crossed)",
+                      mark=raw["signed_gap"] if raw else None, mark_label="raw model (no shift)",
+                      title="Two-tower (CLIP heads): evaluation vs the gap, shifting along the gap vector")
+    rec = figure_record(
+        d, [(fig, "metric_vs_gap.png", "Does closing the gap help? Evaluation vs gap",
+             "Test embeddings of the CLIP-tuned heads shifted along the gap direction of the training set "
+             "(Liang et al. 2022, Sec. 4.2): right of the dashed line the gap is widened, at 0 it is closed, "
+             "below 0 the clouds have crossed. Cross-modal retrieval and zero-shot rankings barely move "
+             "under a shared shift; mixed-modality search is where the gap matters.")],
+        kind="sweep", title="Shift sweep on the CLIP-tuned two-tower", seed=ctx["seed"],
+        params={"fractions": [float(f) for f in SWEEP[ctx["quick"]]], "lambda_close": close.lam_},
+        results={"sweep": rows})
+    return rec, f"{len(rows)} shifts, gap {min(gaps):.2f} .. {max(gaps):.2f}"
+
+
+# ------------------------------------------------------------------------- temperature sweep
+TAUS = {True: (0.01, 0.1, 1.0), False: (0.01, 0.03, 0.1, 0.3, 1.0)}
+
+
+def temperature(ctx: dict[str, Any]) -> tuple[Any, str]:
+    """CLIP heads trained at fixed temperatures: gap and evaluation vs tau (Liang Supp. Fig. 8)."""
+    from ..report.figures.curves import line_panels
+
+    train_mod = require("gapkit.train", "fit_heads")
+    metrics = require("gapkit.metrics", "measure")
+    tr: Features = _need(ctx, "train", "features")
+    rows = []
+    for tau in TAUS[ctx["quick"]]:
+        with torch_threads(1):
+            heads = train_mod.fit_heads(tr.image, tr.text, loss="clip", steps=STEPS[ctx["quick"]], seed=ctx["seed"],
+                                        text_to_image=tr.text_to_image, embed_dim=EMBED_DIM, tau=tau,
+                                        learnable_tau=False)
+        sets = test_sets(ctx, heads)
+        pooled = _pooled(sets)
+        geo = metrics.measure(pooled.image, pooled.text, pooled.text_to_image, metrics=["geometry"])
+        rows.append({"tau": tau, "centroid_distance": geo["centroid_distance"],
+                     "paired_cosine_mean": geo["paired_cosine_mean"],
+                     **evaluate_embeddings(ctx, sets, _classifier(ctx, heads))})
+    taus = [r["tau"] for r in rows]
+    evals = [k for k in rows[0] if k.endswith(("R@1", "acc"))]
+    panels = {"The gap": {k: [r[k] for r in rows] for k in ("centroid_distance", "paired_cosine_mean")},
+              "Evaluation": {k: [r[k] for r in rows] for k in evals}}
+    d = Path(ctx["out"]) / "towers" / "temperature"
+    fig = line_panels(taus, panels, "fixed temperature tau (log scale)", logx=True,
+                      title="Two-tower heads trained with CLIP at fixed temperatures")
+    rec = figure_record(
+        d, [(fig, "temperature.png", "Gap and evaluation vs temperature",
+             "Heads trained with the CLIP loss at a fixed temperature each (same steps and seed). Liang et al. "
+             "(Supp. Fig. 8) and the Jina blog report that a higher temperature closes the gap.")],
+        kind="sweep", title="Temperature sweep (CLIP heads)", seed=ctx["seed"],
+        params={"taus": list(TAUS[ctx["quick"]]), "steps": STEPS[ctx["quick"]]}, results={"sweep": rows})
+    cds = ", ".join(f"{r['tau']:g}: {r['centroid_distance']:.2f}" for r in rows)
+    return rec, f"centroid distance by tau: {cds}"

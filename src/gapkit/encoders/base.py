@@ -65,8 +65,18 @@ class Encoder(ABC):
         return l2n(self.encode_text(texts))
 
     def weights_hash(self) -> str:
-        """Hash of everything that determines the outputs (weights + preprocessing)."""
-        return state_hash(*self.modules(), extra=(self.name, self.preprocessing))
+        """Hash of everything that determines the outputs (weights + preprocessing).
+
+        Hashing ViT-B/32 reads 600 MB, so the value is memoised on a cheap stamp of every tensor's
+        storage pointer and version counter: any in-place update (an optimizer step, a
+        load_state_dict) bumps a version and forces a fresh hash.
+        """
+        stamp = tuple((t.data_ptr(), t._version) for m in self.modules() for t in m.state_dict().values())
+        memo = getattr(self, "_hash_memo", None)
+        if memo is None or memo[0] != stamp:
+            memo = (stamp, state_hash(*self.modules(), extra=(self.name, self.preprocessing)))
+            self._hash_memo = memo
+        return memo[1]
 
     def modules(self) -> list[torch.nn.Module]:
         """The torch modules holding the weights (for hashing, eval mode and devices)."""

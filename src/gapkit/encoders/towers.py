@@ -15,7 +15,8 @@ Heads map both into one space of dimension D:
     identity  no projection; text zero-padded to 1280 dims
     pca       each modality projected on its own top-D right singular vectors (uncentred SVD,
               so each cloud keeps its offset from the origin: the "gap at birth" is not hidden by
-              centring); fitted on the dataset being embedded (`prepare`)
+              centring); fitted on the dataset being embedded (`prepare`); D is capped at
+              min(dim, rows of either modality, 384)
     PATH      trained heads: a safetensors file with image.weight (D, 1280), text.weight (D, 384)
               and optional image.bias / text.bias (what the LiT-heads trainer writes)
     none      raw tower features (different dims: only for `tower_features`)
@@ -131,11 +132,18 @@ def save_heads(heads: Heads, path: str | os.PathLike) -> None:
 
 
 def svd_basis(x: np.ndarray, dim: int) -> np.ndarray:
-    """Top-`dim` right singular vectors of the UNCENTRED rows of x: (d_in, dim)."""
-    _, _, vt = np.linalg.svd(np.asarray(x, dtype=np.float64), full_matrices=False)
+    """Top-`dim` right singular vectors of the UNCENTRED rows of x: (d_in, dim).
+
+    Singular vectors have arbitrary signs; each is flipped so that the rows' mean projection on it
+    is >= 0 (a deterministic convention: both modalities' means then lie in the positive orthant).
+    """
+    a = np.asarray(x, dtype=np.float64)
+    _, _, vt = np.linalg.svd(a, full_matrices=False)
     if vt.shape[0] < dim:
         raise GapkitError(f"pca heads: {vt.shape[0]} samples/dims support at most {vt.shape[0]} components, asked {dim}")
-    return vt[:dim].T.astype(np.float32)
+    basis = vt[:dim].T
+    basis *= np.where(a.mean(axis=0) @ basis < 0, -1.0, 1.0)
+    return basis.astype(np.float32)
 
 
 class TowerEncoder(Encoder):
@@ -194,13 +202,33 @@ class TowerEncoder(Encoder):
         with torch.inference_mode():
             return self.heads.project_text(self.text_features(texts))
 
+    def encode_dataset(self, dataset: Any, image_rows: np.ndarray, text_rows: np.ndarray,
+                       **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Heads applied to the cached raw tower features: new heads never re-run the towers."""
+        from .extract import encode_arrays
+
+        self._check_ready()
+        if len(image_rows) == dataset.n_images and len(text_rows) == len(dataset.captions):
+            img, txt = tower_features(dataset, encoder=self, **kw)  # whole dataset: cached raw features
+        else:  # a shard: only its rows (the raw cache holds whole datasets)
+            img, txt = encode_arrays(_RawTowers(self), dataset, image_rows, text_rows, kw.get("batch_size", 64),
+                                     kw.get("num_workers", 0), kw.get("progress", True))
+            image_rows, text_rows = np.arange(len(img)), np.arange(len(txt))
+        with torch.inference_mode():
+            zi = self.heads.project_image(torch.from_numpy(np.ascontiguousarray(img[image_rows])))
+            zt = self.heads.project_text(torch.from_numpy(np.ascontiguousarray(txt[text_rows])))
+        return zi.numpy(), zt.numpy()
+
     def prepare(self, dataset: Any, **kw: Any) -> None:
         """Fit data-dependent heads (pca) on the raw tower features of `dataset` (cached)."""
         if self.kind != "pca" or self.heads.image is not None:
             return
         img, txt = tower_features(dataset, encoder=self, **kw)
-        bi, bt = svd_basis(img, self.dim), svd_basis(txt, self.dim)
+        # Never more components than both clouds support (rows, and MiniLM's 384 dims).
+        dim = min(self.dim, img.shape[0], txt.shape[0], TEXT_DIM)
+        bi, bt = svd_basis(img, dim), svd_basis(txt, dim)
         self.heads = Heads(_linear(torch.from_numpy(bi.T)), _linear(torch.from_numpy(bt.T)), "pca")
+        self.embed_dim = dim
 
 
 _TOWER_HASH: dict[Any, str] = {}
@@ -224,7 +252,8 @@ def create_towers(heads: str | None = None, checkpoint: str | os.PathLike | None
 
 
 def tower_features(dataset: Any, batch_size: int = 64, num_workers: int = 0, cache_dir: str | os.PathLike | None = None,
-                   progress: bool = True, encoder: TowerEncoder | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   progress: bool = True, encoder: TowerEncoder | None = None,
+                   use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Raw tower features of a dataset: image (N, 1280) and text (M, 384) float32, cached on disk.
 
     The cache key covers the tower weights, preprocessing and the dataset's content fingerprint,
@@ -234,7 +263,7 @@ def tower_features(dataset: Any, batch_size: int = 64, num_workers: int = 0, cac
 
     raw = encoder if encoder is not None else TowerEncoder("none")
     return encode_arrays_cached(_RawTowers(raw), dataset, batch_size=batch_size, num_workers=num_workers,
-                                cache_dir=cache_dir, progress=progress)
+                                cache_dir=cache_dir, progress=progress, use_cache=use_cache)
 
 
 class _RawTowers(Encoder):

@@ -42,8 +42,9 @@ def _configs(variants: list[dict[str, Any]], quick: bool, seed: int, defaults: d
     return [base.replace(**v) for v in variants]
 
 
-def run_summary(results: dict[str, Any], d: int) -> dict[str, Any]:
-    """Headline numbers of one run from its results dict (see the module docstring)."""
+def run_summary(results: dict[str, Any], d: int, steps_per_epoch: int) -> dict[str, Any]:
+    """Headline numbers of one run from its results dict (see the module docstring). The *_step
+    twins count SGD steps: the paper's "epoch" may well be one step (see docs/reproductions-toy.md)."""
     from ..sim import settled_epoch, uniform_uniformity
 
     tr = {k: np.asarray(v, dtype=float) for k, v in results["traces"].items()}
@@ -51,10 +52,16 @@ def run_summary(results: dict[str, Any], d: int) -> dict[str, Any]:
     u_star = uniform_uniformity(d)
     uniform = (tr["uniformity_image"] <= u_star + UNIFORM_TOL) & (tr["uniformity_text"] <= u_star + UNIFORM_TOL)
     sep = np.flatnonzero(tr["linear_separation"] >= SEPARATED)
-    return {
+    epochs = {
         "gap_closed_epoch": settled_epoch(ep, tr["centroid_distance"] <= GAP_CLOSED),
         "uniform_epoch": settled_epoch(ep, uniform),
         "separated_until": int(ep[sep[-1]]) if sep.size else None,
+    }
+    steps = {k.replace("_epoch", "") + "_step" if k.endswith("_epoch") else k + "_step":
+             (None if v is None else v * steps_per_epoch) for k, v in epochs.items()}
+    return {
+        **epochs,
+        **steps,
         "initial_centroid_distance": float(tr["centroid_distance"][0]),
         "max_centroid_distance": float(tr["centroid_distance"].max()),
         "final_centroid_distance": float(tr["centroid_distance"][-1]),
@@ -73,7 +80,7 @@ def _run_all(labels: list[str], configs: list[Any], processes: int) -> dict[str,
     for label, res in zip(labels, results):
         rd = res.results_dict()
         rd["params"] = res.config.to_dict()
-        rd["summary"] = run_summary(rd, res.config.d)
+        rd["summary"] = run_summary(rd, res.config.d, res.config.epoch_steps)
         out[label] = rd
     return out
 
@@ -106,7 +113,11 @@ def _curves_figure(out_dir: Path, runs: dict[str, dict[str, Any]], title: str, n
     from ..report.figures import save_figure
     from ..report.figures.sphere import distance_curves
 
-    fig = distance_curves({k: v["traces"] for k, v in runs.items()}, keys=keys, title=title)
+    from ..sim import uniform_uniformity
+
+    d = next(iter(runs.values()))["params"]["d"]
+    fig = distance_curves({k: v["traces"] for k, v in runs.items()}, keys=keys, title=title,
+                          references={"uniformity_image": uniform_uniformity(d)})
     return save_figure(fig, Path(out_dir) / f"{name}.png")
 
 
@@ -143,22 +154,31 @@ def shi_two_rings(out_dir: Path, quick: bool = False, seed: int = 0, processes: 
         "simclr_gap_closed_epoch": simclr["gap_closed_epoch"], "simclr_uniform_epoch": simclr["uniform_epoch"],
         "simclr_separated_until": simclr["separated_until"],
         "uniform_epoch_ratio_clip_over_simclr": _ratio(clip["uniform_epoch"], simclr["uniform_epoch"]),
+        "clip_uniform_step": clip["uniform_step"], "simclr_uniform_step": simclr["uniform_step"],
+        "clip_separated_until_step": clip["separated_until_step"],
     }
     return _write(out_dir, "shi-two-rings", runs, seed, quick, summary, {**defaults, **overrides}, figs)
 
 
 def shi_init(out_dir: Path, quick: bool = False, seed: int = 0, processes: int = 2,
              **overrides: Any) -> dict[str, Any]:
-    """CLIP from polar, nearby and overlapped inits (Shi Fig. 3)."""
-    variants = {"polar": {"init": "polar"}, "nearby": {"init": "nearby"}, "overlapped": {"init": "overlapped"}}
-    defaults = {"loss": "clip", "epochs": 50_000, "trace_spacing": "log"}
+    """CLIP from polar, nearby (disjoint and touching caps) and overlapped inits (Shi Fig. 3).
+
+    Narrower caps than the other experiments (spread 0.15, about 12 degrees) so that "nearby" caps
+    60 degrees apart are disjoint at the start, as in the paper's figure; at 30 degrees they touch.
+    """
+    variants = {"polar": {"init": "polar"}, "nearby 60deg": {"init": "nearby", "angle": 60.0},
+                "nearby 30deg": {"init": "nearby", "angle": 30.0}, "overlapped": {"init": "overlapped"}}
+    defaults = {"loss": "clip", "epochs": 50_000, "trace_spacing": "log", "spread": 0.15}
     runs, figs, cfg = _compare("shi-init", variants, defaults, out_dir, quick, seed, overrides, processes)
     summary = {}
     for k in variants:
         s = runs[k]["summary"]
-        summary[f"{k}_gap_closed_epoch"] = s["gap_closed_epoch"]
-        summary[f"{k}_max_centroid_distance"] = round(s["max_centroid_distance"], 4)
-        summary[f"{k}_separated_until"] = s["separated_until"]
+        key = _slug(k)
+        summary[f"{key}_initial_separation"] = round(float(runs[k]["traces"]["linear_separation"][0]), 3)
+        summary[f"{key}_gap_closed_epoch"] = s["gap_closed_epoch"]
+        summary[f"{key}_max_centroid_distance"] = round(s["max_centroid_distance"], 4)
+        summary[f"{key}_separated_until"] = s["separated_until"]
     return _write(out_dir, "shi-init", runs, seed, quick, summary, {**defaults, **overrides}, figs)
 
 

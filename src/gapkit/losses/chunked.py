@@ -1,6 +1,7 @@
 """Symmetric InfoNCE without materialising the B x B logit matrix.
 
-    L = 1/(2B) sum_i [ lse_j(s <x_i, y_j>) - s <x_i, y_i> ] + 1/(2B) sum_j [ lse_i(s <x_i, y_j>) - s <x_j, y_j> ]
+    L = 1/(2B) sum_i [ lse_j(s <x_i, y_j>) - s <x_i, y_i> ]
+      + 1/(2B) sum_j [ lse_i(s <x_i, y_j>) - s <x_j, y_j> ]
 
 Forward walks over blocks of `chunk_size` rows: each (c, B) logit block adds its row log-sum-exps
 (complete, since a block holds whole rows) and merges its column log-sum-exps into a running (B,)
@@ -16,6 +17,7 @@ float rounding (tested, also for chunk sizes that do not divide B).
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from ..errors import GapkitError
 
@@ -42,6 +44,7 @@ class _ChunkedInfoNCE(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @once_differentiable  # the backward recomputes blocks in place: no double backward
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, y, scale, row_lse, col_lse = ctx.saved_tensors
         n = x.shape[0]

@@ -20,7 +20,8 @@ from ._base import GatheredLoss, as_scale, check_features, gram, symmetric_infon
 class CyClipLoss(GatheredLoss):
     """Returns {"contrastive_loss", "cyclic_inmodal_loss", "cyclic_crossmodal_loss"} (weighted)."""
 
-    def __init__(self, lambda_inmodal: float = 0.25, lambda_crossmodal: float = 0.25, gather: bool = True) -> None:
+    def __init__(self, lambda_inmodal: float = 0.25, lambda_crossmodal: float = 0.25,
+                 gather: bool = True) -> None:
         super().__init__(gather)
         self.lambda_inmodal, self.lambda_crossmodal = float(lambda_inmodal), float(lambda_crossmodal)
 

@@ -102,14 +102,14 @@ class ImSepLoss(GatheredLoss):
                 f"imsep: semantic has {semantic.shape[0]} rows but the batch has {image_features.shape[0]}"
             )
         x, y = self._global(image_features, text_features)
-        if semantic is not None:
+        if semantic is not None and self.semantic_supervision:
             semantic = self._global_const(semantic)
         scale = as_scale(logit_scale, x)
         distance = self.semantic_distance(semantic, x.shape[0], x)
         paired = paired_cosine(x, y)
         out = {"contrastive_loss": self.alpha * symmetric_infonce(scale * x @ y.T, self.clip_reduction)}
-        if self.image_term:
-            out["imsep_image_loss"] = self.beta * diagonal_ce(separation_logits(gram(x), paired, distance, scale))
-        if self.text_term:
-            out["imsep_text_loss"] = self.beta * diagonal_ce(separation_logits(gram(y), paired, distance, scale))
+        terms = (("imsep_image_loss", x, self.image_term), ("imsep_text_loss", y, self.text_term))
+        for key, feats, enabled in terms:
+            if enabled:  # V = X X^T for the image term, T = Y Y^T for the text term
+                out[key] = self.beta * diagonal_ce(separation_logits(gram(feats), paired, distance, scale))
         return out

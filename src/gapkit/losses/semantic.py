@@ -107,7 +107,8 @@ class CaptionEmbeddingCache:
             data = load_file(str(self.path))
             return data["keys"], data["embeddings"]
         except Exception as exc:
-            raise GapkitError(f"semantic cache {self.path} is unreadable ({exc}); delete it to rebuild") from None
+            raise GapkitError(f"semantic cache {self.path} is unreadable ({exc}); "
+                              "delete it to rebuild") from None
 
     def _write(self, keys: np.ndarray, emb: np.ndarray) -> None:
         from safetensors.numpy import save_file

@@ -57,9 +57,11 @@ class SimClrLoss(GatheredLoss):
     def _views(self, feats: torch.Tensor, views: Views) -> tuple[torch.Tensor, torch.Tensor]:
         if views is None:
             if not self.jitter:
-                raise GapkitError("simclr: pass views=(B, D) or (view1, view2), or build the loss with jitter=sigma")
+                raise GapkitError("simclr: pass views=(B, D) or (view1, view2), "
+                                  "or build the loss with jitter=sigma")
             noise = torch.randn((2, *feats.shape), dtype=feats.dtype, device=feats.device)
-            return F.normalize(feats + self.jitter * noise[0], dim=1), F.normalize(feats + self.jitter * noise[1], dim=1)
+            return (F.normalize(feats + self.jitter * noise[0], dim=1),
+                    F.normalize(feats + self.jitter * noise[1], dim=1))
         a, b = (feats, views) if isinstance(views, torch.Tensor) else views
         if a.shape != b.shape or a.ndim != 2:
             raise GapkitError(f"simclr: the two views must have the same (B, D) shape, got {tuple(a.shape)} "
@@ -92,7 +94,8 @@ class SlipLoss(GatheredLoss):
         self.simclr = SimClrLoss(modality=modality, temperature=temperature, jitter=jitter, gather=gather)
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor,
-                logit_scale: torch.Tensor | float, views: Views = None, **_: object) -> dict[str, torch.Tensor]:
+                logit_scale: torch.Tensor | float, views: Views = None,
+                **_: object) -> dict[str, torch.Tensor]:
         check_features(image_features, text_features, "slip")
         out = self.clip(image_features, text_features, logit_scale)
         ssl = self.simclr(image_features, text_features, logit_scale, views=views)["simclr_loss"]

@@ -12,7 +12,8 @@ Losses (each a dict of weighted terms, summed by the trainer):
     alignment:  {"alignment_loss":  w_a A(X, Y)}
     cua:        CLIP + uniformity + alignment
     cuaxu:      CLIP + uniformity + alignment + {"cross_uniformity_loss": w_xu XU(X, Y)}
-Fahim et al. add the terms to the CLIP loss with unit weights; the weights are exposed (defaults 1).
+Fahim et al. "simply add these terms to the CLIP loss": we read unit weights (their code was not
+available to check the exact weighting), so every weight is a parameter (defaults 1).
 The metric versions (gapkit.metrics) use the same definitions, numerically in float64.
 """
 from __future__ import annotations

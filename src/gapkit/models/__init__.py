@@ -16,7 +16,7 @@ from typing import Any
 from .registry import available_models, get_model_config, register_model_config
 
 __all__ = ["create_model", "available_models", "get_model_config", "register_model_config",
-           "get_tokenizer", "LiTHeads", "load_heads"]
+           "get_tokenizer", "LiTHeads", "load_heads", "load_encoder"]
 
 
 def create_model(name_or_config: str | Path | dict[str, Any], seed: int | None = None) -> Any:
@@ -49,6 +49,10 @@ def __getattr__(name: str) -> Any:  # lazy: keep `import gapkit.models` free of 
         from .tokenizers import get_tokenizer
 
         return get_tokenizer
+    if name == "load_encoder":  # the "gapkit:NAME" entry of gapkit.encoders
+        from .encoder import load_encoder
+
+        return load_encoder
     if name in ("LiTHeads", "load_heads"):
         from . import heads
 

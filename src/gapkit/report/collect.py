@@ -41,10 +41,15 @@ class Loaded:
 
     @property
     def title(self) -> str:
-        t = self.record.get("title")
+        rec = self.record
+        t = rec.get("title")
         if isinstance(t, str) and t.strip():
             return t
-        return f"{self.record.get('kind', 'record')}: {Path(self.source).parent.name or self.source}"
+        if rec.get("task"):  # evaluation records (CLIP_benchmark style): task, dataset, model
+            return " ".join(str(x) for x in (rec["task"], rec.get("dataset") and f"on {rec['dataset']}",
+                                             rec.get("model") and f"({rec['model']})") if x)
+        name = Path(self.source).stem if Path(self.source).stem != "record" else Path(self.source).parent.name
+        return f"{rec.get('kind', 'record')}: {name or self.source}"
 
 
 @dataclass
@@ -87,6 +92,8 @@ def load_inputs(items: Iterable[Any]) -> list[Loaded]:
             raise GapkitError(f"record or run directory not found: {p}")
     if not out:
         raise GapkitError("no records given")
+    # Pipeline order: records by creation time (ISO strings sort in time order), then by path.
+    out.sort(key=lambda r: (str(r.record.get("created") or ""), r.source))
     for loaded in out:
         loaded.figures = record_figures(loaded)
     return out
@@ -156,10 +163,14 @@ def _ci_of(d: dict[str, Any], key: str) -> tuple[float, float] | None:
     return None
 
 
+# Results subtrees that are not gap measurements of an embedding set (they get their own sections).
+NOT_MEASUREMENTS = ("ci", "stages", "fixers", "evaluation")
+
+
 def _walk(d: dict[str, Any], path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     yield path, d
     for k, v in d.items():
-        if isinstance(v, dict) and k != "ci":
+        if isinstance(v, dict) and k not in NOT_MEASUREMENTS:
             yield from _walk(v, path + (str(k),))
 
 
@@ -180,7 +191,7 @@ def measurements(records: list[Loaded]) -> list[Measurement]:
 
 # Columns of the summary table, in this order when present (others go to the per-record tables).
 SUMMARY_KEYS = ("centroid_distance", "paired_cosine_mean", "rmg", "linear_separability",
-                "i2t_recall@1", "t2i_recall@1", "image_cone_cosine_mean", "text_cone_cosine_mean")
+                "i2t_recall@1", "t2i_recall@1")
 
 
 def figure_entries(figs: Iterable[Figure], base: str | Path) -> list[dict[str, str]]:

@@ -38,8 +38,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 = the two clouds share a centre; 2 = opposite poles. CLIP ViT-B/32 on COCO: 0.82 "
         "(Liang); the bundled CLIP ViT-B/16 sample: 0.85. A value of 0.8 means the centre of the "
         "images is further from the centre of the texts than a typical image is from its own "
-        "centre (about 0.7 for CLIP): the two clouds barely overlap, so every caption is nearer "
-        "to other captions than to any image.",
+        "centre (about 0.7 for CLIP): the two clouds barely overlap, so a caption is typically "
+        "nearer to unrelated captions than to its own image (98 % of captions in that sample).",
         _bins((0.1, "negligible gap: images and texts share one region"),
               (0.3, "small gap"), (0.6, "moderate gap: the two clouds overlap only partly"),
               last="large gap: images and texts sit in separate regions")),

@@ -43,13 +43,18 @@ def esc(x: Any) -> str:
 
 
 def fmt(v: Any) -> str:
-    """Display text of a scalar: 4 significant digits for floats, 'n/a' for None/NaN."""
+    """Display text of a scalar: floats with 3 decimals (4 significant digits when large or tiny),
+    'n/a' for None/NaN."""
     if v is None:
         return "n/a"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return "n/a" if v != v else f"{v:.4g}"
+        if v != v:
+            return "n/a"
+        if v == 0 or 1e-3 <= abs(v) < 1e3:
+            return f"{v:.3f}"
+        return f"{v:.1e}" if abs(v) < 1e-3 else f"{v:.4g}"
     return str(v)
 
 
@@ -66,7 +71,12 @@ def _td(v: Any) -> str:
 def _kv_table(d: dict[str, Any]) -> str:
     rows = "".join(f"<tr><th>{esc(k)}</th>{_td(v) if _is_scalar(v) else f'<td>{_value_html(v)}</td>'}</tr>"
                    for k, v in d.items())
-    return f"<table>{rows}</table>"
+    return _wrap(f"<table>{rows}</table>")
+
+
+def _wrap(table: str) -> str:
+    """Tables scroll sideways inside their own box instead of widening the page."""
+    return f'<div class="scroll">{table}</div>'
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -93,7 +103,7 @@ def _matrix_table(d: dict[str, dict[str, Any]], corner: str = "") -> str:
         cols.extend(c for c in row if c not in cols)
     head = "".join(f"<th>{esc(c)}</th>" for c in cols)
     body = "".join(f"<tr><th>{esc(r)}</th>{''.join(_td(row.get(c)) for c in cols)}</tr>" for r, row in flat.items())
-    return f"<table><tr><th>{esc(corner)}</th>{head}</tr>{body}</table>"
+    return _wrap(f"<table><tr><th>{esc(corner)}</th>{head}</tr>{body}</table>")
 
 
 def _list_text(v: list[Any]) -> str:
@@ -160,10 +170,10 @@ def _stages_section(records: list[Loaded]) -> str:
             cls = f"status-{status}" if status in ("ran", "skipped", "failed") else ""
             secs = st.get("seconds")
             rows.append(f"<tr><th>{esc(name)}</th><td class='{cls}'>{esc(status)}</td>"
-                        f"<td class='num'>{esc(fmt(secs) + ' s' if secs is not None else '')}</td>"
+                        f"<td class='num'>{esc(f'{secs:.1f} s' if isinstance(secs, (int, float)) else '')}</td>"
                         f"<td>{esc(st.get('detail', ''))}</td></tr>")
-        parts.append(f"<h3>{esc(r.title)}</h3><table><tr><th>stage</th><th>status</th><th>time</th>"
-                     f"<th>what it did / why it was skipped</th></tr>{''.join(rows)}</table>")
+        parts.append(f"<h3>{esc(r.title)}</h3>" + _wrap("<table><tr><th>stage</th><th>status</th><th>time</th>"
+                     f"<th>what it did / why it was skipped</th></tr>{''.join(rows)}</table>"))
     if not parts:
         return ""
     note = ("<p class='note'>Which parts of the pipeline ran. A skipped stage says why (for example a "
@@ -176,7 +186,7 @@ def _summary_section(meas: list[Measurement]) -> str:
         return _section("summary", "The gap at a glance",
                         "<p class='note'>No gap measurements were found in these records.</p>")
     keys = [k for k in SUMMARY_KEYS if any(k in m.values for m in meas)]
-    head = "".join(f"<th>{esc(info(k).label)}<br><code>{esc(k)}</code></th>" for k in keys)
+    head = "".join(f"<th>{esc(info(k).label)}</th>" for k in keys)
     rows = []
     for m in meas:
         cells = []
@@ -186,7 +196,7 @@ def _summary_section(meas: list[Measurement]) -> str:
             ci_txt = f"<span class='ci'>95 % CI [{esc(fmt(ci[0]))}, {esc(fmt(ci[1]))}]</span>" if ci else ""
             cells.append(f"<td class='num'>{esc(fmt(v))}{'<br>' + ci_txt if ci_txt else ''}</td>")
         rows.append(f"<tr><th>{esc(m.label)}</th>{''.join(cells)}</tr>")
-    table = f"<table><tr><th>embeddings</th>{head}</tr>{''.join(rows)}</table>"
+    table = _wrap(f"<table><tr><th>embeddings</th>{head}</tr>{''.join(rows)}</table>")
     return _section("summary", "The gap at a glance", table + _explanations(meas, keys))
 
 
@@ -197,7 +207,7 @@ def _explanations(meas: list[Measurement], keys: Sequence[str]) -> str:
         meta = info(k)
         verdicts = [f"{esc(m.label)}: {esc(t)}" for m in meas if k in m.values and (t := interpret(k, m.values[k]))]
         extra = f"<br><span class='verdicts'>{'; '.join(verdicts)}.</span>" if verdicts else ""
-        items.append(f"<dt>{esc(meta.label)}</dt><dd>{esc(meta.meaning)} {esc(meta.scale)}{extra}</dd>")
+        items.append(f"<dt>{esc(meta.label)} <code>{esc(k)}</code></dt><dd>{esc(meta.meaning)} {esc(meta.scale)}{extra}</dd>")
     return f"<h3>What the numbers mean</h3><dl class='explain'>{''.join(items)}</dl>"
 
 
@@ -206,15 +216,18 @@ def _figures_section(records: list[Loaded]) -> str:
     for r in records:
         if r.figures:
             figs = "".join(_figure_html(f) for f in r.figures)
-            parts.append(f"<h3>{esc(r.title)}</h3><div class='figgrid'>{figs}</div>")
+            summary = r.record.get("summary")
+            note = _value_html(summary) if isinstance(summary, dict) and summary else ""
+            parts.append(f"<h3>{esc(r.title)}</h3>{note}<div class='figgrid'>{figs}</div>")
     return _section("figures", "Figures", "".join(parts)) if parts else ""
 
 
 def _find_key(d: dict[str, Any], key: str) -> Iterable[tuple[str, Any]]:
+    """(where, value) of every d[..][key] at any depth (the stages table is not searched)."""
     for k, v in d.items():
         if k == key:
             yield k, v
-        elif isinstance(v, dict):
+        elif isinstance(v, dict) and k != "stages":
             yield from ((f"{k} / {kk}", vv) for kk, vv in _find_key(v, key))
 
 
@@ -222,9 +235,11 @@ def _keyed_section(records: list[Loaded], key: str, anchor: str, title: str, kin
     """Tables of every results[..][key] and of whole records of the given kinds."""
     parts = []
     for r in records:
-        for where, v in _find_key(r.record["results"], key):
-            parts.append(f"<h3>{esc(r.title)} <small>({esc(where)})</small></h3>{_value_html(v)}")
-        if r.record.get("kind") in kinds:
+        found = list(_find_key(r.record["results"], key))
+        for where, v in found:
+            sub = f" <small>({esc(where)})</small>" if where != key else ""
+            parts.append(f"<h3>{esc(r.title)}{sub}</h3>{_value_html(v)}")
+        if not found and r.record.get("kind") in kinds:
             parts.append(f"<h3>{esc(r.title)}</h3>{_value_html(r.record['results'])}")
     return _section(anchor, title, "".join(parts)) if parts else ""
 
@@ -236,22 +251,36 @@ def _records_section(records: list[Loaded]) -> str:
 
 
 def _provenance_section(records: list[Loaded]) -> str:
-    parts = []
+    """One row per record (what, when, seed, file); the command and library versions once when
+    every record shares them; each record's inputs and parameters in a collapsible box."""
+    def cmd_of(rec: dict[str, Any]) -> str:
+        cmd = rec.get("command")
+        return shlex.join(map(str, cmd)) if isinstance(cmd, list) else fmt(cmd)
+
+    def versions_of(rec: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in (rec.get("versions") or {}).items())
+
+    cmds = {cmd_of(r.record) for r in records}
+    shared = len(cmds) == 1
+    head = "<tr><th>record</th><th>kind</th><th>created</th><th>seed</th><th>file</th>"
+    head += "</tr>" if shared else "<th>command</th></tr>"
+    rows = []
     for r in records:
         rec = r.record
-        cmd = rec.get("command")
-        cmd_txt = shlex.join(map(str, cmd)) if isinstance(cmd, list) else fmt(cmd)
-        rows = {
-            "record": r.source, "kind": rec.get("kind"), "created": rec.get("created"),
-            "command": cmd_txt, "seed": rec.get("seed"),
-            "versions": ", ".join(f"{k} {v}" for k, v in (rec.get("versions") or {}).items()),
-        }
-        body = _kv_table(rows)
-        for key in ("inputs", "params"):
-            if rec.get(key):
-                body += f"<h4>{esc(key)}</h4>{_value_html(rec[key])}"
-        parts.append(f"<h3>{esc(r.title)}</h3>{body}")
-    return _section("provenance", "Provenance", "".join(parts))
+        cells = [rec.get("kind"), rec.get("created"), rec.get("seed"), r.source]
+        extra = "" if shared else f"<td><code>{esc(cmd_of(rec))}</code></td>"
+        rows.append(f"<tr><th>{esc(r.title)}</th>{''.join(_td(c) for c in cells)}{extra}</tr>")
+    body = _wrap(f"<table>{head}{''.join(rows)}</table>")
+    if shared:
+        body = f"<p>Command: <code>{esc(cmds.pop())}</code></p>" + body
+    versions = sorted({versions_of(r.record) for r in records}, key=len)
+    body += f"<p>Library versions: <code>{esc(versions[-1])}</code></p>" if versions else ""
+    for r in records:
+        sub = "".join(f"<h4>{esc(key)}</h4>{_value_html(r.record[key])}" for key in ("inputs", "params")
+                      if r.record.get(key))
+        if sub:
+            body += f"<details><summary>{esc(r.title)}: inputs and parameters</summary>{sub}</details>"
+    return _section("provenance", "Provenance", body)
 
 
 def _css() -> str:

@@ -17,9 +17,10 @@ CAPTIONS = {
     "pca": "Each orange dot is an image, each blue square a text; a grey line joins every matched "
            "pair. Two separate clouds crossed by long parallel lines = a modality gap (Liang et al. "
            "2022, Fig. 1). PCA keeps distances honest; UMAP keeps neighbourhoods.",
-    "hist": "Cosine similarity of matched image-text pairs, of two captions of the same image, and "
-            "of random non-matching image-text pairs. With a gap, captions of one image are far more "
-            "alike than a caption and its image (Jina AI blog, Fig. 1).",
+    "hist": "Cosine similarity of matched image-text pairs, of two captions of the same image (data "
+            "with several captions per image), and of random non-matching image-text and text-text "
+            "pairs. With a gap, two texts (even about different images) are more alike than a caption "
+            "and its own image (Jina AI blog, Fig. 1).",
     "dims": "Share of the squared gap ||mean image - mean text||^2 carried by each embedding "
             "dimension, largest first. A gap concentrated in a few dimensions can be removed by "
             "dropping them (Schrodi et al. 2025).",

@@ -8,6 +8,7 @@ Importing this package is light; numba compiles (or loads its cache) on the firs
 """
 from .config import INITS, LOSSES, SphereConfig
 from .engine import SimResult, first_epoch_below, run_many, settled_epoch, simulate, uniform_uniformity
+from .torch_engine import simulate_torch
 
-__all__ = ["INITS", "LOSSES", "SimResult", "SphereConfig", "first_epoch_below", "run_many", "settled_epoch", "simulate",
-           "uniform_uniformity"]
+__all__ = ["INITS", "LOSSES", "SimResult", "SphereConfig", "first_epoch_below", "run_many", "settled_epoch",
+           "simulate", "simulate_torch", "uniform_uniformity"]

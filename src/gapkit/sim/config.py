@@ -48,6 +48,9 @@ class SphereConfig:
     slip_sigma: std of the Gaussian jitter that makes SLIP's two image views.
     ssl_weight: weight of SLIP's image NT-Xent term (SLIP and Shi: 1).
     unif_weight: weight of the uniformity terms in align_uniform.
+    reproject: True (Shi's setup as the issue states it): rows are put back on the sphere after
+        every step. False: the rows are free Euclidean parameters, the loss sees them normalised,
+        and their norms grow, which slows the dynamics on the sphere (an ablation).
     """
 
     loss: str = "clip"
@@ -60,7 +63,7 @@ class SphereConfig:
     epochs: int = 20000
     seed: int = 0
     spread: float = 0.3
-    angle: float = 45.0
+    angle: float = 60.0
     steps_per_epoch: int | None = None
     traces: int = 200
     trace_spacing: str = "linear"
@@ -71,6 +74,7 @@ class SphereConfig:
     slip_sigma: float = 0.1
     ssl_weight: float = 1.0
     unif_weight: float = 1.0
+    reproject: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("loss", self.loss, LOSSES)
@@ -97,6 +101,8 @@ class SphereConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise GapkitError(f"{name} must be a finite number, got {v!r}")
+        if not isinstance(self.reproject, bool):
+            raise GapkitError(f"reproject must be true or false, got {self.reproject!r}")
         if self.lr <= 0:
             raise GapkitError(f"lr must be positive, got {self.lr}")
         if self.spread < 0 or self.slip_sigma < 0:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..errors import GapkitError
+from ..validation import l2_normalize
 from .config import SphereConfig
 from .init import initial_points
 
@@ -44,7 +45,6 @@ class SimResult:
     train_seconds: float
     elapsed_seconds: float
     steps: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def steps_per_second(self) -> float:
@@ -68,7 +68,6 @@ class SimResult:
                 "image": self.snapshots_image.tolist(),
                 "text": self.snapshots_text.tolist(),
             },
-            **self.extra,
         }
 
 
@@ -104,7 +103,7 @@ def _kernels() -> Any:
         x = np.eye(4, 3)[:4] + 0.1
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         for loss_id in kernels.LOSS_IDS.values():
-            kernels.run_epochs(x.copy(), x.copy(), 1, 2, 2, loss_id, 1.0, 0.01, 0.0, 0.1, 1.0, 1.0)
+            kernels.run_epochs(x.copy(), x.copy(), 1, 2, 2, loss_id, 1.0, 0.01, 0.0, 0.1, 1.0, 1.0, True)
         kernels.trace_stats(x, x)
         _WARM = True
     return kernels
@@ -115,7 +114,7 @@ def simulate(config: SphereConfig, progress: bool = False) -> SimResult:
     k = _kernels()
     k.seed_rng(config.seed)
     args = (config.epoch_steps, config.batch, k.LOSS_IDS[config.loss], config.logit_scale, config.lr,
-            config.siglip_bias, config.slip_sigma, config.ssl_weight, config.unif_weight)
+            config.siglip_bias, config.slip_sigma, config.ssl_weight, config.unif_weight, config.reproject)
     return drive(config, lambda X, Y, n_epochs: k.run_epochs(X, Y, n_epochs, *args), progress)
 
 
@@ -149,17 +148,21 @@ def drive(config: SphereConfig, advance: Advance, progress: bool = False) -> Sim
             epoch += step
             if bar is not None:
                 bar.update(step)
+        # Without re-projection the parameters are off the sphere; the geometry is of their directions.
+        xs, ys = (X, Y) if config.reproject else (l2_normalize(X), l2_normalize(Y))
         if target in trace_set:
-            rows.append(k.trace_stats(X, Y))
+            rows.append(k.trace_stats(xs, ys))
             losses.append(last_loss if target > 0 else math.nan)
         if target in snap_set:
-            snaps_x.append(X[pick].copy())
-            snaps_y.append(Y[pick].copy())
+            snaps_x.append(xs[pick].copy())
+            snaps_y.append(ys[pick].copy())
     if bar is not None:
         bar.close()
     stats = np.array(rows)
     traces = {"epoch": tr_epochs.astype(np.int64), "loss": np.array(losses)}
     traces.update({name: stats[:, i] for i, name in enumerate(k.TRACE_KEYS)})
+    if not config.reproject:
+        X, Y = l2_normalize(X), l2_normalize(Y)
     return SimResult(config=config, traces=traces, snapshot_epochs=sn_epochs, snapshot_indices=pick,
                      snapshots_image=np.array(snaps_x), snapshots_text=np.array(snaps_y), image=X, text=Y,
                      train_seconds=train_s, elapsed_seconds=time.perf_counter() - t_start,

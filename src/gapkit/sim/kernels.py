@@ -57,40 +57,42 @@ def _rdot(A, i, B, j) -> float:
 
 
 @njit(cache=True, fastmath=True)
-def _clip_grad(X, Y, s, gX, gY, Z, G, with_loss) -> float:
-    """Symmetric InfoNCE; G[i, j] = dL/dlogit_ij accumulates the row- and column-softmax terms.
+def _clip_grad(X, Y, s, gX, gY, Z, R, with_loss) -> float:
+    """Symmetric InfoNCE. With E_ij = exp(s x_i.y_j - s), r_i = 1/sum_j E_ij, c_j = 1/sum_i E_ij:
+    dL/dlogit_ij = (E_ij (r_i + c_j) - 2 [i = j]) / (2b), folded straight into gX, gY.
 
     All logits lie in [-s, s], so exp(z - s) neither overflows nor (for s <= MAX_LOGIT_SCALE)
     underflows to zero: one exponential per logit serves both softmaxes. The loss value itself
-    (2b logarithms, a fifth of the step) is only computed when with_loss is true; else 0 is returned.
+    (2b logarithms) is only computed when with_loss is true; else 0 is returned.
     """
     b, d = X.shape
-    for i in range(b):
-        for j in range(b):
-            Z[i, j] = math.exp(s * _rdot(X, i, Y, j) - s)
-    # -log softmax of the positive = log(sum of row) - log(exp(z_ii - s)) = log(row) - (z_ii - s).
-    loss = 0.0
+    for j in range(b):
+        R[b + j] = 0.0
     for i in range(b):
         row = 0.0
         for j in range(b):
-            row += Z[i, j]
-        if with_loss:
-            loss += math.log(row) - 2.0 * (s * _rdot(X, i, Y, i) - s)
-        inv = 1.0 / row
-        for j in range(b):
-            G[i, j] = Z[i, j] * inv
-        G[i, i] -= 2.0  # the -1 of both directions
-    for j in range(b):
-        col = 0.0
+            e = math.exp(s * _rdot(X, i, Y, j) - s)
+            Z[i, j] = e
+            row += e
+            R[b + j] += e
+        R[i] = row
+    # -log softmax of the positive = log(row sum) - (z_ii - s), in both directions.
+    loss = 0.0
+    if with_loss:
         for i in range(b):
-            col += Z[i, j]
-        if with_loss:
-            loss += math.log(col)
-        inv = 1.0 / col
-        for i in range(b):
-            G[i, j] += Z[i, j] * inv
+            loss += math.log(R[i]) + math.log(R[b + i]) - 2.0 * (s * _rdot(X, i, Y, i) - s)
+    for i in range(2 * b):
+        R[i] = 1.0 / R[i]
     c = s / (2.0 * b)
-    _accumulate_cross(X, Y, G, c, gX, gY)
+    for i in range(b):
+        for j in range(b):
+            w = Z[i, j] * (R[i] + R[b + j])
+            if i == j:
+                w -= 2.0
+            w *= c
+            for k in range(d):
+                gX[i, k] += w * Y[j, k]
+                gY[j, k] += w * X[i, k]
     return loss / (2.0 * b)
 
 
@@ -163,7 +165,7 @@ def _slip_grad(X, Y, s, sigma, w_ssl, E1, E2, gX, gY, U, gU, R, Z, G, with_loss)
     The chain rule through the view: dv/dx^T g = (g - (g.v) v) / ||x + sigma*eps||.
     """
     b, d = X.shape
-    loss = _clip_grad(X, Y, s, gX, gY, Z, G, with_loss)
+    loss = _clip_grad(X, Y, s, gX, gY, Z, R, with_loss)
     for i in range(b):
         for half, E in ((0, E1), (b, E2)):
             r2 = 0.0
@@ -248,7 +250,7 @@ def loss_grad(loss_id, X, Y, s, bias, sigma, w_ssl, w_unif, E1, E2, gX, gY, U, g
     """Dispatch to one loss kernel; gX, gY must be zeroed by the caller; returns the batch loss
     (clip and slip skip part of it when with_loss is false; the value is then meaningless)."""
     if loss_id == _CLIP:
-        return _clip_grad(X, Y, s, gX, gY, Z, G, with_loss)
+        return _clip_grad(X, Y, s, gX, gY, Z, R, with_loss)
     if loss_id == _SIMCLR:
         return _simclr_grad(X, Y, s, gX, gY, U, gU, Z, G)
     if loss_id == _SLIP:
@@ -272,8 +274,19 @@ def seed_rng(seed) -> None:
 
 
 @njit(cache=True, fastmath=True)
-def _sgd_update(P, i, g, r, lr) -> None:
-    """p_i <- normalise(p_i - lr * (g_r - (g_r.p_i) p_i)): a tangent step, then back onto the sphere."""
+def _free_update(P, i, g, r, lr, norm) -> None:
+    """SGD on a free row p_i whose loss saw x = p_i / norm: dL/dp = (g - (g.x) x) / norm. The step
+    is orthogonal to p_i, so ||p_i|| only grows, shrinking later steps on the sphere by 1/||p||^2."""
+    d = P.shape[1]
+    gp = _rdot(g, r, P, i) / norm
+    for k in range(d):
+        P[i, k] -= lr * (g[r, k] - gp * P[i, k] / norm) / norm
+
+
+@njit(cache=True, fastmath=True)
+def _sphere_update(P, i, g, r, lr) -> None:
+    """p_i <- normalise(p_i - lr * (g_r - (g_r.p_i) p_i)) for a unit row: a tangent step, then back
+    onto the sphere."""
     d = P.shape[1]
     gp = _rdot(g, r, P, i)
     r2 = 0.0
@@ -281,15 +294,30 @@ def _sgd_update(P, i, g, r, lr) -> None:
         v = P[i, k] - lr * (g[r, k] - gp * P[i, k])
         P[i, k] = v
         r2 += v * v
-    r = math.sqrt(r2)
+    rn = 1.0 / math.sqrt(r2)
     for k in range(d):
-        P[i, k] /= r
+        P[i, k] *= rn
 
 
 @njit(cache=True, fastmath=True)
-def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif) -> float:
-    """Run n_epochs of SGD in place on the unit rows of X, Y (n, d); returns the mean batch loss of
-    the last epoch. Each epoch draws a fresh permutation and takes steps_per_epoch batches from it."""
+def _gather(P, i, out, r, normalise) -> float:
+    """out[r] = P[i] (divided by its norm if `normalise`); returns the norm used (1 if not)."""
+    d = P.shape[1]
+    nrm = 1.0
+    if normalise:
+        nrm = math.sqrt(_rdot(P, i, P, i))
+    for k in range(d):
+        out[r, k] = P[i, k] / nrm
+    return nrm
+
+
+@njit(cache=True, fastmath=True)
+def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif,
+               reproject=True) -> float:
+    """Run n_epochs of SGD in place on the rows of X, Y (n, d); returns the mean batch loss of the
+    last epoch. Each epoch draws a fresh permutation and takes steps_per_epoch batches from it.
+    reproject=True: rows are unit vectors and are re-projected after every step (Shi's setup).
+    reproject=False: rows are free Euclidean parameters and the loss sees them normalised."""
     n, d = X.shape
     Xb = np.empty((batch, d))
     Yb = np.empty((batch, d))
@@ -297,7 +325,10 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
     gY = np.empty((batch, d))
     E1 = np.zeros((batch, d))
     E2 = np.zeros((batch, d))
+    NX = np.ones(batch)
+    NY = np.ones(batch)
     U, gU, R, Z, G = workspace(batch, d)
+    free = not reproject
     last = 0.0
     for ep in range(n_epochs):
         # Only the last epoch's loss is returned, so only that epoch computes it.
@@ -308,9 +339,9 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
             base = st * batch
             for r in range(batch):
                 i = perm[base + r]
+                NX[r] = _gather(X, i, Xb, r, free)
+                NY[r] = _gather(Y, i, Yb, r, free)
                 for k in range(d):
-                    Xb[r, k] = X[i, k]
-                    Yb[r, k] = Y[i, k]
                     gX[r, k] = 0.0
                     gY[r, k] = 0.0
             if loss_id == _SLIP:
@@ -322,8 +353,12 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
                                with_loss)
             for r in range(batch):
                 i = perm[base + r]
-                _sgd_update(X, i, gX, r, lr)
-                _sgd_update(Y, i, gY, r, lr)
+                if reproject:
+                    _sphere_update(X, i, gX, r, lr)
+                    _sphere_update(Y, i, gY, r, lr)
+                else:
+                    _free_update(X, i, gX, r, lr, NX[r])
+                    _free_update(Y, i, gY, r, lr, NY[r])
         last = total / steps_per_epoch
     return last
 
@@ -331,7 +366,7 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
 @njit(cache=True, fastmath=True)
 def batch_loss_grad(loss_id, X, Y, s, bias, sigma, w_ssl, w_unif, E1, E2):
     """(loss, gX, gY) for one batch, gradients projected onto the tangent spaces of the unit rows.
-    The same code path as one step of run_epochs; used by the tests and by `gradients()`."""
+    The same code path as one step of run_epochs (used by the gradient tests)."""
     b, d = X.shape
     gX = np.zeros((b, d))
     gY = np.zeros((b, d))

@@ -51,8 +51,9 @@ def simulate_torch(config: SphereConfig, loss: str | None = None, progress: bool
                 value = _total(fn(F.normalize(xb, dim=1), F.normalize(yb, dim=1), logit_scale=scale))
                 value.backward()
                 with torch.no_grad():
-                    px[idx] = F.normalize(xb - config.lr * xb.grad, dim=1)
-                    py[idx] = F.normalize(yb - config.lr * yb.grad, dim=1)
+                    nx, ny = xb - config.lr * xb.grad, yb - config.lr * yb.grad
+                    px[idx] = F.normalize(nx, dim=1) if config.reproject else nx
+                    py[idx] = F.normalize(ny, dim=1) if config.reproject else ny
                 total += float(value.detach())
             last = total / steps
         return last

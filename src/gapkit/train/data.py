@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import GapkitError
+from ..models.preprocess import normalize_pixels, pil_to_uint8  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -43,24 +44,13 @@ class PairData:
                         None if self.labels is None else self.labels[keep], self.class_names)
 
 
-def normalize_pixels(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1]: (x / 255 - 0.5) / 0.5."""
-    return images.float().div_(127.5).sub_(1.0)
-
-
-def _pixels(im: Any, size: int, channels: int) -> np.ndarray:
-    from PIL import Image
-
-    im = im.convert("L" if channels == 1 else "RGB")
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.BICUBIC)
-    a = np.asarray(im, dtype=np.uint8)
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-
-
 def prepare(dataset: Any, image_size: int, tokenizer: Callable[[list[str]], torch.Tensor],
             channels: int = 3, max_texts: int = 0, seed: int = 0) -> PairData:
-    """Decode a dataset (n_images, image(i), captions, text_to_image, labels, class_names)."""
+    """Decode a dataset (n_images, image(i), captions, text_to_image, labels, class_names).
+
+    With max_texts > 0 a seeded subset of that many captions is kept, and only the images those
+    captions refer to are decoded.
+    """
     for attr in ("n_images", "image", "captions", "text_to_image"):
         if not hasattr(dataset, attr):
             raise GapkitError(f"dataset object lacks '{attr}' (expected a gapkit.data ImageTextDataset)")
@@ -68,14 +58,15 @@ def prepare(dataset: Any, image_size: int, tokenizer: Callable[[list[str]], torc
     t2i = np.asarray(dataset.text_to_image, dtype=np.int64)
     if len(captions) == 0:
         raise GapkitError("dataset has no captions")
-    images = np.stack([_pixels(dataset.image(i), image_size, channels) for i in range(dataset.n_images)])
-    data = PairData(torch.from_numpy(images), tokenizer(captions), torch.from_numpy(t2i), captions,
-                    None if getattr(dataset, "labels", None) is None else np.asarray(dataset.labels),
-                    getattr(dataset, "class_names", None))
-    if max_texts and max_texts < data.n_texts:
-        idx = np.sort(np.random.default_rng([seed, 7]).choice(data.n_texts, max_texts, replace=False))
-        data = data.subset_texts(idx)
-    return data
+    rows = np.arange(len(captions))
+    if max_texts and max_texts < len(captions):
+        rows = np.sort(np.random.default_rng([seed, 7]).choice(len(captions), max_texts, replace=False))
+    keep, new_t2i = np.unique(t2i[rows], return_inverse=True)
+    images = np.stack([pil_to_uint8(dataset.image(int(i)), image_size, channels) for i in keep])
+    labels = getattr(dataset, "labels", None)
+    return PairData(torch.from_numpy(images), tokenizer([captions[j] for j in rows]),
+                    torch.from_numpy(new_t2i.astype(np.int64)), [captions[j] for j in rows],
+                    None if labels is None else np.asarray(labels)[keep], getattr(dataset, "class_names", None))
 
 
 def eval_subset(data: PairData, n_images: int, seed: int) -> PairData:
@@ -88,28 +79,48 @@ def eval_subset(data: PairData, n_images: int, seed: int) -> PairData:
     return data.subset_texts(keep)
 
 
-class RandomBatches:
-    """Batches of caption indices; epoch e is a fresh permutation from default_rng([seed, e]).
+class StepBatches:
+    """Step-indexed view of an epoch-based gapkit.data sampler: `batch(step)`, `position(step)`.
 
-    The last incomplete batch of an epoch is dropped, so every batch has exactly batch_size pairs.
+    The gapkit.data samplers draw epoch e from default_rng([seed, e]); setting their `epoch`
+    before iterating makes the batch of any step a pure function of (seed, step).
     """
 
-    def __init__(self, n_texts: int, batch_size: int, seed: int) -> None:
-        if n_texts < batch_size:
-            raise GapkitError(f"batch_size {batch_size} exceeds the {n_texts} training captions")
-        self.n, self.batch_size, self.seed = n_texts, batch_size, seed
-        self.per_epoch = n_texts // batch_size
-        self._cache: tuple[int, np.ndarray] | None = None
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+        self.per_epoch = len(sampler)
+        if self.per_epoch < 1:
+            raise GapkitError("the sampler yields no batch per epoch")
+        self._cache: tuple[int, list[list[int]]] | None = None
 
     def position(self, step: int) -> dict[str, int]:
         return {"epoch": step // self.per_epoch, "batch": step % self.per_epoch}
 
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
-
     def batch(self, step: int) -> np.ndarray:
         pos = self.position(step)
         if self._cache is None or self._cache[0] != pos["epoch"]:
-            self._cache = (pos["epoch"], self.epoch_order(pos["epoch"]))
-        start = pos["batch"] * self.batch_size
-        return self._cache[1][start : start + self.batch_size]
+            self.sampler.epoch = pos["epoch"]
+            self._cache = (pos["epoch"], list(iter(self.sampler)))
+        return np.asarray(self._cache[1][pos["batch"]], dtype=np.int64)
+
+
+def make_batches(name: str, data: PairData, batch_size: int, seed: int, **kw: Any) -> StepBatches:
+    """"random" (a permutation per epoch) or "duplicates" (false-negative-heavy batches: groups of
+    `per_group` captions of one image, or of one class with group="class"); gapkit.data.samplers."""
+    from ..data.samplers import DuplicateHeavyBatchSampler, RandomBatchSampler
+
+    if name == "random":
+        return StepBatches(RandomBatchSampler(data.n_texts, batch_size, seed))
+    if name == "duplicates":
+        group = kw.pop("group", "image")
+        t2i = data.text_to_image.numpy()
+        if group == "class":
+            if data.labels is None:
+                raise GapkitError("sampler duplicates with group='class' needs a dataset with labels")
+            groups = data.labels[t2i]
+        elif group == "image":
+            groups = t2i
+        else:
+            raise GapkitError(f"sampler group must be 'image' or 'class', got '{group}'")
+        return StepBatches(DuplicateHeavyBatchSampler(groups, batch_size, seed=seed, **kw))
+    raise GapkitError(f"unknown sampler '{name}'; known: random, duplicates")

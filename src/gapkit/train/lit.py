@@ -16,7 +16,6 @@ import torch
 
 from ..errors import GapkitError
 from ..validation import as_matrix, check_mapping
-from .data import RandomBatches
 from .loop import lr_factor, make_optimizer
 
 
@@ -48,7 +47,10 @@ def fit_heads(image_feats: Any, text_feats: Any, loss: str = "clip", steps: int 
     loss_fn = create_loss(loss, **(loss_kwargs or {}))
     opt = make_optimizer([heads, loss_fn], lr, weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup_steps, steps, 0.0))
-    sampler = RandomBatches(txt.shape[0], batch_size, seed)
+    from ..data.samplers import RandomBatchSampler
+    from .data import StepBatches
+
+    sampler = StepBatches(RandomBatchSampler(txt.shape[0], batch_size, seed))
     for step in tqdm(range(steps), disable=not progress, desc="fit_heads"):
         idx = torch.from_numpy(sampler.batch(step))
         out = heads(img[t2i_t[idx]], txt[idx])

@@ -29,7 +29,7 @@ from ..records import new_record, save_record
 from . import ddp
 from .checkpoint import read_checkpoint, restore, save_checkpoint
 from .config import TrainConfig
-from .data import PairData, RandomBatches, eval_subset, normalize_pixels, prepare
+from .data import PairData, eval_subset, make_batches, normalize_pixels, prepare
 from .procrustes import procrustes_rotation
 from .telemetry import MetricsLog, embed, evaluate
 
@@ -149,6 +149,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
         raise GapkitError(f"tau below {MIN_TAU} would be clamped by the logit-scale limit ln 100")
     if config.batch_size % (ctx.world_size * config.accum_steps):
         raise GapkitError(f"batch_size {config.batch_size} is not divisible by world_size x accum_steps")
+    if config.precision == "bf16" and ctx.device.type != "cuda":
+        raise GapkitError("precision bf16 needs a CUDA device (set device=cuda); CPU runs use fp32")
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir / "config.json")
@@ -165,13 +167,13 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     eval_src = eval_dataset if eval_dataset is not None else (dataset if dataset is not None else load_split(config, config.eval_split))
     eval_data = eval_subset(prepare(eval_src, size, model.tokenizer, channels), config.eval_size, config.seed)
     semantic = _semantic_table(config, train_data.captions)
-    sampler = RandomBatches(train_data.n_texts, config.batch_size, config.seed) if config.sampler == "random" \
-        else _data_sampler(config, train_data)
+    sampler = make_batches(config.sampler, train_data, config.batch_size, config.seed, **config.sampler_kwargs)
     steps = total_steps(config, sampler.per_epoch)
 
     # 2. Temperature mode and the optional Procrustes amendment (fitted at init, then fixed).
     if config.temperature != "learnable":
         model.logit_scale.requires_grad_(False)
+        model.logit_scale.data.fill_(math.log(1 / tau_at(config, 0, steps)))  # so step-0 telemetry shows it
     elif config.tau is not None:
         model.logit_scale.data.fill_(math.log(1 / config.tau))
     if config.procrustes_init and not resume:
@@ -194,13 +196,13 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
         if ctx.is_main:
             log.truncate_after(start)
     params = [p for m in (model, loss_fn) for p in m.parameters() if p.requires_grad]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.precision == "bf16" and ctx.device.type == "cuda")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
-    def telemetry(step: int, running: dict[str, list[float]]) -> dict[str, Any]:
+    def telemetry(step: int, running: dict[str, list[float]], ks: tuple[int, ...] = (1,)) -> dict[str, Any]:
         row = {"step": step, **sampler.position(step), "lr": optimizer.param_groups[0]["lr"],
                "logit_scale": float(model.scale().detach()), "tau": 1 / float(model.scale().detach()),
                **{k: float(np.mean(v)) for k, v in running.items() if v}}
-        row.update(evaluate(model, eval_data, ctx.device, seed=config.seed))
+        row.update(evaluate(model, eval_data, ctx.device, seed=config.seed, ks=ks))
         if ctx.is_main:
             log.append(row)
         running.clear()
@@ -208,7 +210,13 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
 
     # 4. The loop.
     running: dict[str, list[float]] = {}
-    last = telemetry(0, running) if start == 0 else {}
+    if start == 0:
+        last = telemetry(0, running)
+    else:  # resumed: the latest telemetry row logged before the checkpoint
+        from .telemetry import read_metrics
+
+        logged = read_metrics(log.path) if log.path.exists() else []
+        last = logged[-1] if logged else {}
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not (config.progress and ctx.is_main),
                desc="train", dynamic_ncols=True)
     t0 = time.perf_counter()
@@ -248,8 +256,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
         for k, v in terms_sum.items():
             running.setdefault(k, []).append(v)
         done = step + 1
-        if done % config.eval_every == 0 or done == steps:
-            last = telemetry(done, running)
+        if done % config.eval_every == 0 or done == steps:  # the final eval adds R@5 and R@10
+            last = telemetry(done, running, (1, 5, 10) if done == steps else (1,))
         if ctx.is_main and (done % config.ckpt_every == 0 or done == steps):
             save_checkpoint(run_dir, modules, optimizer, scheduler, {"step": done, "sampler": sampler.position(done)})
         bar.set_postfix(loss=f"{sum(terms_sum.values()):.3f}", gap=f"{last.get('centroid_distance', float('nan')):.3f}")
@@ -286,8 +294,3 @@ def _semantic_table(config: TrainConfig, captions: list[str]) -> torch.Tensor | 
 
     kw = {"model": config.semantic_encoder} if config.semantic_encoder else {}
     return caption_embeddings(captions, progress=config.progress, **kw).float()
-
-
-def _data_sampler(config: TrainConfig, data: PairData) -> Any:
-    """A batch sampler from gapkit.data.samplers for non-random batch compositions."""
-    raise GapkitError(f"unknown sampler '{config.sampler}'; known: random")

@@ -23,18 +23,6 @@ TELEMETRY_KEYS = ("centroid_distance", "paired_cosine_mean", "rmg", "linear_sepa
                   "i2t_recall@1", "t2i_recall@1")
 
 
-def _basic_metrics(img: torch.Tensor, txt: torch.Tensor, t2i: np.ndarray) -> dict[str, float]:
-    """Centroid distance, paired cosine and R@1 computed here; used only while gapkit.metrics
-    (another branch) has not landed. TODO(integrator): remove once gapkit.metrics.measure exists."""
-    t2i_t = torch.from_numpy(t2i)
-    sims = img @ txt.T                                     # (N, M)
-    i2t_hit = (t2i_t[sims.argmax(dim=1)] == torch.arange(img.shape[0])).float().mean()
-    t2i_hit = (sims.argmax(dim=0) == t2i_t).float().mean()
-    return {"centroid_distance": float((img.mean(0) - txt.mean(0)).norm()),
-            "paired_cosine_mean": float((img[t2i_t] * txt).sum(1).mean()),
-            "i2t_recall@1": float(i2t_hit), "t2i_recall@1": float(t2i_hit)}
-
-
 @torch.no_grad()
 def embed(model: torch.nn.Module, data: PairData, device: torch.device, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """L2-normalised image (N, E) and text (M, E) features of `data`, on the CPU, float32."""
@@ -61,17 +49,15 @@ def zero_shot_accuracy(model: torch.nn.Module, image_features: torch.Tensor, lab
     return float((pred == labels).mean())
 
 
-def evaluate(model: torch.nn.Module, data: PairData, device: torch.device, seed: int = 0) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, data: PairData, device: torch.device, seed: int = 0,
+             ks: tuple[int, ...] = (1,)) -> dict[str, float]:
     """Gap and retrieval metrics of the model on `data` (a fixed eval subset)."""
     img, txt = embed(model, data, device)
     t2i = data.text_to_image.numpy()
-    try:
-        from ..metrics import measure
-    except ImportError:
-        out = _basic_metrics(img, txt, t2i)
-    else:
-        res = measure(img.numpy(), txt.numpy(), text_to_image=t2i, metrics=TELEMETRY_METRICS, seed=seed, ks=(1,))
-        out = {k: float(res[k]) for k in TELEMETRY_KEYS if k in res}
+    from ..metrics import measure
+
+    res = measure(img.numpy(), txt.numpy(), text_to_image=t2i, metrics=TELEMETRY_METRICS, seed=seed, ks=ks)
+    out = {k: float(v) for k, v in res.items() if k in TELEMETRY_KEYS or "recall@" in k}
     if data.labels is not None and data.class_names:
         out["zero_shot_accuracy"] = zero_shot_accuracy(model, img, data.labels, data.class_names, device)
     return out

@@ -23,6 +23,7 @@ import numpy as np
 
 from ...errors import GapkitError
 from ...validation import as_matrix, check_pairs, l2_normalize
+from ...metrics.geometry import cone_cosine_mean
 from ._style import COLORS, new_figure
 
 # Qualitative colours for several clouds in one plot (cones); colour-blind-safe ordering first.
@@ -194,7 +195,7 @@ def cones(clouds: Mapping[str, Any], *, max_points: int | None = 300, seed: int 
         start += a.shape[0]
         color = CLOUD_COLORS[k % len(CLOUD_COLORS)]
         ax.scatter(part[:, 0], part[:, 1], s=8, color=color, alpha=0.75, edgecolors="none", label=name)
-        within.append(_mean_offdiag_cosine(a))
+        within.append(cone_cosine_mean(a))
     ax.set_xlabel(f"PC1 ({100 * ratio[0]:.0f} % var.)")
     ax.set_ylabel(f"PC2 ({100 * ratio[1]:.0f} % var.)")
     ax.set_title(title)
@@ -202,7 +203,7 @@ def cones(clouds: Mapping[str, Any], *, max_points: int | None = 300, seed: int 
     if len(names) <= 12:
         ax.legend(fontsize=7, markerscale=1.6, loc="best")
     centroids = l2_normalize(np.stack([a.mean(axis=0) for a in rows]))
-    between = _mean_offdiag_cosine(centroids) if len(rows) > 1 else float("nan")
+    between = cone_cosine_mean(centroids) if len(rows) > 1 else float("nan")
     y = np.arange(len(names))
     bx.barh(y, within, color=[CLOUD_COLORS[k % len(CLOUD_COLORS)] for k in range(len(names))])
     bx.set_yticks(y, names, fontsize=8)
@@ -218,51 +219,34 @@ def cones(clouds: Mapping[str, Any], *, max_points: int | None = 300, seed: int 
     return fig
 
 
-def _mean_offdiag_cosine(u: np.ndarray) -> float:
-    """Mean of <u_i, u_j> over i != j for unit rows u (K, D), without forming K x K:
-    sum_{i != j} <u_i, u_j> = ||sum_i u_i||^2 - K."""
-    k = u.shape[0]
-    if k < 2:
-        return float("nan")
-    s = u.sum(axis=0)
-    return float((s @ s - k) / (k * (k - 1)))
-
-
 # ------------------------------------------------------------------------ cosine histograms
-def cosine_samples(image: Any, text: Any, text_to_image: Any = None, *, max_unmatched: int = 20_000,
-                   seed: int = 0) -> dict[str, np.ndarray]:
-    """The three cosine-similarity samples of the Jina blog's Fig. 1.
+def cosine_samples(image: Any, text: Any, text_to_image: Any = None, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """The cosine-similarity samples of the Jina blog's Fig. 1 (first three from
+    gapkit.metrics.cosine_distributions):
 
-    matched image-text : <x_{t(j)}, y_j> for every caption j of image t(j)
-    matched text-text  : <y_j, y_k> for every pair j < k of captions of the same image (empty for 1:1 data)
-    unmatched          : <x_i, y_j> for random (i, j) with t(j) != i, at most `max_unmatched`
+    matched image-text   : <x_{t(j)}, y_j> for every caption j of image t(j)
+    matched text-text    : <y_j, y_k> for every pair j < k of captions of the same image (empty for 1:1 data)
+    unmatched image-text : <x_i, y_j> for one random caption j of another image per caption
+    unmatched text-text  : <y_j, y_k> for one random caption k of another image per caption, so
+                           1:1 data (one caption per image) still shows how close texts sit together
     """
-    img, txt, mapping = _prepare(image, text, text_to_image)
-    matched = np.einsum("md,md->m", img[mapping], txt)
-    same_image = []
-    order = np.argsort(mapping, kind="stable")
-    bounds = np.flatnonzero(np.diff(mapping[order])) + 1
-    for group in np.split(order, bounds):
-        if group.size > 1:
-            g = txt[group] @ txt[group].T
-            same_image.append(g[np.triu_indices(group.size, k=1)])
-    tt = np.concatenate(same_image) if same_image else np.empty(0)
-    rng = np.random.default_rng(seed)
-    n_draw = min(max_unmatched * 2, img.shape[0] * txt.shape[0])
-    i = rng.integers(0, img.shape[0], n_draw)
-    j = rng.integers(0, txt.shape[0], n_draw)
-    ok = mapping[j] != i
-    i, j = i[ok][:max_unmatched], j[ok][:max_unmatched]
-    unmatched = np.einsum("kd,kd->k", img[i], txt[j])
-    return {"matched image-text": matched, "matched text-text": tt, "unmatched image-text": unmatched}
+    from ...metrics.cosines import cosine_distributions
+
+    d = cosine_distributions(image, text, text_to_image, seed=seed)
+    _, txt, mapping = _prepare(image, text, text_to_image)
+    k = np.random.default_rng([seed, 7]).integers(0, txt.shape[0], txt.shape[0])
+    other = mapping[k] != mapping
+    tt_other = np.einsum("md,md->m", txt[other], txt[k[other]])
+    return {"matched image-text": d["image2text"], "matched text-text": d["text2text"],
+            "unmatched image-text": d["unpaired_image2text"], "unmatched text-text": tt_other}
 
 
 _HIST_COLORS = {"matched image-text": COLORS["fused"], "matched text-text": COLORS["text"],
-                "unmatched image-text": COLORS["neutral"]}
+                "unmatched image-text": COLORS["neutral"], "unmatched text-text": "#9ecae1"}
 
 
 def draw_cosine_histograms(ax: Any, samples: Mapping[str, np.ndarray], title: str | None = None,
-                           bins: np.ndarray | None = None) -> None:
+                           bins: np.ndarray | None = None, legend: bool = True) -> None:
     """Draw the density histograms of `cosine_samples` output on `ax`, medians dashed."""
     if bins is None:
         values = np.concatenate([v for v in samples.values() if v.size])
@@ -280,57 +264,67 @@ def draw_cosine_histograms(ax: Any, samples: Mapping[str, np.ndarray], title: st
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("density")
     ax.set_title(title or "Cosine similarity: matched vs unmatched")
-    ax.legend(fontsize=7.5, loc="upper left")
+    if legend:
+        ax.legend(fontsize=7.5, loc="upper left")
 
 
 def cosine_histograms(image: Any, text: Any, text_to_image: Any = None, *, title: str | None = None,
-                      max_unmatched: int = 20_000, seed: int = 0) -> Any:
+                      seed: int = 0) -> Any:
     """Density histograms of the three cosine samples (see `cosine_samples`), medians marked.
 
     Read it like the Jina blog's Fig. 1: with a modality gap, two captions of the same image are
     far more similar to each other than either is to its own image, and matched image-text
     cosines sit only a little above unmatched ones.
     """
-    samples = cosine_samples(image, text, text_to_image, max_unmatched=max_unmatched, seed=seed)
+    samples = cosine_samples(image, text, text_to_image, seed=seed)
     fig, axes = new_figure(width=6.4, height=3.8)
     draw_cosine_histograms(axes[0, 0], samples, title)
     fig.tight_layout()
     return fig
 
 
-def cosine_histogram_panels(sets: Mapping[str, Any], *, max_unmatched: int = 20_000, seed: int = 0,
-                            max_cols: int = 4) -> Any:
+def cosine_histogram_panels(sets: Mapping[str, Any], *, seed: int = 0, max_cols: int = 4) -> Any:
     """`cosine_histograms` of several sets side by side on one shared x axis (name -> PairedEmbeddings)."""
     if not sets:
         raise GapkitError("cosine_histogram_panels: no embedding sets given")
-    samples = {n: cosine_samples(pe.image, pe.text, pe.text_to_image, max_unmatched=max_unmatched, seed=seed)
+    samples = {n: cosine_samples(pe.image, pe.text, pe.text_to_image, seed=seed)
                for n, pe in sets.items()}
     values = np.concatenate([v for s in samples.values() for v in s.values() if v.size])
     bins = np.linspace(max(-1.0, values.min() - 0.02), min(1.0, values.max() + 0.02), 70)
     ncols = min(max_cols, len(sets))
     nrows = -(-len(sets) // ncols)
-    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=4.6, height=3.6, sharex=True)
+    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=5.0, height=3.4, sharex=True)
     for k, (name, s) in enumerate(samples.items()):
-        draw_cosine_histograms(axes[k // ncols, k % ncols], s, str(name), bins)
+        medians = " | ".join(f"{_SHORT[key]} {np.median(v):.2f}" for key, v in s.items() if v.size)
+        draw_cosine_histograms(axes[k // ncols, k % ncols], s, f"{name}\nmedian: {medians}", bins, legend=False)
     for k in range(len(samples), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
+    handles = [plt_patch(_HIST_COLORS[key], key) for key in _HIST_COLORS]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
     return fig
 
 
+_SHORT = {"matched image-text": "image-text", "matched text-text": "text-text", "unmatched image-text": "unm. i-t",
+          "unmatched text-text": "unm. t-t"}
+
+
+def plt_patch(color: str, label: str) -> Any:
+    """A legend handle: a filled box in `color`."""
+    from matplotlib.patches import Patch
+
+    return Patch(facecolor=color, edgecolor=color, alpha=0.6, label=label)
+
+
 # ------------------------------------------------------------------ per-dimension gap shares
 def gap_contributions(image: Any, text: Any, text_to_image: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension squared gap, sorted: returns (dims (D,), share (D,)) with
-    share_d = (mean x - mean y)_d^2 / ||mean x - mean y||^2, largest first (rows normalised first;
-    one row pair per caption, as in the `pairs()` convention)."""
-    img, txt, mapping = _prepare(image, text, text_to_image)
-    g = img[mapping].mean(axis=0) - txt.mean(axis=0)
-    sq = g**2
-    total = float(sq.sum())
-    if total <= 0.0:
+    """(dims, share), largest first: share_d = g_d^2 / ||g||^2 with g = mean image - mean text
+    (gapkit.metrics.gap_dimension_shares). A zero gap is an error (nothing to share out)."""
+    from ...metrics import gap_dimension_shares, gap_vector
+
+    if not np.any(gap_vector(image, text, text_to_image)):
         raise GapkitError("gap_contributions: the two centroids coincide (gap is exactly zero)")
-    order = np.argsort(-sq, kind="stable")
-    return order, sq[order] / total
+    return gap_dimension_shares(image, text, text_to_image)
 
 
 def gap_dimensions(image: Any, text: Any, text_to_image: Any = None, *, top: int = 20,

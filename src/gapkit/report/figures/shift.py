@@ -19,6 +19,8 @@ LABELS = {
     "mixed_recall@10": "mixed corpus R@10",
     "mixed_image_share@10": "image share of mixed top-10",
     "centroid_gap": "centroid gap",
+    "acc1": "zero-shot top-1 accuracy",
+    "mean_per_class_recall": "zero-shot mean per-class recall",
 }
 
 

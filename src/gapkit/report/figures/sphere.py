@@ -94,8 +94,9 @@ def _fmt_epoch(e: int | float) -> str:
 
 def distance_curves(runs: Mapping[str, Mapping[str, Any]],
                     keys: Sequence[str] = ("centroid_distance", "paired_distance_mean", "cross_distance_mean"),
-                    title: str = "", logx: bool = True) -> Any:
-    """One panel per trace key; one line per run. runs: label -> traces dict with "epoch"."""
+                    title: str = "", logx: bool = True, references: Mapping[str, float] | None = None) -> Any:
+    """One panel per trace key; one line per run. runs: label -> traces dict with "epoch".
+    references: key -> a value drawn as a dashed line (e.g. the uniformity of a uniform sphere)."""
     fig, axes = new_figure(ncols=len(keys), width=4.2, height=3.3)
     cmap = plt().get_cmap("viridis" if len(runs) > 4 else "tab10")
     for a, key in enumerate(keys):
@@ -106,6 +107,9 @@ def distance_curves(runs: Mapping[str, Mapping[str, Any]],
             keep = ep > 0 if logx else np.ones_like(ep, bool)
             color = cmap(r / max(1, len(runs) - 1)) if len(runs) > 4 else cmap(r)
             ax.plot(ep[keep], val[keep], label=label, color=color, linewidth=1.5)
+        if references and key in references:
+            ax.axhline(references[key], color=COLORS["neutral"], linestyle="--", linewidth=0.8,
+                       label="uniform sphere")
         if logx:
             ax.set_xscale("log")
         ax.set_xlabel("epoch")
