@@ -2,7 +2,7 @@
 
 Target: applying any fixer to 10M x 512 memory-mapped rows keeps peak RSS under 1.5 GB.
 
-    python benchmarks/bench_fixers.py                      # 10M x 512, float16 storage, all fixers
+    python benchmarks/bench_fixers.py                      # 10M x 512, all fixers (~1 h on 2 cores)
     python benchmarks/bench_fixers.py --rows 1000000 --dtype float32 --fixers center,shift
 
 Storage: 10M x 512 float32 is 20 GB in + 20 GB out. When the disk cannot hold that with a safety

@@ -191,3 +191,33 @@ def test_sbert_text_side(monkeypatch):
     assert sims[0, 1] > sims[0, 2] + 0.2  # real semantics: cat/kitten closer than finance
     with pytest.raises(GapkitError, match="text only"):
         enc.encode_image(torch.zeros(1, 3, 8, 8))
+
+
+def test_hf_siglip_round_trip_with_max_length_padding(tmp_path):
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    from gapkit.encoders.hf import build_clip_tokenizer
+
+    d = tmp_path / "tiny-siglip"
+    cfg = SiglipConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=16),
+        vision_config=dict(image_size=32, patch_size=16, hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=1, num_attention_heads=2))
+    torch.manual_seed(0)
+    model = SiglipModel(cfg).eval()
+    model.save_pretrained(d)
+    tok = build_clip_tokenizer(d, model_max_length=16)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(d)
+    enc = get_encoder(f"hf:{d}")
+    assert enc.is_siglip and enc.embed_dim == 32
+    texts = ["a red square", "a much longer caption about a blue circle"]
+    ids = tok(texts, padding="max_length", max_length=16, truncation=True, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        ref = model.get_text_features(input_ids=ids).pooler_output
+    torch.testing.assert_close(enc.encode_text(texts), ref)
+    from PIL import Image
+
+    x = enc.preprocess(Image.new("RGB", (48, 40), (10, 200, 30)))[None]
+    with torch.no_grad():
+        torch.testing.assert_close(enc.encode_image(x), model.get_image_features(pixel_values=x).pooler_output)

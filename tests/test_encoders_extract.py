@@ -131,3 +131,28 @@ def test_cli_embed_cache_shards_and_errors(cfg, tmp_path, capsys, monkeypatch):
     assert "error:" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert main(base + ["--shard", "3/2", "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_gap_at_birth_experiment_on_a_tiny_random_tower(cfg, tmp_path):
+    """Liang's cone effect on a random-init open_clip model: narrow cones, separable modalities."""
+    from gapkit.experiments import get_experiment
+
+    rec = get_experiment("gap-at-birth").run(tmp_path, quick=True, seed=0, datasets=["emoji"],
+                                             encoders=[f"open_clip:{cfg}"], n_images=16, cache_dir=str(tmp_path / "c"),
+                                             progress=False)
+    (row,) = rec["results"]["rows"]
+    assert row["n_image"] == 16 and row["dataset"] == "emoji"
+    assert row["image_cone_cosine_mean"] > 0.3  # a random network maps all images into a cone
+    assert row["centroid_distance"] > 0.3 and row["linear_separability"] > 0.9
+    assert json.loads((tmp_path / "record.json").read_text())["experiment"] == "gap-at-birth"
+
+
+def test_cli_encoders_list_and_info(cfg, capsys):
+    assert main(["encoders", "--list"]) == 0
+    out = capsys.readouterr().out
+    for prefix in ("towers", "open_clip", "hf", "sbert", "gapkit"):
+        assert f"\n{prefix}" in "\n" + out
+    assert main(["encoders", "--info", f"open_clip:{cfg}", "--seed", "2"]) == 0
+    info = capsys.readouterr().out
+    assert "embed_dim:     24" in info and "weights hash:" in info
+    assert main(["encoders"]) == 2

@@ -124,3 +124,16 @@ def test_towers_extract_reuses_raw_features_and_shards_agree(towers, photos, tmp
     merged = merge_shards(parts)
     np.testing.assert_allclose(merged.image, pe.image, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(merged.text, pe.text, rtol=1e-5, atol=1e-6)
+
+
+def test_svd_basis_is_orthonormal_with_sign_convention():
+    from gapkit.encoders.towers import svd_basis
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 12)) + 3.0  # a cloud away from the origin
+    b = svd_basis(x, 4)
+    np.testing.assert_allclose(b.T @ b, np.eye(4), atol=1e-5)
+    assert (x.mean(0) @ b >= 0).all()
+    np.testing.assert_allclose(svd_basis(-x, 4), -b, atol=1e-5)  # flipping the data flips the basis
+    with pytest.raises(GapkitError, match="at most"):
+        svd_basis(x[:3], 4)

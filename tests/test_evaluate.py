@@ -223,3 +223,19 @@ def test_fused_documents_through_fixers():
     assert 0 <= mixed_retrieval(corpus, role)["fused_recall@10"] <= 1
     with pytest.raises(GapkitError, match="fused documents"):
         mixed_retrieval(corpus, create_fixer("calibrated").fit(img, txt, m))
+
+
+def test_retrieval_and_mixed_invariant_to_rigid_rotation():
+    rng = np.random.default_rng(6)
+    img = unit(rng.standard_normal((60, 10)) + 2 * np.eye(10)[0])
+    m = rng.integers(0, 60, 90)
+    txt = unit(img[m] - 4 * np.eye(10)[0] + 0.8 * rng.standard_normal((90, 10)))
+    q, r = np.linalg.qr(rng.standard_normal((10, 10)))
+    rot = q * np.sign(np.diag(r))
+    a, b = retrieval(img, txt, m), retrieval(img @ rot, txt @ rot, m)
+    assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k]) for k in a)
+    from gapkit.embeddings import PairedEmbeddings
+
+    ca = corpus_from_pairs(PairedEmbeddings(img, txt, m), seed=1)
+    cb = corpus_from_pairs(PairedEmbeddings(img @ rot, txt @ rot, m), seed=1)
+    assert mixed_retrieval(ca) == pytest.approx(mixed_retrieval(cb))

@@ -58,6 +58,15 @@ def test_short_run_learns_and_logs_gap(tmp_path):
 
     model = load_run_model(tmp_path / "r")
     assert model.config["vision_cfg"]["type"] == "cnn"
+    # The trained run as a gapkit.encoders Encoder gives the model's own features.
+    from gapkit.encoders import get_encoder
+
+    enc = get_encoder("gapkit", checkpoint=str(tmp_path / "r"))
+    ds = SyntheticPairs(4, seed=2)
+    pix = torch.stack([enc.preprocess(ds.image(i)) for i in range(4)])
+    with torch.no_grad():
+        assert torch.allclose(enc.encode_image(pix), model.eval().encode_image(pix), atol=1e-5)
+        assert torch.allclose(enc.encode_text(ds.captions), model.encode_text(model.tokenizer(ds.captions)), atol=1e-5)
 
 
 def test_procrustes_init_closes_the_initial_gap(tmp_path):

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import GapkitError
+from ..params import parse_key_values
 
 
 def add_fixer_args(p: argparse.ArgumentParser, method_flag: str = "--method", required: bool = False) -> None:
@@ -25,16 +25,7 @@ def add_fixer_args(p: argparse.ArgumentParser, method_flag: str = "--method", re
 
 def parse_params(items: list[str]) -> dict[str, Any]:
     """["lam=0.5", "side=image"] -> {"lam": 0.5, "side": "image"}."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise GapkitError(f"--param expects KEY=VALUE, got '{item}'")
-        try:
-            out[key] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key] = val
-    return out
+    return parse_key_values(items, "--param")
 
 
 def fixer_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import GapkitError
+from ..params import parse_key_values
 
 HELP = "reproduce a paper experiment by name (see --list)"
 DESCRIPTION = __doc__
@@ -36,17 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """['tau=0.1', 'init=polar', 'taus=[1,2]'] -> {'tau': 0.1, 'init': 'polar', 'taus': [1, 2]}."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise GapkitError(f"--set expects KEY=VALUE with a Python-identifier key, got '{item}'")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    return parse_key_values(items, "--set", identifier_keys=True)
 
 
 def _check_params(name: str, fn: Any, params: dict[str, Any]) -> None:

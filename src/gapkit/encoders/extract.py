@@ -129,9 +129,10 @@ def encode_arrays(encoder: Any, ds: ImageTextDataset, image_rows: np.ndarray | N
 
 
 # ------------------------------------------------------------------------------ the cache
-def cache_key(encoder: Any, ds: ImageTextDataset, shard: tuple[int, int] | None) -> str:
+def cache_key(encoder: Any, ds: ImageTextDataset, shard: tuple[int, int] | None, fingerprint: str | None = None) -> str:
+    """hash(encoder name, weights hash, dataset content fingerprint, shard)."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps([CACHE_FORMAT, encoder.name, encoder.weights_hash(), dataset_fingerprint(ds),
+    h.update(json.dumps([CACHE_FORMAT, encoder.name, encoder.weights_hash(), fingerprint or dataset_fingerprint(ds),
                          list(shard) if shard else None]).encode())
     return h.hexdigest()
 
@@ -166,10 +167,10 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], manifest: dict[str, 
 
 def encode_arrays_cached(encoder: Any, ds: ImageTextDataset, batch_size: int = 64, num_workers: int = 0,
                          cache_dir: Any = None, progress: bool = True, use_cache: bool = True,
-                         shard: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`encode_arrays` over a shard (or everything), through the on-disk cache."""
+                         shard: tuple[int, int] | None = None, key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`encode_arrays` over a shard (or everything), through the on-disk cache (`key`: precomputed)."""
     image_rows, text_rows = shard_rows(ds, shard)
-    key = cache_key(encoder, ds, shard) if use_cache else ""
+    key = (key or cache_key(encoder, ds, shard)) if use_cache else ""
     path = _cache_dir(key, cache_dir)
     hit = _read_cache(path) if use_cache else None
     if hit is not None:
@@ -201,11 +202,13 @@ def extract(encoder: Any, ds: ImageTextDataset, batch_size: int = 64, num_worker
     if not getattr(encoder, "embed_dim", 0):
         raise GapkitError(f"encoder {encoder.name} has no common embedding space (use tower_features for raw towers)")
     t0 = time.perf_counter()
-    img, txt = encode_arrays_cached(encoder, ds, batch_size, num_workers, cache_dir, progress, use_cache, sh)
+    fp = dataset_fingerprint(ds)
+    key = cache_key(encoder, ds, sh, fp)
+    img, txt = encode_arrays_cached(encoder, ds, batch_size, num_workers, cache_dir, progress, use_cache, sh, key)
     image_rows, text_rows = shard_rows(ds, sh)
     local = np.full(ds.n_images, -1, dtype=np.int64)
     local[image_rows] = np.arange(len(image_rows))
-    manifest = build_manifest(encoder, ds, sh, cache_key(encoder, ds, sh) if use_cache else None)
+    manifest = build_manifest(encoder, ds, sh, key if use_cache else None, fp)
     manifest["seconds"] = round(time.perf_counter() - t0, 3)
     manifest["image_index"] = image_rows.tolist()
     manifest["text_index"] = text_rows.tolist()
@@ -214,7 +217,8 @@ def extract(encoder: Any, ds: ImageTextDataset, batch_size: int = 64, num_worker
                             captions=[ds.captions[j] for j in text_rows], metadata=manifest)
 
 
-def build_manifest(encoder: Any, ds: ImageTextDataset, shard: tuple[int, int] | None, key: str | None) -> dict[str, Any]:
+def build_manifest(encoder: Any, ds: ImageTextDataset, shard: tuple[int, int] | None, key: str | None,
+                   fingerprint: str) -> dict[str, Any]:
     from ..records import versions
 
     return {
@@ -222,7 +226,7 @@ def build_manifest(encoder: Any, ds: ImageTextDataset, shard: tuple[int, int] | 
         "weights_hash": encoder.weights_hash(), "preprocessing": encoder.preprocessing,
         "origin": getattr(encoder, "origin", None),
         "dataset": ds.name, "split": ds.info.get("split"), "seed": ds.info.get("seed"), "limit": ds.info.get("limit"),
-        "dataset_fingerprint": dataset_fingerprint(ds), "n_images_total": ds.n_images,
+        "dataset_fingerprint": fingerprint, "n_images_total": ds.n_images,
         "n_texts_total": len(ds.captions), "shard": list(shard) if shard else None, "cache_key": key,
         "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -132,11 +132,18 @@ def save_heads(heads: Heads, path: str | os.PathLike) -> None:
 
 
 def svd_basis(x: np.ndarray, dim: int) -> np.ndarray:
-    """Top-`dim` right singular vectors of the UNCENTRED rows of x: (d_in, dim)."""
-    _, _, vt = np.linalg.svd(np.asarray(x, dtype=np.float64), full_matrices=False)
+    """Top-`dim` right singular vectors of the UNCENTRED rows of x: (d_in, dim).
+
+    Singular vectors have arbitrary signs; each is flipped so that the rows' mean projection on it
+    is >= 0 (a deterministic convention: both modalities' means then lie in the positive orthant).
+    """
+    a = np.asarray(x, dtype=np.float64)
+    _, _, vt = np.linalg.svd(a, full_matrices=False)
     if vt.shape[0] < dim:
         raise GapkitError(f"pca heads: {vt.shape[0]} samples/dims support at most {vt.shape[0]} components, asked {dim}")
-    return vt[:dim].T.astype(np.float32)
+    basis = vt[:dim].T
+    basis *= np.where(a.mean(axis=0) @ basis < 0, -1.0, 1.0)
+    return basis.astype(np.float32)
 
 
 class TowerEncoder(Encoder):

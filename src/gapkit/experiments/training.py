@@ -34,10 +34,10 @@ def seed_ci(values: list[float]) -> dict[str, float]:
 
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
     if v.size == 0:
-        return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
+        return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "values": []}
     mu = float(v.mean())
     half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
-    return {"mean": mu, "ci_low": mu - half, "ci_high": mu + half, "n": int(v.size)}
+    return {"mean": mu, "ci_low": mu - half, "ci_high": mu + half, "n": int(v.size), "values": v.tolist()}
 
 
 def base_config(quick: bool, **kw: Any) -> Any:

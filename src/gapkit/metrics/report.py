@@ -143,7 +143,7 @@ def _keep(key: str, wanted: set[str] | None, family_of: dict[str, str]) -> bool:
 def measure(image: Any, text: Any = None, text_to_image: Any = None, metrics: Sequence[str] | None = None, *,
             ci: bool = False, n_boot: int = 1000, seed: int = 0, exact: bool = False,
             ks: Sequence[int] = (1, 5, 10), logit_scale: float = 100.0, exact_limit: int = EXACT_LIMIT,
-            n_samples: int = 200_000, n_queries: int = 2_000, train_fraction: float = 0.5,
+            n_samples: int = 200_000, n_queries: int = 1_000, train_fraction: float = 0.5,
             folds: int | None = None, progress: bool = False) -> dict[str, float]:
     """Run gap metrics on image (N, D) and text (M, D) embeddings; return one flat dict.
 

@@ -24,7 +24,7 @@ from ._tiles import EXACT_LIMIT, iter_tiles, mean_ci, sample_queries, use_exact
 from .entropy import tile_entropies
 
 DEFAULT_KS = (1, 5, 10)
-DEFAULT_QUERIES = 2_000
+DEFAULT_QUERIES = 1_000
 
 
 def i2t_pass(p: Pairs, queries: np.ndarray | None = None,

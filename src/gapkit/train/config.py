@@ -13,6 +13,7 @@ from typing import Any
 
 from ..atomic import write_json_atomic
 from ..errors import GapkitError
+from ..params import parse_key_values
 
 TEMPERATURE_MODES = ("learnable", "fixed", "schedule")
 
@@ -119,14 +120,7 @@ class TrainConfig:
     def with_overrides(self, pairs: list[str]) -> "TrainConfig":
         """A copy with `key=value` overrides applied; values are parsed as JSON when they can be."""
         d = self.to_dict()
-        for item in pairs:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise GapkitError(f"--set expects key=value, got '{item}'")
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw  # a bare string such as a model name
+        for key, value in parse_key_values(pairs, "--set").items():
             target, _, sub = key.partition(".")
             if sub:  # dotted keys reach into dict fields: loss_kwargs.beta=0.5
                 if not isinstance(d.get(target), dict):

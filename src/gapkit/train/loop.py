@@ -149,6 +149,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
         raise GapkitError(f"tau below {MIN_TAU} would be clamped by the logit-scale limit ln 100")
     if config.batch_size % (ctx.world_size * config.accum_steps):
         raise GapkitError(f"batch_size {config.batch_size} is not divisible by world_size x accum_steps")
+    if config.precision == "bf16" and ctx.device.type != "cuda":
+        raise GapkitError("precision bf16 needs a CUDA device (set device=cuda); CPU runs use fp32")
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir / "config.json")
@@ -171,6 +173,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     # 2. Temperature mode and the optional Procrustes amendment (fitted at init, then fixed).
     if config.temperature != "learnable":
         model.logit_scale.requires_grad_(False)
+        model.logit_scale.data.fill_(math.log(1 / tau_at(config, 0, steps)))  # so step-0 telemetry shows it
     elif config.tau is not None:
         model.logit_scale.data.fill_(math.log(1 / config.tau))
     if config.procrustes_init and not resume:
@@ -193,8 +196,6 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
         if ctx.is_main:
             log.truncate_after(start)
     params = [p for m in (model, loss_fn) for p in m.parameters() if p.requires_grad]
-    if config.precision == "bf16" and ctx.device.type != "cuda":
-        raise GapkitError("precision bf16 needs a CUDA device (set device=cuda); CPU runs use fp32")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
     def telemetry(step: int, running: dict[str, list[float]], ks: tuple[int, ...] = (1,)) -> dict[str, Any]:

@@ -84,8 +84,13 @@ def arm_bars(summary: Mapping[str, Mapping[str, Mapping[str, float]]], keys: Seq
         err = np.array([[m - v.get("ci_low", np.nan), v.get("ci_high", np.nan) - m] for m, v in zip(mean, vals)]).T
         ax.bar(range(len(arms)), mean, color=[colors[a] for a in arms],
                yerr=np.where(np.isfinite(err), err, 0), capsize=3)
+        for i, v in enumerate(vals):  # the individual seeds, so a wide t-CI of few seeds is read right
+            pts = v.get("values") or []
+            ax.plot([i] * len(pts), pts, "o", color="black", ms=3, zorder=3)
         ax.set_xticks(range(len(arms)), arms, rotation=35, ha="right", fontsize=8)
         ax.set_title(LABELS.get(key, key), fontsize=9)
+    n = max((summary[a].get(k, {}).get("n", 0) for a in arms for k in keys), default=0)
+    fig.suptitle(f"bars: mean over seeds, error bars: Student-t 95 % CI, dots: seeds (n = {n})", fontsize=9)
     return fig
 
 
