@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import os
 import shlex
 import tempfile
 from importlib import resources
@@ -347,6 +348,10 @@ def build_report(records_or_run_dirs: Iterable[Any], html_path: str | Path, *, t
         page = render_html(records, title)
     out = Path(html_path)
     write_text_atomic(out, page)
+    # The temporary file behind the atomic write is private (0600); a report is meant to be shared.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(out, 0o666 & ~umask)
     return out
 
 
