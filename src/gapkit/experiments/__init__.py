@@ -20,10 +20,29 @@ from ..errors import GapkitError
 
 @dataclass(frozen=True)
 class Experiment:
+    """A named experiment; `run` checks its keyword parameters against the function's annotations
+    (so `--set scales='"abc"'` is one clear line, not a traceback deep inside the experiment)."""
+
     name: str
     run: Callable[..., dict[str, Any]]
     description: str
     source: str = ""  # paper + figure/section reproduced
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run", _checked(self.run, self.name))
+
+
+def _checked(fn: Callable[..., dict[str, Any]], name: str) -> Callable[..., dict[str, Any]]:
+    """`fn` with its keyword arguments type-checked (gapkit.typecheck) before it runs."""
+    import functools
+
+    from ..typecheck import check_kwargs
+
+    @functools.wraps(fn)
+    def run(out_dir: Any, quick: bool = False, seed: int = 0, **params: Any) -> dict[str, Any]:
+        return fn(out_dir, quick=quick, seed=seed, **check_kwargs(fn, params, f"experiment '{name}'"))
+
+    return run
 
 
 def registry() -> dict[str, Experiment]:

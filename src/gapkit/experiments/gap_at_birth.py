@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import GapkitError
+from ..typecheck import check_positive
 from . import Experiment
 
 DEFAULT_ENCODERS = ("towers", "towers:pca", "open_clip:ViT-B-32", "open_clip:RN50")
@@ -33,8 +35,12 @@ def run(out_dir: Path, quick: bool = False, seed: int = 0, *, datasets: Sequence
     from ..metrics import measure
     from ..records import new_record, save_record
 
-    encoders = tuple(encoders or (QUICK_ENCODERS if quick else DEFAULT_ENCODERS))
-    n_images = int(n_images or (48 if quick else 300))
+    encoders = tuple((QUICK_ENCODERS if quick else DEFAULT_ENCODERS) if encoders is None else encoders)
+    n_images = int(n_images if n_images is not None else (48 if quick else 300))
+    for key, value in (("n_images", n_images), ("inits", inits), ("batch_size", batch_size)):
+        check_positive(key, value)
+    if not encoders or not datasets:
+        raise GapkitError("encoders and datasets must each name at least one")
     rows: list[dict[str, Any]] = []
     for name in encoders:
         random_init = name.startswith("open_clip")

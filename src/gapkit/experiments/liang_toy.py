@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import GapkitError
 from ..records import new_record, save_record
+from ..typecheck import check_positive
 from . import Experiment
 
 
@@ -23,8 +24,12 @@ def liang_mismatch(out_dir: Path, quick: bool = False, seed: int = 0,
     from ..report.figures.sphere import mismatch_landscape as landscape_figure
     from ..sim.landscape import LIANG_SCALES, mismatch_landscape, optimal_dtheta
 
-    scales = [float(s) for s in (scales or LIANG_SCALES)]
-    step = float(step or (1.0 if quick else 0.25))
+    scales = [float(s) for s in (LIANG_SCALES if scales is None else scales)]
+    if not scales:
+        raise GapkitError("scales must list at least one logit scale")
+    for s in scales:
+        check_positive("each of scales", s)
+    step = float(step if step is not None else (1.0 if quick else 0.25))
     if not 0 < step <= 90:
         raise GapkitError(f"step must be in (0, 90] degrees, got {step}")
     grid = np.linspace(-90.0, 90.0, int(round(180.0 / step)) + 1)
@@ -55,10 +60,14 @@ def liang_cone_mlp(out_dir: Path, quick: bool = False, seed: int = 0, n: int | N
     from ..report.figures.sphere import cone_depth
     from ..sim.cone import ACTIVATIONS, cone_curve
 
-    n, dim = n or (256 if quick else 1024), dim or (128 if quick else 512)
+    n = n if n is not None else (256 if quick else 1024)
+    dim = dim if dim is not None else (128 if quick else 512)
     depth = depth if depth is not None else (12 if quick else 25)
-    repeats = repeats or (1 if quick else 3)
-    activations = list(activations or ACTIVATIONS)
+    repeats = repeats if repeats is not None else (1 if quick else 3)
+    activations = list(ACTIVATIONS if activations is None else activations)
+    check_positive("repeats", repeats)  # n, dim, depth are checked by cone_curve
+    if not activations:
+        raise GapkitError("activations must list at least one activation")
     curves = {a: np.array([cone_curve(a, n=n, dim=dim, depth=depth, seed=seed + r) for r in range(repeats)])
               for a in activations}
     mean = {a: c.mean(0) for a, c in curves.items()}

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..embeddings import PairedEmbeddings
+from ..errors import GapkitError
+from ..typecheck import check_positive, check_value
 from . import Experiment
 
 TAUS = (1 / 100, 1 / 50, 1 / 30, 1 / 20, 1 / 10, 1.0)
@@ -43,11 +45,19 @@ def load_pairs(sample: str | None = "clip", embeddings: str | None = None,
     elif embeddings is not None:
         pe, name = load_embeddings(embeddings), str(embeddings)
     else:
-        pe, name = load_sample(sample or "clip"), f"sample:{sample or 'clip'}"
+        sample = "clip" if sample is None else sample
+        pe, name = load_sample(sample), f"sample:{sample}"
     x, y = pe.first_caption_pairs()
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     return x / np.linalg.norm(x, axis=1, keepdims=True), y / np.linalg.norm(y, axis=1, keepdims=True), name
+
+
+def check_lambda_grid(lam_min: float, lam_max: float, lam_step: float) -> None:
+    """The lambda grid [lam_min, lam_max) in steps of lam_step must be non-empty and finite."""
+    check_positive("lam_step", lam_step)
+    if not lam_min < lam_max:
+        raise GapkitError(f"lam_min must be < lam_max, got {lam_min} and {lam_max}")
 
 
 def symmetric_clip_loss(x: np.ndarray, y: np.ndarray, tau: float, batch: int = 50) -> float:
@@ -130,10 +140,15 @@ def run_landscape(out_dir: Path, quick: bool = False, seed: int = 0, *, sample: 
     from ..report.figures import save_figure
     from ..report.figures.shift import landscape_figure
 
+    check_lambda_grid(lam_min, lam_max, lam_step)
+    check_positive("batch", batch)
     x, y, name = load_pairs(sample, embeddings, pairs)
     step = lam_step * (2 if quick else 1)
     lambdas = np.arange(lam_min, lam_max, step)
-    taus = TAUS if taus is None else tuple(float(t) for t in taus)
+    taus = TAUS if taus is None else tuple(check_value(t, float, "each of taus") for t in
+                                           (taus if isinstance(taus, (list, tuple)) else [taus]))
+    for t in taus:
+        check_positive("each of taus", t)
     res = shift_landscape(x, y, lambdas, taus, batch)
     out = Path(out_dir)
     fig_path = save_figure(landscape_figure(res, title=f"Embedding-shift loss landscape ({name})"),
@@ -229,6 +244,9 @@ def run_sweep(out_dir: Path, quick: bool = False, seed: int = 0, *, sample: str 
     from ..report.figures.shift import fixer_bars, sweep_figure
 
     tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    check_lambda_grid(lam_min, lam_max, lam_step)
+    if not 0 < calib_fraction < 1:
+        raise GapkitError(f"calib_fraction must be in (0, 1), got {calib_fraction}")
     x, y, name = load_pairs(sample, embeddings, pairs)
     calib, test = split_pairs(x, y, seed, calib_fraction)
     lambdas = np.arange(lam_min, lam_max + 1e-9, lam_step * (2 if quick else 1))
@@ -296,6 +314,9 @@ def run_fashion_sweep(out_dir: Path, quick: bool = False, seed: int = 0, *, n_tr
     from ..report.figures.shift import fixer_bars, sweep_figure
     from ..train import fit_heads
 
+    check_lambda_grid(lam_min, lam_max, lam_step)
+    for key, value in (("n_train", n_train), ("n_test", n_test), ("steps", steps)):
+        check_positive(key, value)
     if quick:
         n_train, n_test, steps, lam_step = min(n_train, 500), min(n_test, 300), min(steps, 150), lam_step * 2
     train = load_dataset("fashion-mnist", split="train", seed=seed, limit=n_train, templates=PROMPT_TEMPLATES)

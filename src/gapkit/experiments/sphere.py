@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GapkitError
 from ..records import new_record, save_record
+from ..typecheck import check_positive
 from . import Experiment
 
 GAP_CLOSED = 0.1
@@ -75,6 +77,7 @@ def run_summary(results: dict[str, Any], d: int, steps_per_epoch: int) -> dict[s
 def _run_all(labels: list[str], configs: list[Any], processes: int) -> dict[str, dict[str, Any]]:
     from ..sim import run_many
 
+    check_positive("processes", processes)
     results = run_many(configs, processes=processes, progress=True)
     out = {}
     for label, res in zip(labels, results):
@@ -189,8 +192,10 @@ def shi_temperature(out_dir: Path, quick: bool = False, seed: int = 0, processes
     from ..report.figures import save_figure
     from ..report.figures.sphere import gap_closing_vs_tau
 
-    taus = list(taus or ([0.05, 0.1, 0.5] if quick else [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]))
-    inits = list(inits or ["polar", "nearby"])
+    taus = list(([0.05, 0.1, 0.5] if quick else [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]) if taus is None else taus)
+    inits = list(["polar", "nearby"] if inits is None else inits)
+    if not taus or not inits:
+        raise GapkitError("taus and inits must each list at least one value")
     defaults = {"loss": "clip", "epochs": 50_000, "trace_spacing": "log"}
     labels = [f"{init}, tau={t:g}" for init in inits for t in taus]
     variants = [{"init": init, "tau": t} for init in inits for t in taus]

@@ -18,6 +18,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import GapkitError
+from ..typecheck import check_positive
 from . import Experiment
 
 SUMMARY_KEYS = ("centroid_distance", "paired_cosine_mean", "rmg", "linear_separability", "zero_shot_accuracy",
@@ -99,18 +101,29 @@ def json_bool(b: bool) -> str:
 
 
 def _seeds(seed: int, n: int) -> list[int]:
+    check_positive("n_seeds", n)
     return [seed + i for i in range(n)]
+
+
+def _pick(given: Any, quick: bool, quick_value: Any, full_value: Any, name: str | None = None) -> Any:
+    """The user's value when given (None = not given), else the quick or full default; a given
+    number must be > 0 (`name` set), so `--set steps=0` is rejected rather than replaced."""
+    if given is None:
+        return quick_value if quick else full_value
+    if name is not None:
+        check_positive(name, given)
+    return given
 
 
 # ---------------------------------------------------------------- the experiments
 
-def run_liang_init_amendment(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int = 3,
-                             steps: int = 400, tau: float = 0.01, **overrides: Any) -> dict[str, Any]:
+def run_liang_init_amendment(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
+                             steps: int | None = None, tau: float = 0.01, **overrides: Any) -> dict[str, Any]:
     """Original vs Procrustes-amended init (fresh init per seed and arm), fixed tau = 1/100."""
     from ..report.figures.training import metric_over_steps
 
     out_dir = Path(out_dir)
-    n_seeds, steps = (2, 10) if quick else (n_seeds, steps)
+    n_seeds, steps = _pick(n_seeds, quick, 2, 3, "n_seeds"), _pick(steps, quick, 10, 400, "steps")
     cfg = base_config(quick, steps=steps, temperature="fixed", tau=tau, **overrides)
     runs = [run_arm(out_dir, arm, s, cfg.with_overrides([f"procrustes_init={json_bool(arm == 'amended')}"]))
             for s in _seeds(seed, n_seeds) for arm in ("original", "amended")]
@@ -125,16 +138,19 @@ def run_liang_init_amendment(out_dir: Path, quick: bool = False, seed: int = 0, 
                                                                  "Liang 4.4: original vs amended init"))])
 
 
-def run_liang_temperature(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int = 2,
-                          base_steps: int = 300, steps: int = 150,
-                          taus: tuple[float, ...] = (1 / 100, 1 / 50, 1 / 30, 1 / 20, 1 / 10, 1.0),
+def run_liang_temperature(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
+                          base_steps: int | None = None, steps: int | None = None,
+                          taus: tuple[float, ...] | None = None,
                           **overrides: Any) -> dict[str, Any]:
     """Train a base model (learnable tau), then fine-tune copies at each fixed tau; gap per tau."""
     from ..report.figures.training import metric_vs_temperature
 
     out_dir = Path(out_dir)
-    if quick:
-        n_seeds, base_steps, steps, taus = 1, 10, 5, (1 / 100, 1 / 10, 1.0)
+    n_seeds, base_steps = _pick(n_seeds, quick, 1, 2, "n_seeds"), _pick(base_steps, quick, 10, 300, "base_steps")
+    steps = _pick(steps, quick, 5, 150, "steps")
+    taus = _pick(taus, quick, (1 / 100, 1 / 10, 1.0), (1 / 100, 1 / 50, 1 / 30, 1 / 20, 1 / 10, 1.0))
+    for tau in taus:
+        check_positive("each of taus", tau)
     base = base_config(quick, steps=base_steps, **overrides)
     runs = []
     for s in _seeds(seed, n_seeds):
@@ -151,12 +167,13 @@ def run_liang_temperature(out_dir: Path, quick: bool = False, seed: int = 0, n_s
                   [("gap_vs_temperature", lambda: metric_vs_temperature(final, list(taus)))])
 
 
-def run_jina_false_negatives(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int = 5,
+def run_jina_false_negatives(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
                              per_group: int = 4, **overrides: Any) -> dict[str, Any]:
     """Random vs duplicate-heavy batches on emoji (several captions per image): tau 0.02, batch 16,
     one epoch, random-init towers; mean image-text cosine distance (1 - paired cosine) per arm."""
     out_dir = Path(out_dir)
-    n_seeds = 2 if quick else n_seeds
+    n_seeds = _pick(n_seeds, quick, 2, 5, "n_seeds")
+    check_positive("per_group", per_group)
     kw = dict(dataset="emoji", batch_size=16, epochs=1.0, temperature="fixed", tau=0.02, warmup_steps=10,
               max_train_texts=0, eval_size=300, eval_every=1000)
     if quick:
@@ -175,13 +192,13 @@ def run_jina_false_negatives(out_dir: Path, quick: bool = False, seed: int = 0, 
                   "config": cfg.to_dict()}, results, runs, [])
 
 
-def run_jina_high_temperature(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int = 2,
-                              epochs: float = 3.0, **overrides: Any) -> dict[str, Any]:
+def run_jina_high_temperature(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
+                              epochs: float | None = None, **overrides: Any) -> dict[str, Any]:
     """Fixed tau 0.1 vs learnable tau (init 0.07): gap and retrieval at the end of every epoch."""
     from ..report.figures.training import metric_over_steps
 
     out_dir = Path(out_dir)
-    n_seeds, epochs = (1, 2.0) if quick else (n_seeds, epochs)
+    n_seeds, epochs = _pick(n_seeds, quick, 1, 2, "n_seeds"), _pick(epochs, quick, 2.0, 3.0, "epochs")
     probe = base_config(quick, **overrides)
     per_epoch = probe.max_train_texts // probe.batch_size  # max_train_texts <= the split's captions here
     cfg = probe.with_overrides([f"epochs={epochs}", f"eval_every={per_epoch}"])
@@ -211,14 +228,17 @@ ALIGNCLIP_ARMS: dict[str, dict[str, Any]] = {
 }
 
 
-def run_alignclip(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int = 2, steps: int = 300,
-                  arms: tuple[str, ...] = tuple(ALIGNCLIP_ARMS), **overrides: Any) -> dict[str, Any]:
+def run_alignclip(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
+                  steps: int | None = None, arms: tuple[str, ...] | None = None, **overrides: Any) -> dict[str, Any]:
     """CLIP vs SharedCLIP vs AlignCLIP (SharedCLIP + IMSep) at equal steps and data, plus ablations."""
     from ..report.figures.training import arm_bars
 
     out_dir = Path(out_dir)
-    if quick:
-        n_seeds, steps, arms = 1, 8, ("clip", "sharedclip", "alignclip")
+    n_seeds, steps = _pick(n_seeds, quick, 1, 2, "n_seeds"), _pick(steps, quick, 8, 300, "steps")
+    arms = _pick(arms, quick, ("clip", "sharedclip", "alignclip"), tuple(ALIGNCLIP_ARMS))
+    unknown = [a for a in arms if a not in ALIGNCLIP_ARMS]
+    if unknown or not arms:
+        raise GapkitError(f"arms must name some of {', '.join(ALIGNCLIP_ARMS)}; got {list(arms)}")
     cfg = base_config(quick, steps=steps, **overrides)
     runs = []
     for s in _seeds(seed, n_seeds):

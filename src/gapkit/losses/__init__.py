@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..errors import GapkitError
+from ..typecheck import check_kwargs
 
 # name -> "module:Class", imported on use so `import gapkit.losses` does not import torch.
 _LOSSES: dict[str, str] = {
@@ -58,4 +59,5 @@ def create_loss(name: str, **kwargs: Any) -> Any:
     except TypeError as exc:  # a misspelt parameter: say which loss and what it takes
         params = ", ".join(inspect.signature(cls).parameters)
         raise GapkitError(f"loss '{name}': {exc}; parameters: {params}") from None
-    return cls(**kwargs)
+    # values checked against the constructor's annotations: `beta="abc"` is one line, not a traceback
+    return cls(**check_kwargs(cls, kwargs, f"loss '{name}'"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from ..atomic import write_json_atomic
 from ..errors import GapkitError
 from ..params import parse_key_values
+from ..typecheck import check_positive, check_value
 
 TEMPERATURE_MODES = ("learnable", "fixed", "schedule")
 
@@ -72,8 +74,15 @@ class TrainConfig:
     threads: int = 0                         # torch.set_num_threads when > 0
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)  # JSON gives a list
+        self._check_types()
         self.validate()
+
+    def _check_types(self) -> None:
+        """Every field checked against its annotation (values come from JSON and --set), so
+        `steps="abc"` fails here with one line naming the field; betas become a tuple."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, check_value(getattr(self, f.name), hints[f.name], f.name))
 
     def validate(self) -> None:
         """Raise GapkitError naming the first invalid field."""
@@ -94,6 +103,18 @@ class TrainConfig:
             raise GapkitError("lr must be > 0; weight_decay and grad_clip must be >= 0")
         if self.precision not in ("fp32", "bf16"):
             raise GapkitError(f"precision must be 'fp32' or 'bf16', got '{self.precision}'")
+        for name in ("epochs", "max_train_texts", "warmup_steps", "min_lr_ratio", "procrustes_samples", "threads"):
+            check_positive(name, getattr(self, name), allow_zero=True)
+        if not all(0 <= b < 1 for b in self.betas) or self.eps <= 0:
+            raise GapkitError(f"betas must be in [0, 1) and eps > 0, got betas {self.betas}, eps {self.eps}")
+        self._check_loss()
+
+    def _check_loss(self) -> None:
+        """Build the loss once so an unknown name or a bad loss_kwargs value fails with the
+        config, before a run directory exists (imports torch, which training needs anyway)."""
+        from ..losses import create_loss
+
+        create_loss(self.loss, **self.loss_kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
