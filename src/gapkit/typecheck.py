@@ -140,8 +140,9 @@ def check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], owner: str) -> 
 
 
 def check_positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
-    """GapkitError unless `value` is None or > 0 (>= 0 with allow_zero)."""
+    """GapkitError unless `value` is None or a finite number > 0 (>= 0 with allow_zero); NaN and
+    inf are rejected too."""
     if value is None:
         return
-    if not (value >= 0 if allow_zero else value > 0):
+    if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
         raise GapkitError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")

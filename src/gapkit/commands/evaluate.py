@@ -35,9 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task inputs")
     g.add_argument("--labels", metavar="PATH", help="(N,) integer labels (.npy, .json list, .txt one per line)")
     g.add_argument("--classifier", metavar="PATH", help="class / prompt embeddings (C, D) or (C, T, D), .npy etc.")
-    g.add_argument("--groups", metavar="PATH", help="fairness: (N,) group of each image (.txt one per line or .json)")
+    g.add_argument("--groups", metavar="PATH",
+                   help="fairness: (N,) group of each image (.txt one per line, .json list or 1-D .npy)")
     g.add_argument("--prompt-categories", metavar="PATH",
-                   help="fairness: category of each prompt (.txt one per line or .json), e.g. human / non-human / crime")
+                   help="fairness: category of each prompt (.txt one per line, .json list or 1-D .npy), "
+                        "e.g. human / non-human / crime")
     g.add_argument("--offensive", default="non-human,crime", help="fairness: comma-separated offensive categories")
     g.add_argument("--query-fraction", type=float, default=0.5, help="mixed-retrieval: share of pairs used as queries")
     g.add_argument("--fused", action="store_true", help="mixed-retrieval: add fused image+text documents")
@@ -52,22 +54,60 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read_list(path: str) -> list[str]:
+    """Entries of a list file: a 1-D .npy array, a .json list, or UTF-8 text with one per line."""
     import json
 
+    from ..embeddings import load_array
     from ..errors import GapkitError
 
     p = Path(path)
     if not p.is_file():
         raise GapkitError(f"file not found: {p}")
+    if p.suffix.lower() == ".npy":
+        a = load_array(p, mmap=False)
+        if a.ndim != 1:
+            raise GapkitError(f"{p}: expected a 1-D array (one entry per row), got shape {tuple(a.shape)}")
+        return [str(v) for v in a.tolist()]
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise GapkitError(f"{p}: not UTF-8 text; give a .txt file with one entry per line, a .json list "
+                          "or a 1-D .npy array") from None
     if p.suffix.lower() == ".json":
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
             raise GapkitError(f"{p}: invalid JSON ({exc})") from None
         if not isinstance(data, list):
             raise GapkitError(f"{p}: expected a JSON list")
         return [str(v) for v in data]
-    return [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _read_labels(path: str) -> Any:
+    """(N,) int64 class labels from .npy / .json / .txt; floats only when every value is whole."""
+    import numpy as np
+
+    from ..embeddings import load_mapping
+    from ..errors import GapkitError
+
+    y = load_mapping(path)
+    if y.ndim != 1 or y.size == 0:
+        raise GapkitError(f"{path}: labels must be a non-empty 1-D list, got shape {tuple(y.shape)}")
+    if np.issubdtype(y.dtype, np.integer):
+        return y.astype(np.int64)
+    ok = np.issubdtype(y.dtype, np.floating) and bool(np.isfinite(y).all()) and bool((y == np.round(y)).all())
+    if not ok:
+        raise GapkitError(f"{path}: labels must be integers (dtype {y.dtype} has non-integer values)")
+    return y.astype(np.int64)
+
+
+def _read_matrix(path: str, name: str, mmap: bool = True) -> Any:
+    """An embedding matrix file, checked by gapkit.validation.as_matrix (numeric, 2-D, finite)."""
+    from ..embeddings import load_array
+    from ..validation import as_matrix
+
+    return as_matrix(load_array(path, mmap=mmap), name)
 
 
 def _need(args: argparse.Namespace, *names: str) -> None:
@@ -86,11 +126,10 @@ def _apply(fx: Any, x: Any, modality: str) -> Any:
 
 def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Returns (metrics, inputs)."""
-    import numpy as np
-
     from .. import evaluate as ev
-    from ..embeddings import load_array, load_mapping
+    from ..embeddings import load_array
     from ..errors import GapkitError
+    from ..validation import as_matrix
     from ._common import load_from_args
 
     if fx is not None and fx.acts_on != "embeddings" and args.task != "mixed-retrieval":
@@ -105,11 +144,11 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
             return ev.retrieval(img, txt, pe.text_to_image), inputs
         return ev.intra_modal_retrieval(txt, pe.mapping, prefix="text_retrieval_intra"), inputs
     _need(args, "image")
-    img = _apply(fx, load_array(args.image), "image")
+    img = _apply(fx, _read_matrix(args.image, f"--image {args.image}"), "image")
     inputs: dict[str, Any] = {"image": args.image}
     if args.task in ("intra-image", "zero-shot", "linear-probe"):
         _need(args, "labels")
-        labels = load_mapping(args.labels).astype(np.int64)
+        labels = _read_labels(args.labels)
         inputs["labels"] = args.labels
         if args.task == "intra-image":
             return ev.intra_modal_retrieval(img, labels, prefix="image_retrieval_intra"), inputs
@@ -118,6 +157,9 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
     _need(args, "classifier")
     cls = load_array(args.classifier, mmap=False)
     inputs["classifier"] = args.classifier
+    if cls.ndim not in (2, 3) or cls.size == 0:
+        raise GapkitError(f"--classifier {args.classifier}: expected non-empty (C, D) or (C, T, D), got shape {tuple(cls.shape)}")
+    as_matrix(cls.reshape(-1, cls.shape[-1]), f"--classifier {args.classifier}")  # numeric, finite, no zero rows
     if fx is not None:
         flat = cls.reshape(-1, cls.shape[-1])
         cls = _apply(fx, flat, "text").reshape(cls.shape)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_dir, dumps_json
+from ..typecheck import check_positive, check_value
 from ..data.cache import cache_root
 from ..data.dataset import ArrayImages, FileImages, ImageTextDataset, TarImages
 from ..embeddings import PairedEmbeddings
@@ -188,6 +189,12 @@ def encode_arrays_cached(encoder: Any, ds: ImageTextDataset, batch_size: int = 6
     return img, txt
 
 
+def check_batching(batch_size: Any, num_workers: Any) -> None:
+    """batch_size an integer >= 1, num_workers an integer >= 0 (GapkitError otherwise)."""
+    check_positive("batch size", check_value(batch_size, int, "batch size"))
+    check_positive("workers", check_value(num_workers, int, "workers"), allow_zero=True)
+
+
 def extract(encoder: Any, ds: ImageTextDataset, batch_size: int = 64, num_workers: int = 0,
             cache_dir: Any = None, progress: bool = True, use_cache: bool = True,
             shard: str | tuple[int, int] | None = None) -> PairedEmbeddings:
@@ -196,6 +203,7 @@ def extract(encoder: Any, ds: ImageTextDataset, batch_size: int = 64, num_worker
     metadata holds the manifest (model, weights hash, dataset, split, preprocessing, versions,
     cache key, shard) plus image_index / text_index (global rows) for shards.
     """
+    check_batching(batch_size, num_workers)
     sh = parse_shard(shard)
     if hasattr(encoder, "prepare"):
         encoder.prepare(ds, batch_size=batch_size, num_workers=num_workers, cache_dir=cache_dir, progress=progress)
@@ -321,6 +329,7 @@ def extract_by_spec(make_encoder: Any, spec: dict[str, Any], ds: ImageTextDatase
     `make_encoder()`, extracts (weights-keyed cache) and records spec -> cache entry; an identical
     later call reads the arrays and the manifest straight from that entry.
     """
+    check_batching(kw.get("batch_size", 64), kw.get("num_workers", 0))  # a cache hit must not skip it
     sh = parse_shard(shard)
     alias = _alias_path(spec, ds, sh, cache_dir)
     if use_cache and alias.is_file():

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import GapkitError
-from .base import Encoder, as_float_cpu
+from .base import Encoder, as_float_cpu, quiet_weight_loading
 
 CLIP_VOCAB_SIZE = 49408
 
@@ -73,7 +73,8 @@ class HFEncoder(Encoder):
         if not (p / "config.json").is_file():
             raise GapkitError(f"{p}: not a transformers model directory (no config.json)")
         try:
-            self.model = AutoModel.from_pretrained(p, local_files_only=True).to(device).eval()
+            with quiet_weight_loading():
+                self.model = AutoModel.from_pretrained(p, local_files_only=True).to(device).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(p, local_files_only=True)
             self.processor = AutoImageProcessor.from_pretrained(p, local_files_only=True)
         except (OSError, ValueError) as exc:

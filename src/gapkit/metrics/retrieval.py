@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..typecheck import check_positive
 from ._prep import Pairs, prepare
 from ._tiles import EXACT_LIMIT, iter_tiles, mean_ci, sample_queries, use_exact
 from .entropy import tile_entropies
@@ -81,6 +82,7 @@ def retrieval_metrics(image: Any, text: Any = None, text_to_image: Any = None, k
 
     Sampled values always carry a 95 % CI; `ci=True` adds one to exact values too (normal
     approximation over the queries, gallery fixed)."""
+    check_positive("logit_scale", logit_scale)
     p = prepare(image, text, text_to_image)
     out: dict[str, float] = {}
     if "i2t" in directions or logit_scale is not None:

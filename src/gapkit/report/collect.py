@@ -62,7 +62,19 @@ class Measurement:
 
 
 def _is_record(obj: Any) -> bool:
-    return isinstance(obj, dict) and "kind" in obj and isinstance(obj.get("results"), dict)
+    return not _record_problem(obj)
+
+
+def _record_problem(obj: Any) -> str:
+    """What keeps `obj` from being a record ('' when it is one), for a precise error message."""
+    if not isinstance(obj, dict):
+        return f"a JSON {type(obj).__name__}, not an object"
+    missing = [k for k in ("kind", "results") if k not in obj]
+    if missing:
+        return f"missing {' and '.join(repr(k) for k in missing)}"
+    if not isinstance(obj["results"], dict):
+        return f"'results' must be a JSON object, got a {type(obj['results']).__name__}"
+    return ""
 
 
 def load_inputs(items: Iterable[Any]) -> list[Loaded]:
@@ -72,7 +84,7 @@ def load_inputs(items: Iterable[Any]) -> list[Loaded]:
     for k, item in enumerate(items):
         if isinstance(item, dict):
             if not _is_record(item):
-                raise GapkitError(f"input #{k + 1} is a dict but not a record (needs 'kind' and 'results')")
+                raise GapkitError(f"input #{k + 1} is a dict but not a record ({_record_problem(item)})")
             out.append(Loaded(item, f"(in memory #{k + 1})", Path.cwd()))
             continue
         p = Path(item)
@@ -86,7 +98,7 @@ def load_inputs(items: Iterable[Any]) -> list[Loaded]:
         elif p.is_file():
             rec = load_record(p)
             if not _is_record(rec):
-                raise GapkitError(f"{p}: not a gapkit record (needs 'kind' and 'results')")
+                raise GapkitError(f"{p}: not a gapkit record ({_record_problem(rec)})")
             out.append(Loaded(rec, str(p), p.parent))
         else:
             raise GapkitError(f"record or run directory not found: {p}")
