@@ -199,3 +199,13 @@ def test_typecheck_reference_cases():
     assert check_value(None, float | None, "x") is None
     with pytest.raises(GapkitError, match="must be a number"):
         check_value(float("inf"), float, "x")
+
+
+# found by the scan: config files that are not UTF-8 JSON objects
+@pytest.mark.parametrize("content, needle", [(b"\xeb\x80binary", "invalid JSON"),
+                                             (b"[1, 2]", "a TrainConfig must be a JSON object, got a list")])
+def test_train_config_file_not_a_json_object(tmp_path, capsys, content, needle):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_bytes(content)
+    out = tmp_path / "run"
+    rejected(["train", "--config", str(cfg), "--out", str(out)], capsys, out, needle)

@@ -38,7 +38,7 @@ def build_config(args: argparse.Namespace):
         if path.suffix == ".json" and path.is_file():
             try:
                 d = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise GapkitError(f"{path}: invalid JSON ({exc})") from None
             base = TrainConfig(model=str(path)) if isinstance(d, dict) and "vision_cfg" in d else TrainConfig.from_dict(d)
         else:

@@ -53,8 +53,10 @@ def get_model_config(name_or_config: str | Path | dict[str, Any]) -> dict[str, A
             raise GapkitError(f"unknown model '{key}': not a preset ({', '.join(available_models())}) nor a JSON file")
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise GapkitError(f"{path}: invalid JSON model config ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise GapkitError(f"{path}: a model config must be a JSON object, got a {type(cfg).__name__}")
     cfg.setdefault("name", path.stem)
     return validate_config(cfg, str(path))
 

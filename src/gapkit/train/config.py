@@ -121,6 +121,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise GapkitError(f"a TrainConfig must be a JSON object, got a {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -135,7 +137,7 @@ class TrainConfig:
         p = Path(path)
         try:
             return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise GapkitError(f"{p}: cannot read a TrainConfig ({exc})") from None
 
     def with_overrides(self, pairs: list[str]) -> "TrainConfig":
