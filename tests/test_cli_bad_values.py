@@ -23,8 +23,7 @@ def rejected(argv: list[str], capsys, out, *needles: str) -> str:
     assert "Traceback" not in err
     for n in needles:
         assert n in err, err
-    # (`reproduce` still pre-creates an empty --out directory; its output safety is fixed elsewhere)
-    assert not out.exists() or (out.is_dir() and not any(out.iterdir())), f"{out} was written"
+    assert not out.exists(), f"{out} was written"
     return err
 
 
