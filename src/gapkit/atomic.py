@@ -12,15 +12,31 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import GapkitError
+
+
+# Directories written by atomic_dir carry this marker; only such directories (or empty ones) are
+# ever replaced, so a mistyped --out can never delete a user's own folder.
+OUTPUT_MARKER = ".gapkit-output"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; on success rename it onto `path`.
 
     On an exception the temporary file (or directory) is removed and `path` is untouched. The
-    temporary name keeps the target's suffix (libraries such as numpy append one otherwise).
+    temporary name keeps the target's suffix (libraries such as numpy append one otherwise). The
+    file gets the usual permissions (0666 minus the umask), not mkstemp's private 0600.
     """
     target = Path(path)
+    if target.is_dir():
+        raise GapkitError(f"{target}: is a directory; give a file path for this output")
     target.parent.mkdir(parents=True, exist_ok=True)
     sfx = target.suffix if suffix is None else suffix
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{sfx}", dir=target.parent)
@@ -28,7 +44,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~_umask())
+        _replace(tmp_path, target)
     except BaseException:
         if tmp_path.is_dir():
             shutil.rmtree(tmp_path, ignore_errors=True)
@@ -37,22 +55,51 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
+def _replace(src: Path, target: Path) -> None:
+    try:
+        os.replace(src, target)
+    except OSError as exc:  # name the user's path, not the temporary one
+        raise GapkitError(f"{target}: cannot write ({exc.strerror or exc})") from None
+
+
+def check_replaceable_dir(path: str | os.PathLike) -> None:
+    """Raise unless `path` is absent, an empty directory, or a directory gapkit wrote."""
+    target = Path(path)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise GapkitError(f"{target}: exists and is not a directory; choose another output path")
+    if any(target.iterdir()) and not (target / OUTPUT_MARKER).exists():
+        raise GapkitError(
+            f"{target}: directory exists, is not empty and was not written by gapkit; "
+            "refusing to replace it (choose a new path or remove it)"
+        )
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory beside `path`; on success it replaces `path` whole."""
+    """Yield a temporary directory beside `path`; on success it replaces `path` whole.
+
+    Only an absent path, an empty directory or a directory gapkit wrote earlier (it holds
+    OUTPUT_MARKER) is replaced; anything else raises GapkitError before any work is done.
+    """
     target = Path(path)
+    check_replaceable_dir(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        (tmp / OUTPUT_MARKER).write_text("written by gapkit; this directory may be replaced by gapkit\n")
+        os.chmod(tmp, 0o777 & ~_umask())
+        check_replaceable_dir(target)  # the target may have appeared meanwhile
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
+            _replace(target, old)
+            _replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, target)
+            _replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -43,8 +43,23 @@ def load_from_args(args: argparse.Namespace, prefix: str = "") -> tuple[PairedEm
     return pe, {k: v for k, v in inputs.items() if v is not None}
 
 
+def ensure_output_differs(out: str | Path | None, inputs: Any) -> None:
+    """Refuse an output path that names one of the inputs (it would be overwritten while read)."""
+    if not out or out == "-":
+        return
+    target = Path(out).resolve()
+    for src in inputs:
+        if isinstance(src, (str, Path)) and src and Path(src).resolve() == target:
+            raise GapkitError(f"the output {out} is also an input; choose another output path")
+
+
 def write_output(obj: dict[str, Any], out: str | None) -> None:
-    """Write a JSON record to `out` atomically, or to stdout when out == '-'."""
+    """Write a JSON record to `out` atomically, or to stdout when out == '-'.
+
+    The record's own "inputs" are checked first, so a record never overwrites what it was made from.
+    """
+    inputs = obj.get("inputs")
+    ensure_output_differs(out, inputs.values() if isinstance(inputs, dict) else [])
     if out == "-":
         sys.stdout.write(dumps_json(obj) + "\n")
     elif out:

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..atomic import check_replaceable_dir
 from ..errors import GapkitError
 from ..params import parse_key_values
 
@@ -53,6 +54,12 @@ def fixer_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         fx.fit(calib.image, calib.text, calib.text_to_image)
         desc = {"fixer": fx.name, "fixer_params": fx.get_params(),
                 "fit": args.fit or f"sample:{args.fit_sample}"}
-    if args.save_fixer:
-        fx.save(args.save_fixer)
+    if args.save_fixer:  # fail now, before any work, if the folder may not be replaced
+        check_replaceable_dir(args.save_fixer)
     return fx, desc
+
+
+def save_fixer_if_asked(args: argparse.Namespace, fx: Any) -> None:
+    """--save-fixer DIR: called after the command succeeded, so a failed run saves nothing."""
+    if getattr(args, "save_fixer", None) and fx is not None:
+        fx.save(args.save_fixer)

@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import write_text_atomic
 
+    from ._common import ensure_output_differs
+
+    ensure_output_differs(args.out, args.records)
     text = to_csv(collect(args.records))
     if args.out == "-":
         sys.stdout.write(text)

@@ -132,7 +132,7 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluation_record
     from ._common import write_output
-    from ._fixer_args import fixer_from_args
+    from ._fixer_args import fixer_from_args, save_fixer_if_asked
 
     fx, fixer_desc = (None, {}) if args.method is None else fixer_from_args(args)
     metrics, inputs = _run_task(args, fx)
@@ -142,4 +142,5 @@ def run(args: argparse.Namespace) -> int:
     rec = evaluation_record(args.task, metrics, model=args.model, dataset=args.dataset,
                             fixer=None if fx is None else fx.name, params=params, inputs=inputs, seed=args.seed)
     write_output(rec, args.out)
+    save_fixer_if_asked(args, fx)
     return 0

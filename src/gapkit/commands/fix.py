@@ -35,14 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import GapkitError
-    from ._fixer_args import fixer_from_args
+    from ._common import ensure_output_differs
+    from ._fixer_args import fixer_from_args, save_fixer_if_asked
 
     given = [x for x in (args.apply, args.apply_image, args.apply_text) if x]
     if len(given) != 1:
         raise GapkitError("give exactly one of --apply, --apply-image, --apply-text")
-    for src in given:
-        if Path(src).resolve() == Path(args.out).resolve():
-            raise GapkitError("--out must differ from the input (the input is read while the output is written)")
+    ensure_output_differs(args.out, [*given, args.fit])
     from ..fixers import FIXERS
 
     cls = FIXERS.get(args.method)
@@ -61,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         _fix_single(fx, args.apply_image or args.apply_text, modality, args.out, args.chunk_size)
         what = f"{modality} rows"
     print(f"gapkit fix: {fx.name} -> {args.out} ({what})", file=sys.stderr)
+    save_fixer_if_asked(args, fx)
     return 0
 
 

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..report.html import build_report
+    from ._common import ensure_output_differs
+
+    ensure_output_differs(args.html, args.inputs)
 
     out = build_report(args.inputs, args.html, title=args.title,
                        embedding_figures=not args.no_embedding_figures)

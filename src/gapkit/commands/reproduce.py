@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,10 +77,16 @@ def run(args: argparse.Namespace) -> int:
 
     exp = get_experiment(args.name)
     params = parse_overrides(args.overrides)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     _check_params(args.name, exp.run, params)
-    record = exp.run(out_dir, quick=args.quick, seed=args.seed, **params)
+    out_dir = Path(args.out)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        record = exp.run(out_dir, quick=args.quick, seed=args.seed, **params)
+    except BaseException:
+        if created:  # a folder this run made holds nothing worth keeping after a failure
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     _print_outputs(args.name, out_dir, record)
     return 0
 

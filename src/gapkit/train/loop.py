@@ -151,10 +151,6 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
         raise GapkitError(f"batch_size {config.batch_size} is not divisible by world_size x accum_steps")
     if config.precision == "bf16" and ctx.device.type != "cuda":
         raise GapkitError("precision bf16 needs a CUDA device (set device=cuda); CPU runs use fp32")
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.save(run_dir / "config.json")
-
     # 1. Model, loss, data. Every rank seeds identically, then takes rank 0's weights anyway.
     model = create_model(config.model, seed=config.seed).to(ctx.device)
     if config.init_from:
@@ -169,6 +165,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     semantic = _semantic_table(config, train_data.captions)
     sampler = make_batches(config.sampler, train_data, config.batch_size, config.seed, **config.sampler_kwargs)
     steps = total_steps(config, sampler.per_epoch)
+    if ctx.is_main:  # only now: a bad model, loss or dataset leaves no run directory behind
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / "config.json")
 
     # 2. Temperature mode and the optional Procrustes amendment (fitted at init, then fixed).
     if config.temperature != "learnable":
