@@ -88,7 +88,7 @@ def test_splits_are_seeded_disjoint_and_cover():
     assert len(parts["train"]) == 700 and len(parts["test"]) == 200
 
 
-@pytest.mark.filterwarnings("ignore:openclipart. skipped 3 rows")
+@pytest.mark.filterwarnings("ignore:openclipart. skipped")
 def test_openclipart_subset_captions_and_labels(cache):
     ds = load_dataset("openclipart", "test", seed=0, limit=40)
     assert ds.n_images == 40 and ds.labels is not None and len(ds.class_names) == 22

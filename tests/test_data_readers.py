@@ -64,8 +64,12 @@ def test_csv_configurable_columns_and_separator(img_dir):
     p2 = img_dir / "caps.txt"
     p2.write_text("a|b\nred.png|red\n")
     assert read_csv(p2, img_key="a", caption_key="b", sep="|").captions == ["red"]
-    with pytest.raises(GapkitError, match="no column 'filepath'"):
-        read_csv(p)
+    p3 = img_dir / "ab.csv"
+    p3.write_text("a,b\nred.png,red\n")  # no recognised column names: one clear error naming the option
+    with pytest.raises(GapkitError, match="no image column in the header \\(a, b\\).*img_key"):
+        read_csv(p3)
+    with pytest.raises(GapkitError, match="no caption column 'title'"):
+        read_csv(p, img_key="img", caption_key="title")
 
 
 @pytest.mark.parametrize("bad", ["../outside.png", "/etc/passwd", "sub/../../x.png"])

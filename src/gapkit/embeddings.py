@@ -11,8 +11,9 @@ Formats read and written (chosen by suffix; see `load_embeddings` / `save_embedd
   .pt / .pth      a tensor or a dict of tensors, read with torch.load(weights_only=True)
   .safetensors    tensors "image", "text", optional "text_to_image" (or one tensor)
   .parquet        one vector column per modality (list / fixed-size list of floats)
-  directory       clip-retrieval output: img_emb/img_emb_*.npy, text_emb/text_emb_*.npy,
-                  metadata/metadata_*.parquet, read shard by shard
+  directory       a `gapkit embed` output directory: embeddings.safetensors (+ manifest.json,
+                  captions.json with captions and image ids), or clip-retrieval output:
+                  img_emb/img_emb_*.npy, text_emb/text_emb_*.npy, metadata/metadata_*.parquet
 Pickle files are never read.
 """
 from __future__ import annotations
@@ -132,7 +133,7 @@ def _check_path(path: str | Path) -> Path:
     if p.is_file() and p.suffix.lower() not in ARRAY_SUFFIXES:
         raise GapkitError(
             f"{p}: unknown format '{p.suffix or '(no suffix)'}'; expected one of "
-            f"{', '.join(ARRAY_SUFFIXES)} or a clip-retrieval output directory"
+            f"{', '.join(ARRAY_SUFFIXES)}, a gapkit embed directory or a clip-retrieval output directory"
         )
     return p
 
@@ -286,7 +287,8 @@ def load_embeddings(
     """Load PairedEmbeddings from one file holding both modalities, or from two files.
 
     `path`: a (2, N, D) .npy stack, an .npz/.safetensors/.pt with "image" and "text" arrays (and
-    optional "text_to_image"), a parquet with two vector columns, or a clip-retrieval directory.
+    optional "text_to_image"), a parquet with two vector columns, a `gapkit embed` output
+    directory (embeddings.safetensors + manifest.json + captions.json) or a clip-retrieval directory.
     `image` / `text`: two single-modality files in any format; `text_to_image`: an index file
     (.npy, .json list, or .txt with one integer per line) or an array.
     """
@@ -298,6 +300,8 @@ def load_embeddings(
     if path is not None:
         p = _check_path(path)
         meta["source"] = str(p)
+        if p.is_dir() and (p / EMBED_DIR_ARRAYS).is_file():
+            return _read_embed_dir(p, text_to_image)
         if p.is_dir():
             img, txt, captions = _read_clip_retrieval(p)
             meta["layout"] = "clip-retrieval"
@@ -331,6 +335,42 @@ def load_embeddings(
             raise GapkitError("a text_to_image map was given twice (in the file and separately)")
         mapping = load_mapping(text_to_image) if isinstance(text_to_image, (str, Path)) else text_to_image
     return PairedEmbeddings(img, txt, mapping, captions=captions, metadata=meta)
+
+
+EMBED_DIR_ARRAYS = "embeddings.safetensors"
+
+
+def _read_json_object(p: Path) -> dict[str, Any] | None:
+    """A JSON object from `p`, None when the file is absent; GapkitError when it is not valid JSON."""
+    if not p.is_file():
+        return None
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GapkitError(f"{p}: unreadable JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise GapkitError(f"{p}: expected a JSON object")
+    return obj
+
+
+def _read_embed_dir(root: Path, text_to_image: Any = None) -> PairedEmbeddings:
+    """A `gapkit embed` output directory: image/text/text_to_image from embeddings.safetensors, the
+    manifest as metadata["manifest"], captions and image ids from captions.json when present."""
+    d = _read_dict(root / EMBED_DIR_ARRAYS)
+    if "image" not in d or "text" not in d:
+        raise GapkitError(f"{root / EMBED_DIR_ARRAYS}: no 'image' and 'text' tensors (found: {', '.join(sorted(d))})")
+    if text_to_image is not None and "text_to_image" in d:
+        raise GapkitError("a text_to_image map was given twice (in the embed directory and separately)")
+    mapping = d.get("text_to_image")
+    if text_to_image is not None:
+        mapping = load_mapping(text_to_image) if isinstance(text_to_image, (str, Path)) else text_to_image
+    manifest = _read_json_object(root / "manifest.json")
+    caps = _read_json_object(root / "captions.json") or {}
+    meta: dict[str, Any] = {"source": str(root), "layout": "embed-dir", "format": ".safetensors"}
+    if manifest is not None:
+        meta["manifest"] = manifest
+    return PairedEmbeddings(d["image"], d["text"], mapping, image_ids=caps.get("image_ids"),
+                            captions=caps.get("captions"), metadata=meta)
 
 
 def load_mapping(path: str | Path) -> np.ndarray:

@@ -29,18 +29,21 @@ failed (the command then exits 1). --quick runs a small smoke version (tiny subs
 steps, PCA only, no sphere run); the first full run spends most of its time extracting tower
 features, which later runs read from the cache (~/.cache/gapkit or $GAPKIT_CACHE).
 
-the same study on your own model and data:
-  1. embed your image-caption pairs with your model (one embed directory per split):
-       gapkit embed --encoder open_clip:ViT-B-32 --checkpoint my_ckpt.pt --dataset pairs.tsv --split all --out run/emb
-       gapkit embed --encoder hf:/path/to/hf-clip-dir --dataset pairs.tsv --split all --out run/emb
-     pairs.tsv: a header `filepath<TAB>title` and one row per caption (several rows may share an
-     image, as in COCO); a .csv with commas works too; also jsonl, COCO JSON, Flickr, folders,
-     webdataset tars (gapkit embed --help). Or bring embeddings: .npy (2, N, D) stacks, .npz,
-     .safetensors, .pt, parquet, clip-retrieval output.
-  2. measure:   gapkit measure --embeddings run/emb/embeddings.safetensors --ci --out run/measure.json
-  3. fix:       gapkit fix --method center --fit calib.safetensors --apply run/emb/embeddings.safetensors --out run/fixed.npz
-  4. evaluate:  gapkit evaluate --task mixed-retrieval --embeddings run/emb/embeddings.safetensors --fixer center
-                  --fit calib.safetensors --out run/mixed.json   (also retrieval, zero-shot, ...)
+the same study on your own model and data (run as written on a 20-image pairs.csv):
+  pairs.csv: one row per (image, caption), e.g. the header `image,caption` (also found: filepath,
+  image_path, path, ... and title, text, ...; or --image-column/--caption-column/--sep); image
+  paths relative to the file; several rows may share an image. Also jsonl, COCO JSON, Flickr,
+  folders, webdataset tars (gapkit embed --help). Images above 16 MP are skipped (--max-pixels).
+  1. embed (--out is a directory; one per split: calibration and evaluation):
+       gapkit embed --encoder towers --dataset pairs.csv --split train --out run/calib
+       gapkit embed --encoder towers --dataset pairs.csv --split test --out run/emb
+     your model instead of the bundled towers: --encoder open_clip:ViT-B-32 --checkpoint my_ckpt.pt
+     or --encoder hf:/path/to/hf-clip-dir. Or bring embeddings (skip step 1): .npy (2, N, D)
+     stacks, .npz, .safetensors, .pt, parquet, clip-retrieval output.
+  2. measure:   gapkit measure --embeddings run/emb --ci --out run/measure.json
+  3. fix:       gapkit fix --method center --fit run/calib --apply run/emb --out run/fixed.npz
+  4. evaluate:  gapkit evaluate --task mixed-retrieval --embeddings run/emb --fixer center
+                  --fit run/calib --out run/mixed.json   (also retrieval, zero-shot, ...)
   5. report:    gapkit report run/ --html run/report.html
 See docs/demo.md for the details.
 """

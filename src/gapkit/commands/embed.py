@@ -7,23 +7,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..embeddings import ARRAY_SUFFIXES, PICKLE_SUFFIXES
+from ..errors import GapkitError
+
 HELP = "embed a dataset's images and captions with an encoder (cached; --shard i/k, --merge)"
-DESCRIPTION = """Embed the images and captions of a dataset with an encoder and write an embed directory:
+DESCRIPTION = """Embed the images and captions of a dataset with an encoder and write an embed directory
+(--out names a directory, not a file):
   OUT/embeddings.safetensors  image (N,D), text (M,D), text_to_image (M,) (+ global row indices)
-  OUT/manifest.json           model, weights hash, dataset, split, preprocessing, versions
+  OUT/manifest.json           model, weights hash, dataset, split, preprocessing, versions, CSV columns
   OUT/captions.json           captions and image ids
+Every gapkit command that reads embeddings takes OUT itself (or OUT/embeddings.safetensors).
 Embeddings are unnormalised; metrics normalise rows themselves. A second identical call is
 answered from the cache ($GAPKIT_CACHE or ~/.cache/gapkit, or --cache-dir) without running the model.
 
+CSV/TSV data: one row per (image, caption), image paths relative to the file. The columns are
+found by name (image: filepath, image, image_path, img_path, path, img, file_name, filename;
+caption: title, caption, text, captions, description) or set with --image-column/--caption-column;
+the separator is a tab when the header has one, else a comma (or --sep). Images above
+--max-pixels (default 16 MP) are skipped with a counted warning, without being decoded.
+
 examples:
   gapkit embed --encoder towers --dataset emoji --split test --out runs/emoji-towers
+  gapkit embed --encoder towers --dataset pairs.csv --split all --out runs/mine   # columns image,caption
+  gapkit embed --encoder towers --dataset pairs.csv --image-column img --caption-column alt --sep ';' --out e
   gapkit embed --encoder open_clip:ViT-B-32 --seed 1 --dataset openclipart --limit 300 --out runs/oc-vitb32
   gapkit embed --encoder open_clip:ViT-B-32 --checkpoint ckpt.safetensors --dataset data/train.tsv --split all --out e
   gapkit embed --encoder towers --dataset fashion-mnist --split test --shard 0/2 --out s0   # and --shard 1/2 --out s1
   gapkit embed --merge s0 s1 --out full
   torchrun --nproc-per-node 4 -m gapkit embed --encoder towers --dataset emoji --shard auto --out parts
   gapkit embed --merge parts/shard-* --out full
-  gapkit measure --embeddings runs/emoji-towers/embeddings.safetensors
+  gapkit measure --embeddings runs/emoji-towers
 """
 
 
@@ -37,6 +50,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="embed a seeded random subset of this many images")
     p.add_argument("--format", help="user-data format (csv, jsonl, coco, flickr, folder, webdataset)")
     p.add_argument("--strict", action="store_true", help="fail on the first bad row instead of skipping it")
+    p.add_argument("--image-column", metavar="NAME",
+                   help="CSV/TSV column (JSONL key) of the image paths (open_clip's csv_img_key; default: "
+                        "the first of filepath, image, image_path, path, ... in the header)")
+    p.add_argument("--caption-column", metavar="NAME",
+                   help="CSV/TSV column (JSONL key) of the captions (open_clip's csv_caption_key; default: "
+                        "the first of title, caption, text, ... in the header)")
+    p.add_argument("--sep", metavar="CHAR",
+                   help="CSV/TSV separator (open_clip's csv_separator; '\\t' or 'tab' for a tab; default: "
+                        "a tab when the header has one, else a comma)")
+    p.add_argument("--max-pixels", type=int, metavar="N",
+                   help="skip images with more pixels than this (read from the header, not decoded) "
+                        "for openclipart and user data (default 16000000; 0 = no limit)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for image decoding")
     p.add_argument("--device", default="cpu")
@@ -49,13 +74,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output embed directory (written atomically)")
 
 
+# What --out must not look like: it is a directory, and `measure` would read FILE.npz as an array file.
+_FILE_SUFFIXES = (*ARRAY_SUFFIXES, *PICKLE_SUFFIXES, ".json", ".csv", ".tsv")
+_SEPARATORS = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
 def _dataset_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Reader/builder options from the CLI; only those given, so built-in datasets stay usable."""
     kw: dict[str, Any] = {}
     if args.format:
         kw["format"] = args.format
     if args.strict:
         kw["strict"] = True
+    if args.image_column:
+        kw["img_key"] = args.image_column
+    if args.caption_column:
+        kw["caption_key"] = args.caption_column
+    if args.sep:
+        kw["sep"] = _SEPARATORS.get(args.sep.lower(), args.sep)
+    if args.max_pixels is not None:
+        kw["max_pixels"] = args.max_pixels or None
     return kw
+
+
+def check_out_dir(out: str) -> None:
+    """Refuse an --out that names a file format: `gapkit embed` writes a directory."""
+    suffix = Path(out).suffix.lower()
+    if suffix in _FILE_SUFFIXES:
+        raise GapkitError(f"--out {out}: gapkit embed writes a directory (embeddings.safetensors, manifest.json, "
+                          f"captions.json), not a {suffix} file; give a directory name such as "
+                          f"{Path(out).with_suffix('')}")
 
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -76,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..encoders.extract import extract_by_spec, merge_embed_dirs, save_embed_dir
     from ..encoders.registry import get_encoder
-    from ..errors import GapkitError
 
+    check_out_dir(args.out)
     if args.merge:
         pe = merge_embed_dirs(args.merge, args.out)
         print(f"merged {len(args.merge)} shards -> {args.out} ({pe.n_image} images, {pe.n_text} texts, dim {pe.dim})")
@@ -104,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
     pe = extract_by_spec(make_encoder, _spec(args), ds, cache_dir=args.cache_dir, use_cache=not args.no_cache,
                          shard=args.shard, batch_size=args.batch_size, num_workers=args.workers,
                          progress=not args.quiet)
+    # Say which CSV columns were read (auto-detected or given) and what the reader skipped.
+    pe.metadata.update({k: v for k, v in (("dataset_columns", ds.info.get("columns")),
+                                          ("dataset_skipped", ds.info.get("skipped"))) if v})
     save_embed_dir(pe, out)
     src = "cache" if pe.metadata.get("from_cache") else "model"
     print(f"{out}: {pe.n_image} images, {pe.n_text} texts, dim {pe.dim} ({pe.metadata['model']}, from {src})",

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..atomic import atomic_dir, dumps_json
 from ..errors import GapkitError
-from .dataset import ArrayImages, FileImages, ImageTextDataset, TarImages
+from .dataset import DEFAULT_MAX_PIXELS, ArrayImages, FileImages, ImageTextDataset, TarImages
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -48,9 +48,9 @@ def save_prepared(ds: ImageTextDataset, out: Path) -> None:
             np.save(tmp / "images.npy", np.ascontiguousarray(src.array))
             source: dict[str, Any] = {"kind": "array"}
         elif isinstance(src, FileImages):
-            source = {"kind": "files", "paths": src.paths}
+            source = {"kind": "files", "paths": src.paths, "max_pixels": src.max_pixels}
         elif isinstance(src, TarImages):
-            source = {"kind": "tar", "members": [list(m) for m in src.members]}
+            source = {"kind": "tar", "members": [list(m) for m in src.members], "max_pixels": src.max_pixels}
         else:
             raise GapkitError(f"cannot cache an image source of type {type(src).__name__}")
         index = {
@@ -72,9 +72,10 @@ def load_prepared(path: Path) -> ImageTextDataset:
     if source["kind"] == "array":
         images: Any = ArrayImages(np.load(path / "images.npy", mmap_mode="r", allow_pickle=False))
     elif source["kind"] == "files":
-        images = FileImages(list(source["paths"]))
+        images = FileImages(list(source["paths"]), source.get("max_pixels", DEFAULT_MAX_PIXELS))
     else:
-        images = TarImages([(s, int(o), int(n)) for s, o, n in source["members"]])
+        images = TarImages([(s, int(o), int(n)) for s, o, n in source["members"]],
+                           source.get("max_pixels", DEFAULT_MAX_PIXELS))
     labels = index.get("labels")
     return ImageTextDataset(
         images=images, captions=index["captions"],

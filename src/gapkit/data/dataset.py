@@ -10,10 +10,18 @@ Shapes and conventions (the same as PairedEmbeddings, one level earlier):
 
 Images are decoded lazily through an `ImageSource`, so a dataset of 60k images costs only its
 index in memory. Every source returns RGB PIL images.
+
+Pixel limit: file and tar sources refuse (GapkitError) an image whose header says it has more than
+`max_pixels` pixels (default DEFAULT_MAX_PIXELS = 16 MP) before decoding it: some real data holds
+clip art of 168-623 MP, which takes seconds and gigabytes to decode (PIL itself refuses the largest
+as a decompression bomb). Builders and readers check the same limit with `oversize` at load time
+and skip such images with a counted warning, so extraction never meets one.
 """
 from __future__ import annotations
 
 import io
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -22,6 +30,44 @@ import numpy as np
 
 from ..errors import GapkitError
 from ..validation import check_mapping
+
+
+DEFAULT_MAX_PIXELS = 16_000_000
+
+
+def oversize(source: str | os.PathLike | bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> str | None:
+    """Why the image at `source` (a path or the encoded bytes) is too large, or None when it is not.
+
+    Only the header is read (`Image.open(...).size`; nothing is decoded), so this is cheap even
+    for a 600-megapixel PNG. max_pixels=None means no limit of ours (PIL's own bomb limit stays).
+    An unreadable file is not our concern here (None): the caller's decode reports it.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as exc:
+        return f"above PIL's decompression-bomb limit ({exc})"
+    except Exception:  # PIL raises many types for damaged files; decoding reports them
+        return None
+    if max_pixels is not None and w * h > max_pixels:
+        return f"{w}x{h} = {w * h / 1e6:.0f} MP, above the {max_pixels / 1e6:g} MP limit"
+    return None
+
+
+def _open_checked(source: str | bytes, max_pixels: int | None, where: str) -> Any:
+    """Decode one image as RGB after checking its header size against max_pixels."""
+    from PIL import Image
+
+    why = oversize(source, max_pixels)
+    if why:
+        raise GapkitError(f"{where}: image too large to decode ({why}); raise max_pixels to allow it")
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+        im.load()
+        return to_rgb(im)
 
 
 class ImageSource(Protocol):
@@ -72,49 +118,47 @@ class ArrayImages:
 
 @dataclass
 class FileImages:
-    """Images stored as files; `paths` are absolute (already checked against the dataset root)."""
+    """Images stored as files; `paths` are absolute (already checked against the dataset root).
+
+    `load` refuses images above `max_pixels` (None: no limit) without decoding them.
+    """
 
     paths: list[str]
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def load(self, i: int) -> Any:
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as im:
-            im.load()
-            return to_rgb(im)
+        return _open_checked(self.paths[i], self.max_pixels, self.paths[i])
 
     def subset(self, index: np.ndarray) -> "FileImages":
-        return FileImages([self.paths[int(k)] for k in index])
+        return FileImages([self.paths[int(k)] for k in index], self.max_pixels)
 
 
 @dataclass
 class TarImages:
     """Images stored inside (uncompressed) tar shards: (shard path, data offset, size) per image.
 
-    Reading is one seek + read, no tar parsing per image.
+    Reading is one seek + read, no tar parsing per image. `load` refuses images above
+    `max_pixels` (None: no limit) without decoding them.
     """
 
     members: list[tuple[str, int, int]]
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def __len__(self) -> int:
         return len(self.members)
 
     def load(self, i: int) -> Any:
-        from PIL import Image
-
         shard, offset, size = self.members[i]
         with open(shard, "rb") as f:
             f.seek(offset)
             data = f.read(size)
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return to_rgb(im)
+        return _open_checked(data, self.max_pixels, f"{shard}@{offset}")
 
     def subset(self, index: np.ndarray) -> "TarImages":
-        return TarImages([self.members[int(k)] for k in index])
+        return TarImages([self.members[int(k)] for k in index], self.max_pixels)
 
 
 @dataclass

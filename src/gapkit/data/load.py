@@ -24,6 +24,9 @@ from .problems import call_with_options
 SPLIT_FRACTIONS = {"train": (0.0, 0.7), "val": (0.7, 0.8), "test": (0.8, 1.0), "all": (0.0, 1.0)}
 # Bump when a builder's output changes, so old prepared caches are not reused.
 BUILDER_VERSION = 1
+# Version of the openclipart builder and the user readers alone (2: images above max_pixels are
+# skipped, CSV columns are auto-detected), so emoji caches stay valid.
+FILE_READER_VERSION = 2
 
 
 def split_indices(n: int, split: str, seed: int = 0) -> np.ndarray:
@@ -55,7 +58,8 @@ def _builtin(name: str, cache_dir: Any, refresh: bool, **kw: Any) -> ImageTextDa
     from .debian import OPENCLIPART_PNG_DIR, OPENCLIPART_SVG_DIR, require
     from .openclipart import build_openclipart
 
-    key = f"openclipart-{fingerprint([require(OPENCLIPART_PNG_DIR), require(OPENCLIPART_SVG_DIR)], BUILDER_VERSION, kw)}"
+    roots = [require(OPENCLIPART_PNG_DIR), require(OPENCLIPART_SVG_DIR)]
+    key = f"openclipart-{fingerprint(roots, BUILDER_VERSION, FILE_READER_VERSION, kw)}"
     return cached_build(key, lambda: call_with_options(build_openclipart, "openclipart", **kw), cache_dir, refresh)
 
 
@@ -72,7 +76,8 @@ def load_dataset(name: str | os.PathLike, split: str = "test", seed: int = 0, *,
     """Load a built-in dataset by name or a user dataset by path, then take `split` (and `limit`).
 
     Extra keywords go to the builder or reader (e.g. templates=[...] for fashion-mnist,
-    sep=",", img_key=..., caption_key=..., strict=True for user data).
+    sep=",", img_key=..., caption_key=..., strict=True for user data, max_pixels=... for
+    openclipart and user data: images above it are skipped with a counted warning).
     """
     key = str(name)
     if key == "fashion-mnist":
@@ -100,5 +105,5 @@ def _cached_user(path: Path, cache_dir: Any, refresh: bool, kw: dict[str, Any],
         known = ", ".join(BUILTIN)
         raise GapkitError(f"dataset {str(path)!r} is neither a built-in name ({known}) nor an existing path")
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    key = f"user-{path.name}-{fingerprint([path.resolve(), *files], BUILDER_VERSION, kw)}"
+    key = f"user-{path.name}-{fingerprint([path.resolve(), *files], BUILDER_VERSION, FILE_READER_VERSION, kw)}"
     return cached_build(key, lambda: reader(path, **kw), cache_dir, refresh)

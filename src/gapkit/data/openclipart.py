@@ -6,7 +6,9 @@ svg/CATEGORY/[SUB/]NAME.svg, from its RDF metadata (noisy, like web alt-text):
     2. dc:description, when present and different
     3. the dc:subject keywords joined with commas
 Label: the top-level category (animals, buildings, ..., unsorted). Images whose SVG holds no
-usable text are skipped with a counted warning.
+usable text are skipped with a counted warning, and so are images above `max_pixels` (default
+16 MP; the package holds 19 PNGs of 168-623 MP that take gigabytes to decode): their size is read
+from the PNG header, nothing is decoded.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import FileImages, ImageTextDataset
+from .dataset import DEFAULT_MAX_PIXELS, FileImages, ImageTextDataset, oversize
 from .debian import OPENCLIPART_PNG_DIR, OPENCLIPART_SVG_DIR, require
 from .problems import Skips
 
@@ -70,8 +72,12 @@ def svg_captions(svg: Path) -> list[str]:
     return out
 
 
-def build_openclipart(max_images: int | None = None, strict: bool = False) -> ImageTextDataset:
-    """All PNGs with captions from their SVG twins; label = top-level category."""
+def build_openclipart(max_images: int | None = None, strict: bool = False,
+                      max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
+    """All PNGs with captions from their SVG twins; label = top-level category.
+
+    PNGs above `max_pixels` (None: no limit) are skipped as "image too large" (counted warning).
+    """
     from tqdm.auto import tqdm
 
     png_root, svg_root = require(OPENCLIPART_PNG_DIR), require(OPENCLIPART_SVG_DIR)
@@ -91,6 +97,9 @@ def build_openclipart(max_images: int | None = None, strict: bool = False) -> Im
         if not caps:
             skips.add("no caption", str(rel))
             continue
+        if why := oversize(png, max_pixels):
+            skips.add("image too large", f"{rel} ({why})")
+            continue
         captions += caps
         mapping += [len(paths)] * len(caps)
         paths.append(str(png))
@@ -98,7 +107,7 @@ def build_openclipart(max_images: int | None = None, strict: bool = False) -> Im
         labels.append(classes.index(rel.parts[0]))
     skips.report("openclipart")
     return ImageTextDataset(
-        images=FileImages(paths), captions=captions, text_to_image=np.asarray(mapping, dtype=np.int64),
+        images=FileImages(paths, max_pixels), captions=captions, text_to_image=np.asarray(mapping, dtype=np.int64),
         image_ids=ids, labels=np.asarray(labels, dtype=np.int64), class_names=classes, name="openclipart",
-        info={"png_root": str(png_root), "svg_root": str(svg_root), "skipped": skips.as_dict()},
+        info={"png_root": str(png_root), "svg_root": str(svg_root), "max_pixels": max_pixels, "skipped": skips.as_dict()},
     )

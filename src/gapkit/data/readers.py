@@ -2,7 +2,12 @@
 
 Formats (`open_user_dataset` picks one from the path; `format=` forces it):
   csv / tsv   one row per (image, caption); columns `filepath` and `title`, tab-separated (the
-              open_clip convention); `img_key`, `caption_key`, `sep` configurable
+              open_clip convention); `img_key`, `caption_key`, `sep` configurable (open_clip's
+              csv_img_key / csv_caption_key / csv_separator). When not given, the image column is
+              the first of filepath, image, image_path, img_path, path, img, file_name, filename
+              in the header and the caption column the first of title, caption, text, captions,
+              description; the separator is a tab when the header has one, else a comma when it
+              has one. The chosen columns are kept in `dataset.info["columns"]`.
   jsonl       one JSON object per line: {"image": path, "caption": str | [str, ...]}
               (keys configurable; "captions"/"text"/"file_name"/"filepath" are also recognised)
   coco        COCO captions JSON: {"images": [{id, file_name}], "annotations": [{image_id, caption}]}
@@ -16,7 +21,9 @@ Formats (`open_user_dataset` picks one from the path; `format=` forces it):
 Safety and robustness: image paths are resolved under the dataset root and anything escaping it
 (`..`, absolute paths, tar members) raises GapkitError. Missing or corrupt images, empty
 captions and unreadable rows are skipped and counted in one warning (strict=True: error instead).
-Images are verified (opened by PIL) at load so extraction never fails half-way.
+Images are verified (opened by PIL) at load so extraction never fails half-way; images above
+`max_pixels` (default 16 MP, read from the header without decoding) are skipped as "image too
+large" for the same reason.
 """
 from __future__ import annotations
 
@@ -32,12 +39,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import GapkitError
-from .dataset import FileImages, ImageTextDataset, TarImages, resolve_under
+from .dataset import DEFAULT_MAX_PIXELS, FileImages, ImageTextDataset, TarImages, oversize, resolve_under
 from .problems import Skips, call_with_options
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _JSONL_IMAGE_KEYS = ("image", "filepath", "file_name", "path", "img")
 _JSONL_CAPTION_KEYS = ("caption", "captions", "text", "title")
+# Header names recognised when the CSV columns are not given (open_clip's defaults first).
+CSV_IMAGE_COLUMNS = ("filepath", "image", "image_path", "img_path", "path", "img", "file_name", "filename")
+CSV_CAPTION_COLUMNS = ("title", "caption", "text", "captions", "description")
 
 
 # ------------------------------------------------------------------------------ shared steps
@@ -56,11 +66,12 @@ def _verify_image(data: bytes | str) -> str | None:
 
 
 def _assemble(root: Path, rows: Iterable[tuple[str, str]], name: str, skips: Skips,
-              verify: bool = True) -> ImageTextDataset:
+              verify: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
     """Group (relative image path, caption) rows by image into an ImageTextDataset.
 
     Rows of one image may be scattered; images keep the order of their first row, captions the
-    order of their rows. Escaping paths raise; missing/corrupt images and empty captions are skipped.
+    order of their rows. Escaping paths raise; missing/corrupt/too-large images and empty
+    captions are skipped.
     """
     groups: "OrderedDict[str, list[str]]" = OrderedDict()
     for rel, caption in rows:
@@ -77,6 +88,9 @@ def _assemble(root: Path, rows: Iterable[tuple[str, str]], name: str, skips: Ski
         if not os.path.isfile(full):
             skips.add("missing image", rel)
             continue
+        if why := oversize(full, max_pixels):  # before verify(): a huge PNG is slow to even verify
+            skips.add("image too large", f"{rel} ({why})")
+            continue
         if verify and (why := _verify_image(full)):
             skips.add("corrupt image", f"{rel} ({why})")
             continue
@@ -84,7 +98,7 @@ def _assemble(root: Path, rows: Iterable[tuple[str, str]], name: str, skips: Ski
         captions += caps
         paths.append(full)
         ids.append(rel)
-    return _finish(FileImages(paths), captions, mapping, ids, name, skips, root)
+    return _finish(FileImages(paths, max_pixels), captions, mapping, ids, name, skips, root)
 
 
 def _finish(images: Any, captions: list[str], mapping: list[int], ids: list[str], name: str,
@@ -104,27 +118,56 @@ def _read_text(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ formats
-def read_csv(path: str | os.PathLike, img_key: str = "filepath", caption_key: str = "title",
+def _pick_column(cols: list[str], given: str | None, candidates: tuple[str, ...], what: str,
+                 option: str, path: Path) -> int:
+    """Index of the `given` column, else of the first recognised candidate name (case-insensitive)."""
+    if given is not None:
+        if given not in cols:
+            raise GapkitError(f"{path}: no {what} column '{given}' in the header ({', '.join(cols)}); "
+                              f"set {option} (or sep if the header was split wrongly)")
+        return cols.index(given)
+    lower = [c.lower() for c in cols]
+    for name in candidates:
+        if name in lower:
+            return lower.index(name)
+    raise GapkitError(f"{path}: no {what} column in the header ({', '.join(cols)}); recognised names are "
+                      f"{', '.join(candidates)}; set {option} (or sep if the header was split wrongly)")
+
+
+def guess_separator(header: str, suffix: str) -> str:
+    """Tab when the header has one, else a comma when it has one, else by suffix (.csv: comma)."""
+    if "\t" in header:
+        return "\t"
+    if "," in header or suffix.lower() == ".csv":
+        return ","
+    return "\t"
+
+
+def read_csv(path: str | os.PathLike, img_key: str | None = None, caption_key: str | None = None,
              sep: str | None = None, root: str | os.PathLike | None = None, strict: bool = False,
-             verify: bool = True) -> ImageTextDataset:
+             verify: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
     """CSV/TSV with a header row; image paths relative to `root` (default: the file's directory).
 
-    sep=None: tab, except for a .csv file whose header has no tab (then a comma).
+    img_key / caption_key / sep None: detected from the header (see the module docstring); the
+    chosen ones are recorded in info["columns"]. Images above max_pixels are skipped.
     """
     path = Path(path)
     text = _read_text(path)
     header = text.split("\n", 1)[0]
     if sep is None:
-        sep = "," if path.suffix.lower() == ".csv" and "\t" not in header else "\t"
+        sep = guess_separator(header, path.suffix)
+    if len(sep) != 1:
+        raise GapkitError(f"the CSV separator must be one character, got {sep!r}")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     cols = next(reader, None)
     if not cols:
-        raise GapkitError(f"{path}: empty file (a header with '{img_key}' and '{caption_key}' was expected)")
+        raise GapkitError(f"{path}: empty file (a header row naming the image and caption columns was expected)")
     cols = [c.strip() for c in cols]
-    for key in (img_key, caption_key):
-        if key not in cols:
-            raise GapkitError(f"{path}: no column '{key}' in the header ({', '.join(cols)}); set img_key/caption_key or sep")
-    ii, ci = cols.index(img_key), cols.index(caption_key)
+    ii = _pick_column(cols, img_key, CSV_IMAGE_COLUMNS, "image", "img_key (gapkit embed --image-column)", path)
+    ci = _pick_column(cols, caption_key, CSV_CAPTION_COLUMNS, "caption",
+                      "caption_key (gapkit embed --caption-column)", path)
+    if ii == ci:
+        raise GapkitError(f"{path}: the image and caption columns are the same column '{cols[ii]}'")
     skips = Skips(strict)
 
     def rows() -> Iterable[tuple[str, str]]:
@@ -136,11 +179,14 @@ def read_csv(path: str | os.PathLike, img_key: str = "filepath", caption_key: st
                 continue
             yield row[ii].strip(), row[ci]
 
-    return _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify)
+    ds = _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels)
+    ds.info["columns"] = {"image": cols[ii], "caption": cols[ci], "sep": sep}
+    return ds
 
 
 def read_jsonl(path: str | os.PathLike, img_key: str | None = None, caption_key: str | None = None,
-               root: str | os.PathLike | None = None, strict: bool = False, verify: bool = True) -> ImageTextDataset:
+               root: str | os.PathLike | None = None, strict: bool = False, verify: bool = True,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
     """JSON lines: one object per line with an image path and a caption (string or list)."""
     path = Path(path)
     skips = Skips(strict)
@@ -165,11 +211,12 @@ def read_jsonl(path: str | os.PathLike, img_key: str | None = None, caption_key:
             for cap in caps:
                 yield obj[ik], cap if isinstance(cap, str) else ""
 
-    return _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify)
+    return _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels)
 
 
 def read_coco(path: str | os.PathLike, root: str | os.PathLike | None = None, strict: bool = False,
-              verify: bool = True) -> ImageTextDataset:
+              verify: bool = True,
+              max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
     """COCO captions JSON (several captions per image); `root` = the image directory
     (default: the JSON's directory)."""
     path = Path(path)
@@ -193,11 +240,12 @@ def read_coco(path: str | os.PathLike, root: str | os.PathLike | None = None, st
             for cap in by_image.get(image_id, []):
                 yield name, cap
 
-    return _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify)
+    return _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels)
 
 
 def read_flickr(path: str | os.PathLike, root: str | os.PathLike | None = None, strict: bool = False,
-                verify: bool = True) -> ImageTextDataset:
+                verify: bool = True,
+                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
     """Flickr8k/30k caption file: 'NAME.jpg#k<TAB>caption' lines or Flickr30k 'name| k| caption'.
 
     `root` defaults to a sibling folder Flicker8k_Dataset / Flickr8k_Dataset / flickr30k-images /
@@ -223,11 +271,12 @@ def read_flickr(path: str | os.PathLike, root: str | os.PathLike | None = None, 
                 continue
             yield name.strip(), cap
 
-    return _assemble(Path(root), rows(), path.name, skips, verify)
+    return _assemble(Path(root), rows(), path.name, skips, verify, max_pixels)
 
 
 def read_folder(root: str | os.PathLike, captions: str | os.PathLike | None = None, strict: bool = False,
-                verify: bool = True) -> ImageTextDataset:
+                verify: bool = True,
+                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
     """Images in a directory tree with sidecar NAME.txt captions (one per line), or a captions file:
     JSON {relative name: caption | [captions]} or lines 'relative name<TAB>caption'."""
     root = Path(root)
@@ -265,7 +314,7 @@ def read_folder(root: str | os.PathLike, captions: str | os.PathLike | None = No
             rel, cap = line.split("\t", 1)
             yield rel.strip(), cap
 
-    return _assemble(root, rows(), root.name, skips, verify)
+    return _assemble(root, rows(), root.name, skips, verify, max_pixels)
 
 
 def _tar_member_ok(name: str) -> None:
@@ -275,7 +324,7 @@ def _tar_member_ok(name: str) -> None:
 
 
 def read_webdataset(shards: str | os.PathLike | Sequence[str | os.PathLike], strict: bool = False,
-                    verify: bool = True) -> ImageTextDataset:
+                    verify: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
     """Webdataset shards: members KEY.<image ext> + KEY.txt (or KEY.json with a "caption")."""
     if isinstance(shards, (str, os.PathLike)):
         p = Path(shards)
@@ -292,13 +341,15 @@ def read_webdataset(shards: str | os.PathLike | Sequence[str | os.PathLike], str
     for shard in files:
         for key, img, caps in _read_shard(shard, skips):
             data_off, size = img
-            if verify:
-                with open(shard, "rb") as f:
-                    f.seek(data_off)
-                    why = _verify_image(f.read(size))
-                if why:
-                    skips.add("corrupt image", f"{shard.name}:{key} ({why})")
-                    continue
+            with open(shard, "rb") as f:
+                f.seek(data_off)
+                data = f.read(size)
+            if why := oversize(data, max_pixels):
+                skips.add("image too large", f"{shard.name}:{key} ({why})")
+                continue
+            if verify and (why := _verify_image(data)):
+                skips.add("corrupt image", f"{shard.name}:{key} ({why})")
+                continue
             caps = [" ".join(c.split()) for c in caps]
             if not any(caps):
                 skips.add("empty caption", f"{shard.name}:{key}")
@@ -308,7 +359,7 @@ def read_webdataset(shards: str | os.PathLike | Sequence[str | os.PathLike], str
             captions += caps
             members.append((str(shard.resolve()), data_off, size))
             ids.append(f"{shard.name}/{key}")
-    return _finish(TarImages(members), captions, mapping, ids, files[0].parent.name or "webdataset",
+    return _finish(TarImages(members, max_pixels), captions, mapping, ids, files[0].parent.name or "webdataset",
                    skips, files[0].parent)
 
 

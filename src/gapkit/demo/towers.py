@@ -29,9 +29,6 @@ DATASETS = ("emoji", "openclipart")
 SIZES = {True: {"train": 48, "test": 40}, False: {"train": 700, "test": 300}}
 STEPS = {True: 60, False: 600}
 EMBED_DIM = 256
-# A few openclipart PNGs are huge (up to 623 MP: seconds and gigabytes to decode, and PIL refuses
-# the largest as a decompression bomb). The demo leaves out images above this size and says so.
-MAX_PIXELS = 16_000_000
 ZERO_SHOT_TEMPLATES = ["clip art of {}.", "a drawing of {}.", "an illustration of {}."]
 
 
@@ -62,13 +59,14 @@ def features(ctx: dict[str, Any]) -> tuple[Any, str]:
     # One instance of the frozen towers (no heads) for every split and for the zero-shot prompts.
     towers = ctx["towers_encoder"] = enc.get_encoder("towers:none")
     feats: dict[str, dict[str, Features]] = {"train": {}, "test": {}}
-    dropped = 0
+    # The data layer leaves out images above its pixel limit (a few openclipart PNGs are 168-623 MP)
+    # and counts them in info["skipped"]; the demo only reports the count.
+    too_large: dict[str, int] = {}
     for split in ("train", "test"):
         for name in DATASETS:
             limit = sizes[split] if (ctx["quick"] or name != "emoji") else None
             ds = data.load_dataset(name, split=split, seed=ctx["seed"], limit=limit)
-            ds, n_dropped = _drop_huge_images(ds)
-            dropped += n_dropped
+            too_large[name] = int((ds.info.get("skipped") or {}).get("image too large", 0))
             img, txt = enc.tower_features(ds, progress=ctx.get("verbose", True), encoder=towers)
             feats[split][name] = Features(name, np.asarray(img), np.asarray(txt), np.asarray(ds.text_to_image),
                                           ds.labels, ds.class_names)
@@ -77,30 +75,9 @@ def features(ctx: dict[str, Any]) -> tuple[Any, str]:
     detail = "; ".join(f"{n}: {feats['train'][n].image.shape[0]} train / {feats['test'][n].image.shape[0]} test "
                        f"images, {feats['test'][n].text.shape[0]} test captions" for n in DATASETS)
     detail += "; features 1280-d (images) and 384-d (texts)"
-    return feats, detail + (f"; left out {dropped} image(s) over {MAX_PIXELS / 1e6:.0f} MP" if dropped else "")
-
-
-def _drop_huge_images(ds: Any) -> tuple[Any, int]:
-    """The dataset without images above MAX_PIXELS (read from the file header only) and how many
-    were left out. Datasets whose images are not files are returned as they are."""
-    import warnings
-
-    from PIL import Image
-
-    paths = getattr(ds.images, "paths", None)
-    if paths is None:
-        return ds, 0
-    keep = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        for i, path in enumerate(paths):
-            try:
-                with Image.open(path) as im:
-                    if im.size[0] * im.size[1] <= MAX_PIXELS:
-                        keep.append(i)
-            except Image.DecompressionBombError:
-                continue
-    return (ds, 0) if len(keep) == len(paths) else (ds.subset(keep), len(paths) - len(keep))
+    dropped = "; ".join(f"{name}: {n} image(s) over the data layer's pixel limit left out"
+                        for name, n in too_large.items() if n)
+    return feats, detail + (f"; {dropped}" if dropped else "")
 
 
 def _need(ctx: dict[str, Any], key: str, stage: str) -> Any:
