@@ -39,7 +39,7 @@ def main() -> None:
 
     from gapkit.data import load_dataset
     from gapkit.encoders import get_encoder
-    from gapkit.encoders.extract import extract, extract_by_spec
+    from gapkit.encoders.extraction import extract, extract_by_spec
 
     torch.set_num_threads(args.threads)
     ds = load_dataset("emoji", "all", limit=args.n)

@@ -152,7 +152,7 @@ def test_measure_rejects_bad_logit_scale(tmp_path, capsys, scale):
              capsys, out, "logit_scale must be > 0")
 
 
-# 7. embed: batch size >= 1, workers >= 0 (checked in encoders.extract, so the API is covered too)
+# 7. embed: batch size >= 1, workers >= 0 (checked in encoders.extraction, so the API is covered too)
 @pytest.mark.parametrize("flag, needle", [("--batch-size=0", "batch size must be > 0"),
                                           ("--workers=-1", "workers must be >= 0")])
 def test_embed_rejects_bad_batching(tmp_path, capsys, flag, needle):
@@ -162,7 +162,7 @@ def test_embed_rejects_bad_batching(tmp_path, capsys, flag, needle):
 
 
 def test_extract_api_checks_batching():
-    from gapkit.encoders.extract import extract
+    from gapkit.encoders.extraction import extract
 
     with pytest.raises(GapkitError, match="batch size must be an integer"):
         extract(object(), None, batch_size=2.5)

@@ -11,7 +11,7 @@ from gapkit.cli import main
 from gapkit.data import load_dataset
 from gapkit.embeddings import load_embeddings
 from gapkit.encoders import extract, get_encoder
-from gapkit.encoders.extract import load_embed_dir, merge_shards, save_embed_dir
+from gapkit.encoders.extraction import load_embed_dir, merge_shards, save_embed_dir
 
 TINY = {"embed_dim": 24,
         "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},

@@ -112,7 +112,7 @@ def test_pca_heads_fit_on_data(towers, photos, tmp_path):
 
 
 def test_towers_extract_reuses_raw_features_and_shards_agree(towers, photos, tmp_path):
-    from gapkit.encoders.extract import extract, merge_shards
+    from gapkit.encoders.extraction import extract, merge_shards
 
     ds = _tiny_dataset(photos)
     img, txt = tower_features(ds, cache_dir=tmp_path, progress=False, encoder=towers)

@@ -149,8 +149,8 @@ def test_openclipart_builder_skips_huge_pngs(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------- embed directories
 def test_load_embeddings_reads_an_embed_directory(tmp_path, rng):
     # Imported here, not at module level: importing the submodule at collection time would shadow
-    # the function gapkit.encoders.extract that other test modules import by name.
-    from gapkit.encoders.extract import load_embed_dir, save_embed_dir
+    # the function gapkit.encoders.extraction that other test modules import by name.
+    from gapkit.encoders.extraction import load_embed_dir, save_embed_dir
 
     img, txt = rng.normal(size=(3, 5)).astype(np.float32), rng.normal(size=(4, 5)).astype(np.float32)
     pe = PairedEmbeddings(img, txt, np.array([0, 0, 1, 2]), image_ids=["a", "b", "c"],

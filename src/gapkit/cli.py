@@ -31,13 +31,14 @@ def _command_modules() -> dict[str, ModuleType]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gapkit",
+        prog="gapkit", allow_abbrev=False,
         description="Measure, explain and close the modality gap of contrastive image-text models.",
     )
     parser.add_argument("--version", action="version", version=f"gapkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in _command_modules().items():
-        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+        # allow_abbrev=False: a typo such as --data must not silently mean --dataset
+        p = sub.add_parser(name, help=mod.HELP, allow_abbrev=False, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

@@ -122,7 +122,7 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
-    from ..encoders.extract import extract_by_spec, merge_embed_dirs, save_embed_dir
+    from ..encoders.extraction import extract_by_spec, merge_embed_dirs, save_embed_dir
     from ..encoders.registry import get_encoder
 
     check_out_dir(args.out)

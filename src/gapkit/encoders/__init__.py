@@ -16,8 +16,8 @@ from .registry import get_encoder, list_encoders, register_encoder
 
 
 def extract(*args: Any, **kwargs: Any) -> Any:
-    """Embed a dataset with an encoder, through the on-disk cache (see gapkit.encoders.extract)."""
-    from .extract import extract as _extract
+    """Embed a dataset with an encoder, through the on-disk cache (see gapkit.encoders.extraction)."""
+    from .extraction import extract as _extract
 
     return _extract(*args, **kwargs)
 

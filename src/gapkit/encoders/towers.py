@@ -205,7 +205,7 @@ class TowerEncoder(Encoder):
     def encode_dataset(self, dataset: Any, image_rows: np.ndarray, text_rows: np.ndarray,
                        **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         """Heads applied to the cached raw tower features: new heads never re-run the towers."""
-        from .extract import encode_arrays
+        from .extraction import encode_arrays
 
         self._check_ready()
         if len(image_rows) == dataset.n_images and len(text_rows) == len(dataset.captions):
@@ -261,7 +261,7 @@ def tower_features(dataset: Any, batch_size: int = 64, num_workers: int = 0, cac
     The cache key covers the tower weights, preprocessing and the dataset's content fingerprint,
     so the demo and the LiT-heads trainer pay for the towers once.
     """
-    from .extract import check_batching, encode_arrays_cached
+    from .extraction import check_batching, encode_arrays_cached
 
     check_batching(batch_size, num_workers)
     raw = encoder if encoder is not None else TowerEncoder("none")

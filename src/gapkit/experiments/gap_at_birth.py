@@ -31,7 +31,7 @@ def run(out_dir: Path, quick: bool = False, seed: int = 0, *, datasets: Sequence
     """Measure the gap of each encoder on each dataset's `n_images` (split test, seeded subset)."""
     from ..data import load_dataset
     from ..encoders import get_encoder
-    from ..encoders.extract import extract
+    from ..encoders.extraction import extract
     from ..metrics import measure
     from ..records import new_record, save_record
 
