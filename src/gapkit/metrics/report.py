@@ -153,7 +153,8 @@ def measure(image: Any, text: Any = None, text_to_image: Any = None, metrics: Se
     `exact=True` computes pairwise metrics exactly at any size (O(N^2 D) time, bounded memory).
     The dict holds n_image, n_text, dim and every metric key (docs/metrics.md).
     """
-    check_positive("logit_scale", logit_scale)  # NaN or <= 0 would make logit_entropy silently null
+    # NaN, inf or < 0 would make logit_entropy meaningless; 0 is the uniform softmax (entropy log M)
+    check_positive("logit_scale", logit_scale, allow_zero=True)
     p = prepare(image, text, text_to_image)
     fams, wanted = _select(metrics)
     opts = Options(True if exact else None, seed, tuple(int(k) for k in ks), float(logit_scale), exact_limit,

@@ -82,7 +82,7 @@ def retrieval_metrics(image: Any, text: Any = None, text_to_image: Any = None, k
 
     Sampled values always carry a 95 % CI; `ci=True` adds one to exact values too (normal
     approximation over the queries, gallery fixed)."""
-    check_positive("logit_scale", logit_scale)
+    check_positive("logit_scale", logit_scale, allow_zero=True)
     p = prepare(image, text, text_to_image)
     out: dict[str, float] = {}
     if "i2t" in directions or logit_scale is not None:
