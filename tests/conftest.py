@@ -12,6 +12,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tests never read or write the user's cache (~/.cache/gapkit): one fresh cache per session."""
+    old = os.environ.get("GAPKIT_CACHE")
+    os.environ["GAPKIT_CACHE"] = str(tmp_path_factory.mktemp("gapkit-cache"))
+    yield
+    if old is None:
+        os.environ.pop("GAPKIT_CACHE", None)
+    else:
+        os.environ["GAPKIT_CACHE"] = old
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
