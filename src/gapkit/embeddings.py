@@ -28,7 +28,7 @@ import numpy as np
 
 from .atomic import atomic_dir, atomic_path
 from .errors import GapkitError, GapkitTypeError
-from .validation import as_matrix, check_mapping, check_pairs, l2_normalize
+from .validation import as_matrix, check_mapping, check_pairs, first_caption_rows, l2_normalize
 
 IMAGE_KEYS = ("image", "images", "image_emb", "img_emb", "img", "image_embeddings", "image_features")
 TEXT_KEYS = ("text", "texts", "text_emb", "txt_emb", "txt", "text_embeddings", "text_features")
@@ -101,8 +101,7 @@ class PairedEmbeddings:
         """
         if self.text_to_image is None:
             return self.image, self.text
-        m = self.text_to_image
-        imgs, first = np.unique(m, return_index=True)
+        imgs, first = first_caption_rows(self.text_to_image)
         return np.asarray(self.image)[imgs], np.asarray(self.text)[first]
 
     def _replace(self, image: np.ndarray, text: np.ndarray) -> "PairedEmbeddings":

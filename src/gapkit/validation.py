@@ -121,3 +121,11 @@ def l2_normalize(x: np.ndarray, dtype: Any = None) -> np.ndarray:
     a = np.asarray(x, dtype=dtype) if dtype is not None else np.asarray(x)
     norms = np.linalg.norm(a, axis=1, keepdims=True)
     return a / norms
+
+
+def first_caption_rows(text_to_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image rows that have a caption, the text row of each one's first caption), both (K,).
+
+    The convention for metrics defined on 1:1 pairs when an image has several captions.
+    """
+    return np.unique(text_to_image, return_index=True)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from ..errors import GapkitError
-from .base import Encoder, as_float_cpu
+from .gapkit_models import ModuleEncoder
 
 
 def _register_config(arch: str) -> str:
@@ -33,7 +33,7 @@ def _register_config(arch: str) -> str:
     return arch
 
 
-class OpenCLIPEncoder(Encoder):
+class OpenCLIPEncoder(ModuleEncoder):
     def __init__(self, arch: str, checkpoint: str | os.PathLike | None = None, seed: int = 0,
                  device: str = "cpu") -> None:
         import open_clip
@@ -48,14 +48,12 @@ class OpenCLIPEncoder(Encoder):
                 pretrained_text=False, weights_only=True)
         except RuntimeError as exc:  # state-dict mismatch and friends
             raise GapkitError(f"open_clip {name}: cannot load {checkpoint}: {str(exc).splitlines()[0]}") from None
-        self.model = model.eval()
-        self.tokenizer = open_clip.get_tokenizer(name)
-        self.preprocess = preprocess
-        self.device = device
-        self.name = f"open_clip:{name}"
+        tokenizer = open_clip.get_tokenizer(name)
+        super().__init__(model, tokenizer, preprocess, f"open_clip:{name}", embed_dim=0, device=device,
+                         preprocessing={"image": repr(preprocess), "tokenizer": type(tokenizer).__name__,
+                                        "context_length": getattr(tokenizer, "context_length", None)})
+        self.tokenizer = tokenizer
         self.embed_dim = int(self._probe_dim())
-        self.preprocessing = {"image": repr(preprocess), "tokenizer": type(self.tokenizer).__name__,
-                              "context_length": getattr(self.tokenizer, "context_length", None)}
         # Where the weights came from: recorded in manifests, not hashed (the weights are).
         self.origin = {"checkpoint": str(checkpoint) if checkpoint else None, "seed": None if checkpoint else seed}
 
@@ -64,18 +62,6 @@ class OpenCLIPEncoder(Encoder):
         if isinstance(proj, torch.Tensor):
             return proj.shape[1]
         return self.encode_text(["a"]).shape[1]
-
-    def modules(self) -> list[torch.nn.Module]:
-        return [self.model]
-
-    @torch.inference_mode()
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return as_float_cpu(self.model.encode_image(images.to(self.device)))
-
-    @torch.inference_mode()
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        tokens = self.tokenizer(list(texts)).to(self.device)
-        return as_float_cpu(self.model.encode_text(tokens))
 
 
 def create_open_clip(arch: str | None, checkpoint: str | os.PathLike | None = None, **kw: Any) -> OpenCLIPEncoder:

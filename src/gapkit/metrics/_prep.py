@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..validation import as_matrix, check_pairs, l2_normalize
+from ..validation import as_matrix, check_pairs, first_caption_rows, l2_normalize
 
 # Rows processed per chunk in O(N D) passes: bounds temporaries to a few tens of MB
 # (8192 x 512 float64 = 32 MiB).
@@ -71,7 +71,7 @@ class Pairs:
         """1:1 pairs from the first caption of every image that has one: (K, D), (K, D)."""
         if self.one_to_one:
             return self.image, self.text
-        imgs, first = np.unique(self.mapping, return_index=True)
+        imgs, first = first_caption_rows(self.mapping)
         return self.image[imgs], self.text[first]
 
 
