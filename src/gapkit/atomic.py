@@ -1,4 +1,5 @@
-"""Atomic file output: write to a temporary file beside the target, then rename.
+"""File I/O: atomic output (write to a temporary file beside the target, then rename) and
+strict JSON reads.
 
 A crash or a bad input mid-write never leaves a half-written file under the final name.
 """
@@ -114,6 +115,20 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
     """Write JSON atomically. NaN/inf are written as null (strict JSON)."""
     write_text_atomic(path, dumps_json(obj, indent=indent) + "\n")
+
+
+def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """Parse a JSON file that must hold an object; any problem is one GapkitError naming `what`."""
+    p = Path(path)
+    if not p.is_file():
+        raise GapkitError(f"{what} not found: {p}")
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GapkitError(f"{p}: invalid JSON {what} ({exc})") from None
+    if not isinstance(obj, dict):
+        raise GapkitError(f"{p}: a {what} must be a JSON object, got a {type(obj).__name__}")
+    return obj
 
 
 def dumps_json(obj: Any, indent: int | None = 2) -> str:

@@ -8,14 +8,12 @@ Reports are built from records only, never by recomputing.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import platform
 import sys
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json_atomic
-from .errors import GapkitError
+from .atomic import read_json_object, write_json_atomic
 
 
 def versions() -> dict[str, str]:
@@ -62,13 +60,4 @@ def save_record(record: dict[str, Any], path: str | Path) -> Path:
 
 def load_record(path: str | Path) -> dict[str, Any]:
     """Read a JSON record; a missing or malformed file raises GapkitError."""
-    p = Path(path)
-    if not p.is_file():
-        raise GapkitError(f"record not found: {p}")
-    try:
-        rec = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GapkitError(f"{p}: not a valid JSON record ({exc})") from None
-    if not isinstance(rec, dict):
-        raise GapkitError(f"{p}: a record must be a JSON object")
-    return rec
+    return read_json_object(path, "record")

@@ -32,6 +32,21 @@ def to_numpy(x: Any) -> np.ndarray:
         raise GapkitTypeError(f"cannot convert {type(x).__name__} to an array: {exc}") from None
 
 
+def check_matrix_shape(x: Any, name: str = "embeddings") -> np.ndarray:
+    """Numeric dtype, exactly 2-D, non-empty: the checks that read no values (so a memory map of
+    millions of rows is not touched). Returns the array as a NumPy view."""
+    a = to_numpy(x)
+    if a.dtype == object:
+        raise GapkitTypeError(f"{name}: object array (pickled Python objects?) where numbers were expected")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise GapkitTypeError(f"{name}: dtype {a.dtype} is not numeric")
+    if a.ndim != 2:
+        raise GapkitError(f"{name}: expected a 2-D array (rows, dim), got {a.ndim}-D with shape {tuple(a.shape)}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise GapkitError(f"{name}: empty array with shape {tuple(a.shape)}")
+    return a
+
+
 def as_matrix(
     x: Any,
     name: str = "embeddings",
@@ -46,15 +61,7 @@ def as_matrix(
     be L2-normalised). Half precision is upcast to float32 (metrics never run in half precision).
     `dtype` forces a dtype (e.g. np.float64); otherwise float32/float64 are kept as they are.
     """
-    a = to_numpy(x)
-    if a.dtype == object:
-        raise GapkitTypeError(f"{name}: object array (pickled Python objects?) where numbers were expected")
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise GapkitTypeError(f"{name}: dtype {a.dtype} is not numeric")
-    if a.ndim != 2:
-        raise GapkitError(f"{name}: expected a 2-D array (rows, dim), got {a.ndim}-D with shape {tuple(a.shape)}")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise GapkitError(f"{name}: empty array with shape {tuple(a.shape)}")
+    a = check_matrix_shape(x, name)
     if dtype is not None:
         a = a.astype(dtype, copy=False)
     elif a.dtype not in (np.float32, np.float64):

@@ -29,18 +29,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace):
     """The TrainConfig named by --config plus --dataset / --loss / --set."""
-    from ..errors import GapkitError
+    from ..atomic import read_json_object
     from ..train import TrainConfig
 
     base = TrainConfig()
     if args.config:
         path = Path(args.config)
         if path.suffix == ".json" and path.is_file():
-            try:
-                d = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise GapkitError(f"{path}: invalid JSON ({exc})") from None
-            base = TrainConfig(model=str(path)) if isinstance(d, dict) and "vision_cfg" in d else TrainConfig.from_dict(d)
+            d = read_json_object(path, "TrainConfig")  # a TrainConfig or a model config (it has vision_cfg)
+            base = TrainConfig(model=str(path)) if "vision_cfg" in d else TrainConfig.from_dict(d)
         else:
             from ..models import get_model_config
 

@@ -75,7 +75,7 @@ class ImageSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def load(self, i: int) -> "Image.Image": ...  # noqa: F821
+    def load(self, i: int) -> Any: ...  # a PIL RGB image
 
     def subset(self, index: np.ndarray) -> "ImageSource": ...
 

@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..errors import GapkitError, GapkitTypeError
-from ..validation import to_numpy
+from ..errors import GapkitError
+from ..validation import check_matrix_shape
 
 #: Rows per chunk: 16,384 x 512 float64 = 64 MiB of work space per temporary.
 DEFAULT_CHUNK = 16_384
@@ -29,15 +29,7 @@ def check_rows(x: Any, name: str, dim: int | None = None) -> np.ndarray:
 
     Values (finite, non-zero rows) are checked chunk by chunk as they stream through `normalized_chunks`.
     """
-    a = to_numpy(x)
-    if a.dtype == object:
-        raise GapkitTypeError(f"{name}: object array where numbers were expected")
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise GapkitTypeError(f"{name}: dtype {a.dtype} is not numeric")
-    if a.ndim != 2:
-        raise GapkitError(f"{name}: expected a 2-D array (rows, dim), got shape {tuple(a.shape)}")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise GapkitError(f"{name}: empty array with shape {tuple(a.shape)}")
+    a = check_matrix_shape(x, name)
     if dim is not None and a.shape[1] != dim:
         raise GapkitError(f"{name}: dimension {a.shape[1]} does not match the fitted dimension {dim}")
     return a

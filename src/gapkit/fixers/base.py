@@ -16,7 +16,6 @@ arrays.safetensors (array attributes); `load_fixer(dir)` rebuilds it. Nothing is
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ..atomic import atomic_dir, dumps_json
+from ..atomic import atomic_dir, dumps_json, read_json_object
 from ..errors import GapkitError
 from ..validation import check_mapping
 from ._stream import DEFAULT_CHUNK, check_rows, map_rows
@@ -177,11 +176,8 @@ def load_fixer(path: str | Path) -> Fixer:
     meta_path, arr_path = p / "fixer.json", p / "arrays.safetensors"
     if not meta_path.is_file() or not arr_path.is_file():
         raise GapkitError(f"{p}: not a saved fixer (expected fixer.json and arrays.safetensors)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GapkitError(f"{meta_path}: invalid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    meta = read_json_object(meta_path, "fixer file")
+    if meta.get("format") != FORMAT:
         raise GapkitError(f"{meta_path}: not a gapkit fixer file")
     if int(meta.get("version", 0)) > FORMAT_VERSION:
         raise GapkitError(f"{meta_path}: written by a newer gapkit (format version {meta['version']})")

@@ -13,10 +13,10 @@ two gapkit additions:
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
+from ..atomic import read_json_object
 from ..errors import GapkitError
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -51,12 +51,7 @@ def get_model_config(name_or_config: str | Path | dict[str, Any]) -> dict[str, A
         path = Path(key)
         if not path.is_file():
             raise GapkitError(f"unknown model '{key}': not a preset ({', '.join(available_models())}) nor a JSON file")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GapkitError(f"{path}: invalid JSON model config ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise GapkitError(f"{path}: a model config must be a JSON object, got a {type(cfg).__name__}")
+    cfg = read_json_object(path, "model config")
     cfg.setdefault("name", path.stem)
     return validate_config(cfg, str(path))
 

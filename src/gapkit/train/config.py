@@ -6,13 +6,12 @@ initialisation, the data order (a permutation per epoch) and the eval subset.
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_json_atomic
+from ..atomic import read_json_object, write_json_atomic
 from ..errors import GapkitError
 from ..params import parse_key_values
 from ..typecheck import check_positive, check_value
@@ -134,11 +133,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        p = Path(path)
-        try:
-            return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise GapkitError(f"{p}: cannot read a TrainConfig ({exc})") from None
+        return cls.from_dict(read_json_object(path, "TrainConfig"))
 
     def with_overrides(self, pairs: list[str]) -> "TrainConfig":
         """A copy with `key=value` overrides applied; values are parsed as JSON when they can be."""

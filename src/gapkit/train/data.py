@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import GapkitError
-from ..models.preprocess import normalize_pixels, pil_to_uint8  # noqa: F401  (re-exported)
+from ..models.preprocess import pil_to_uint8
 
 
 @dataclass

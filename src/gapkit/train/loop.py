@@ -29,7 +29,8 @@ from ..records import new_record, save_record
 from . import ddp
 from .checkpoint import read_checkpoint, restore, save_checkpoint
 from .config import TrainConfig
-from .data import PairData, eval_subset, make_batches, normalize_pixels, prepare
+from ..models.preprocess import normalize_pixels
+from .data import PairData, eval_subset, make_batches, prepare
 from .procrustes import procrustes_rotation
 from .telemetry import MetricsLog, embed, evaluate
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..atomic import write_text_atomic
-from .data import PairData, normalize_pixels
+from ..models.preprocess import normalize_pixels
+from .data import PairData
 
 TELEMETRY_METRICS = ["centroid_distance", "paired_cosine_mean", "rmg", "linear_separability", "retrieval"]
 TELEMETRY_KEYS = ("centroid_distance", "paired_cosine_mean", "rmg", "linear_separability",
