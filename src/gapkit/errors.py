@@ -1,9 +1,14 @@
-"""One exception type for user-facing problems.
+"""One exception type for user-facing problems, and the one place that turns a failure to parse a
+user's file into it.
 
 `GapkitError` subclasses ValueError so the Python API raises a ValueError (as documented) while
 the CLI can tell a user mistake (print one line, exit 2) from a bug (traceback).
 """
 from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
 
 
 class GapkitError(ValueError):
@@ -12,3 +17,38 @@ class GapkitError(ValueError):
 
 class GapkitTypeError(GapkitError, TypeError):
     """Wrong type of input (e.g. a pickle where arrays were expected)."""
+
+
+# What parsing a tampered, truncated or mismatched file raises inside numpy, safetensors, pyarrow,
+# torch, zipfile, tarfile, csv and json: every one of these means "this file is not what it claims".
+_PARSE_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, OSError, EOFError,
+    RecursionError, UnicodeError, AssertionError, OverflowError, ArithmeticError, LookupError,
+)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """`exc` as one short line (library messages can span many lines)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike | None, what: str) -> Iterator[None]:
+    """Turn any failure while parsing the user's file `path` into one GapkitError line.
+
+        with reading(path, "saved fixer"):
+            params = parse(path)
+
+    A GapkitError raised inside passes unchanged (it already names the problem); MemoryError is
+    reported as such. Use it around code that only parses input: a bug elsewhere must stay a bug.
+    """
+    try:
+        yield
+    except GapkitError:
+        raise
+    except MemoryError:
+        raise GapkitError(f"{path}: {what} too large to read into memory") from None
+    except _PARSE_ERRORS as exc:
+        where = f"{path}: " if path is not None else ""
+        raise GapkitError(f"{where}invalid {what} ({one_line(exc)})") from None

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, write_json_atomic
+from ..outputs import prepare_run_directory
 from ..errors import GapkitError
 from ..records import new_record, save_record
 from . import ddp
@@ -167,7 +168,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     sampler = make_batches(config.sampler, train_data, config.batch_size, config.seed, **config.sampler_kwargs)
     steps = total_steps(config, sampler.per_epoch)
     if ctx.is_main:  # only now: a bad model, loss or dataset leaves no run directory behind
-        run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_run_directory(run_dir)  # never a user's own non-empty folder
         config.save(run_dir / "config.json")
 
     # 2. Temperature mode and the optional Procrustes amendment (fitted at init, then fixed).
