@@ -9,6 +9,10 @@ a PyTorch loop with F.normalize inside the loss computes (the tests check this a
 
 Losses (ids in LOSS_IDS):
   clip     L = 1/(2b) sum_i [lse_j(s x_i.y_j) - s x_i.y_i] + 1/(2b) sum_j [lse_i(s x_i.y_j) - s x_j.y_j]
+  clip_shi_eq7
+           Shi et al.'s eq. 7 as printed: the image->text denominator leaves the positive out,
+           L = 1/(2b) sum_i [lse_{j != i}(s x_i.y_j) - s x_i.y_i] + 1/(2b) sum_j [lse_i(s x_i.y_j) - s x_j.y_j]
+           (the text->image term is CLIP's). Not a cross-entropy: the first term is unbounded below.
   simclr   NT-Xent over the 2b rows U = [X; Y] (Chen et al. 2020): the partner of u_k is its pair,
            the negatives are all 2b - 2 other rows, including rows of the same modality.
            L = 1/(2b) sum_k [lse_{j != k}(s u_k.u_j) - s u_k.u_pos(k)]
@@ -26,8 +30,9 @@ import math
 import numpy as np
 from numba import njit
 
-LOSS_IDS: dict[str, int] = {"clip": 0, "simclr": 1, "slip": 2, "siglip": 3, "align_uniform": 4}
-_CLIP, _SIMCLR, _SLIP, _SIGLIP, _ALIGN_UNIFORM = 0, 1, 2, 3, 4
+LOSS_IDS: dict[str, int] = {"clip": 0, "simclr": 1, "slip": 2, "siglip": 3, "align_uniform": 4,
+                            "clip_shi_eq7": 5}
+_CLIP, _SIMCLR, _SLIP, _SIGLIP, _ALIGN_UNIFORM, _CLIP_SHI_EQ7 = 0, 1, 2, 3, 4, 5
 # Logits are s * cos in [-s, s]; the kernels shift them by s, and exp(z - s) >= exp(-2s) stays a
 # normal float64 up to s ~ 350: the engine accepts tau >= 1 / MAX_LOGIT_SCALE.
 MAX_LOGIT_SCALE = 300.0
@@ -57,9 +62,13 @@ def _rdot(A, i, B, j) -> float:
 
 
 @njit(cache=True, fastmath=True)
-def _clip_grad(X, Y, s, gX, gY, Z, R, with_loss) -> float:
+def _clip_grad(X, Y, s, gX, gY, Z, R, with_loss, skip_pos_row=False) -> float:
     """Symmetric InfoNCE. With E_ij = exp(s x_i.y_j - s), r_i = 1/sum_j E_ij, c_j = 1/sum_i E_ij:
     dL/dlogit_ij = (E_ij (r_i + c_j) - 2 [i = j]) / (2b), folded straight into gX, gY.
+
+    skip_pos_row=True is Shi's eq. 7 as printed: r_i = 1/sum_{j != i} E_ij and the row softmax has
+    no diagonal entry, so dL/dlogit_ij = (E_ij (r_i [j != i] + c_j) - 2 [i = j]) / (2b). The row
+    sum is accumulated over j != i (not as total - E_ii, which cancels when the positive dominates).
 
     All logits lie in [-s, s], so exp(z - s) neither overflows nor (for s <= MAX_LOGIT_SCALE)
     underflows to zero: one exponential per logit serves both softmaxes. The loss value itself
@@ -73,7 +82,8 @@ def _clip_grad(X, Y, s, gX, gY, Z, R, with_loss) -> float:
         for j in range(b):
             e = math.exp(s * _rdot(X, i, Y, j) - s)
             Z[i, j] = e
-            row += e
+            if not (skip_pos_row and i == j):
+                row += e
             R[b + j] += e
         R[i] = row
     # -log softmax of the positive = log(row sum) - (z_ii - s), in both directions.
@@ -86,9 +96,12 @@ def _clip_grad(X, Y, s, gX, gY, Z, R, with_loss) -> float:
     c = s / (2.0 * b)
     for i in range(b):
         for j in range(b):
-            w = Z[i, j] * (R[i] + R[b + j])
-            if i == j:
-                w -= 2.0
+            if skip_pos_row and i == j:
+                w = Z[i, j] * R[b + j] - 2.0
+            else:
+                w = Z[i, j] * (R[i] + R[b + j])
+                if i == j:
+                    w -= 2.0
             w *= c
             for k in range(d):
                 gX[i, k] += w * Y[j, k]
@@ -251,6 +264,8 @@ def loss_grad(loss_id, X, Y, s, bias, sigma, w_ssl, w_unif, E1, E2, gX, gY, U, g
     (clip and slip skip part of it when with_loss is false; the value is then meaningless)."""
     if loss_id == _CLIP:
         return _clip_grad(X, Y, s, gX, gY, Z, R, with_loss)
+    if loss_id == _CLIP_SHI_EQ7:
+        return _clip_grad(X, Y, s, gX, gY, Z, R, with_loss, True)
     if loss_id == _SIMCLR:
         return _simclr_grad(X, Y, s, gX, gY, U, gU, Z, G)
     if loss_id == _SLIP:
