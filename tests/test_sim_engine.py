@@ -145,14 +145,6 @@ def test_same_seed_same_trajectory_and_seeds_differ():
     assert not np.allclose(a.image, c.image)
 
 
-def test_run_many_matches_serial_runs():
-    cfgs = [SphereConfig(n=60, epochs=100, traces=5, tau=t) for t in (0.1, 0.5)]
-    par = run_many(cfgs, processes=2)
-    for cfg, r in zip(cfgs, par):
-        np.testing.assert_array_equal(r.image, simulate(cfg).image)
-        assert r.config == cfg
-
-
 def test_trace_stats_match_naive_definitions():
     rng = np.random.default_rng(0)
     X, Y = _unit(rng, 40, 4) + [1, 0, 0, 0], _unit(rng, 40, 4)

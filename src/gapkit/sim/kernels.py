@@ -28,7 +28,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from . import mt19937 as rng
 
 LOSS_IDS: dict[str, int] = {"clip": 0, "simclr": 1, "slip": 2, "siglip": 3, "align_uniform": 4,
                             "clip_shi_eq7": 5}
@@ -283,12 +285,6 @@ def workspace(b, d):
 
 
 @njit(cache=True, fastmath=True)
-def seed_rng(seed) -> None:
-    """Seed numba's own generator (separate from NumPy's), used for permutations and jitter."""
-    np.random.seed(seed)
-
-
-@njit(cache=True, fastmath=True)
 def _free_update(P, i, g, r, lr, norm) -> None:
     """SGD on a free row p_i whose loss saw x = p_i / norm: dL/dp = (g - (g.x) x) / norm. The step
     is orthogonal to p_i, so ||p_i|| only grows, shrinking later steps on the sphere by 1/||p||^2."""
@@ -328,11 +324,13 @@ def _gather(P, i, out, r, normalise) -> float:
 
 @njit(cache=True, fastmath=True)
 def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif,
-               reproject=True) -> float:
+               reproject, mt, meta, gauss) -> float:
     """Run n_epochs of SGD in place on the rows of X, Y (n, d); returns the mean batch loss of the
     last epoch. Each epoch draws a fresh permutation and takes steps_per_epoch batches from it.
     reproject=True: rows are unit vectors and are re-projected after every step (Shi's setup).
-    reproject=False: rows are free Euclidean parameters and the loss sees them normalised."""
+    reproject=False: rows are free Euclidean parameters and the loss sees them normalised.
+    (mt, meta, gauss): the run's random stream (gapkit.sim.mt19937), advanced in place, so a run
+    split into several calls continues its stream."""
     n, d = X.shape
     Xb = np.empty((batch, d))
     Yb = np.empty((batch, d))
@@ -348,7 +346,7 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
     for ep in range(n_epochs):
         # Only the last epoch's loss is returned, so only that epoch computes it.
         with_loss = ep == n_epochs - 1
-        perm = np.random.permutation(n)
+        perm = rng.permutation(mt, meta, n)
         total = 0.0
         for st in range(steps_per_epoch):
             base = st * batch
@@ -362,8 +360,8 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
             if loss_id == _SLIP:
                 for r in range(batch):
                     for k in range(d):
-                        E1[r, k] = np.random.standard_normal()
-                        E2[r, k] = np.random.standard_normal()
+                        E1[r, k] = rng.standard_normal(mt, meta, gauss)
+                        E2[r, k] = rng.standard_normal(mt, meta, gauss)
             total += loss_grad(loss_id, Xb, Yb, s, bias, sigma, w_ssl, w_unif, E1, E2, gX, gY, U, gU, R, Z, G,
                                with_loss)
             for r in range(batch):
@@ -376,6 +374,23 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
                     _free_update(Y, i, gY, r, lr, NY[r])
         last = total / steps_per_epoch
     return last
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def run_epochs_many(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif,
+                    reproject, mt, meta, gauss):
+    """`run_epochs` for R independent runs at once, spread over numba's threads (prange over runs).
+
+    X, Y: (R, n, d); loss_id, s, lr, bias, sigma, w_ssl, w_unif, reproject: (R,) per-run values;
+    mt (R, 624), meta (R, 2), gauss (R, 1): each run's own stream. Run r does exactly what
+    run_epochs does on X[r], Y[r] with its own values and stream (the same compiled function), so
+    its trajectory is the single-run engine's. Returns the (R,) last-epoch mean losses."""
+    R_ = X.shape[0]
+    out = np.empty(R_)
+    for r in prange(R_):
+        out[r] = run_epochs(X[r], Y[r], n_epochs, steps_per_epoch, batch, loss_id[r], s[r], lr[r], bias[r],
+                            sigma[r], w_ssl[r], w_unif[r], reproject[r], mt[r], meta[r], gauss[r])
+    return out
 
 
 @njit(cache=True, fastmath=True)
