@@ -211,7 +211,8 @@ def shi_init(out_dir: Path, quick: bool = False, seed: int = 0, processes: int =
 
 def shi_temperature(out_dir: Path, quick: bool = False, seed: int = 0, processes: int = 2,
                     taus: list[float] | None = None, inits: list[str] | None = None,
-                    losses: list[str] | None = None, **overrides: Any) -> dict[str, Any]:
+                    losses: list[str] | None = None, seeds: list[int] | None = None,
+                    **overrides: Any) -> dict[str, Any]:
     """A sweep of the fixed temperature, from the polar and the nearby init, under the standard
     CLIP loss and under Shi's eq. 7 as printed (Shi Fig. 4 / Sec. 4.4: "lower tau closes the gap
     sooner").
@@ -220,7 +221,9 @@ def shi_temperature(out_dir: Path, quick: bool = False, seed: int = 0, processes
     summary gives, per loss and init, the closing epoch by tau and the direction on each branch
     (Spearman rho of closing epoch vs tau; runs that never close rank last), read two ways:
     `tau` (the paper's axis is the temperature: Shi's claim is rho > 0) and `logit_scale` (the
-    axis is s = 1/tau: Shi's claim is then rho < 0 against tau).
+    axis is s = 1/tau: Shi's claim is then rho < 0 against tau). `seeds` (default [seed]) repeats
+    every run per seed; with several seeds the summary gives the median closing epoch per tau and
+    each branch's rho per seed. All runs share one schedule, so they run as one compiled batch.
     """
     from ..report.figures import save_figure
     from ..report.figures.sphere import gap_closing_vs_tau
@@ -229,33 +232,56 @@ def shi_temperature(out_dir: Path, quick: bool = False, seed: int = 0, processes
     taus = list(default_taus if taus is None else taus)
     inits = list(["polar", "nearby"] if inits is None else inits)
     losses = list(["clip", "clip_shi_eq7"] if losses is None else losses)
-    if not taus or not inits or not losses:
-        raise GapkitError("taus, inits and losses must each list at least one value")
+    seeds = list([seed] if seeds is None else seeds)
+    if not taus or not inits or not losses or not seeds:
+        raise GapkitError("taus, inits, losses and seeds must each list at least one value")
     defaults = {"epochs": 50_000, "trace_spacing": "log"}
     combos = [(loss, init) for loss in losses for init in inits]
-    labels = [f"{loss}, {init}, tau={t:g}" for loss, init in combos for t in taus]
-    variants = [{"loss": loss, "init": init, "tau": t} for loss, init in combos for t in taus]
-    configs = _configs(variants, quick, seed, defaults, overrides)
-    runs = _run_all(labels, configs, processes)
+
+    def label(loss: str, init: str, t: float, sd: int) -> str:
+        return f"{loss}, {init}, tau={t:g}" + (f", seed={sd}" if len(seeds) > 1 else "")
+
+    grid = [(loss, init, t, sd) for loss, init in combos for t in taus for sd in seeds]
+    configs = _configs([{"loss": lo, "init": i, "tau": t, "seed": sd} for lo, i, t, sd in grid],
+                       quick, seed, defaults, overrides)
+    runs = _run_all([label(*g) for g in grid], configs, processes)
     title = _describe(configs[0]).replace(f"tau {configs[0].tau:g}, ", "")
+    if len(seeds) > 1:
+        title = title.replace(f"seed {configs[0].seed}", f"{len(seeds)} seeds")
     figs = []
     for loss, init in combos:
-        sub = {f"tau = {t:g}": runs[f"{loss}, {init}, tau={t:g}"] for t in taus}
+        sub = {f"tau = {t:g}": runs[label(loss, init, t, seeds[0])] for t in taus}
         figs.append(_curves_figure(out_dir, sub, f"{loss}, {init} init: {title}", name=f"distances_{loss}_{init}",
                                    keys=("centroid_distance", "paired_distance_mean", "uniformity_image")))
-    closed = {f"{loss}, {init}": [runs[f"{loss}, {init}, tau={t:g}"]["summary"]["gap_closed_epoch"] for t in taus]
-              for loss, init in combos}
-    figs.append(save_figure(gap_closing_vs_tau(taus, closed, configs[0].epochs, title=title),
+    closed = {(loss, init, sd): [runs[label(loss, init, t, sd)]["summary"]["gap_closed_epoch"] for t in taus]
+              for loss, init in combos for sd in seeds}
+    medians = {f"{loss}, {init}": [_median_epoch([closed[(loss, init, sd)][k] for sd in seeds]) for k in range(len(taus))]
+               for loss, init in combos}
+    figs.append(save_figure(gap_closing_vs_tau(taus, medians, configs[0].epochs, title=title),
                             Path(out_dir) / "gap_closed_vs_tau.png"))
     summary: dict[str, Any] = {}
-    for (loss, init), (key, vals) in zip(combos, closed.items()):
-        summary[f"{loss}_{init}_gap_closed_epoch_by_tau"] = dict(zip([f"{t:g}" for t in taus], vals))
+    for loss, init in combos:
+        key = f"{loss}_{init}"
+        summary[f"{key}_gap_closed_epoch_by_tau"] = dict(zip([f"{t:g}" for t in taus], medians[f"{loss}, {init}"]))
         for branch, (lo, hi) in {"low": (0.0, 0.5), "high": (0.5, math.inf)}.items():
-            rho = closing_trend(taus, vals, lo, hi)
-            summary[f"{loss}_{init}_{branch}_tau_rho"] = rho
-            summary[f"{loss}_{init}_{branch}_tau_direction"] = trend_words(rho)
+            rhos = [closing_trend(taus, closed[(loss, init, sd)], lo, hi) for sd in seeds]
+            summary[f"{key}_{branch}_tau_rho"] = rhos[0] if len(seeds) == 1 else rhos
+            summary[f"{key}_{branch}_tau_direction"] = trend_words(_median_rho(rhos))
     return _write(out_dir, "shi-temperature", runs, seed, quick, summary,
-                  {**defaults, **overrides, "taus": taus, "inits": inits, "losses": losses}, figs)
+                  {**defaults, **overrides, "taus": taus, "inits": inits, "losses": losses, "seeds": seeds}, figs)
+
+
+def _median_epoch(values: list[int | None]) -> int | None:
+    """Median closing epoch over seeds, a run that never closed counting as infinitely late
+    (None when at least half never closed)."""
+    v = sorted(math.inf if x is None else x for x in values)
+    m = float(np.median(v)) if not math.isinf(v[(len(v) - 1) // 2 + (len(v) % 2 == 0)]) else math.inf
+    return None if math.isinf(m) else int(round(m))
+
+
+def _median_rho(rhos: list[float | None]) -> float | None:
+    vals = [r for r in rhos if r is not None]
+    return float(np.median(vals)) if vals else None
 
 
 def closing_trend(taus: list[float], closed: list[int | None], lo: float, hi: float) -> float | None:

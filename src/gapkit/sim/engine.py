@@ -161,6 +161,13 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
         return drive_many(configs, lambda X, Y, n_epochs: k.run_epochs_many(X, Y, n_epochs, *args), progress)
 
 
+def _directions(X: np.ndarray, Y: np.ndarray, configs: Sequence[SphereConfig]) -> tuple[np.ndarray, np.ndarray]:
+    """The unit rows of every run: X, Y themselves when every run re-projects, else normalised copies."""
+    if all(c.reproject for c in configs):
+        return X, Y
+    return (np.stack([l2_normalize(a) for a in X]), np.stack([l2_normalize(a) for a in Y]))
+
+
 class _numba_threads:
     """Context manager: numba.set_num_threads(n) inside, the previous count restored after."""
 
@@ -240,15 +247,17 @@ def drive_many(configs: Sequence[SphereConfig], advance: AdvanceMany, progress: 
             epoch += step
             if bar is not None:
                 bar.update(step)
-        for r, c in enumerate(configs):
-            # Without re-projection the parameters are off the sphere; the geometry is of their directions.
-            xs, ys = (X[r], Y[r]) if c.reproject else (l2_normalize(X[r]), l2_normalize(Y[r]))
-            if target in trace_set:
-                rows[r].append(k.trace_stats(xs, ys))
+        # Without re-projection the parameters are off the sphere; the geometry is of their directions.
+        xs, ys = _directions(X, Y, configs)
+        if target in trace_set:
+            stats = k.trace_stats_many(xs, ys) if R > 1 else k.trace_stats(xs[0], ys[0])[None]
+            for r in range(R):
+                rows[r].append(stats[r])
                 losses[r].append(float(last_loss[r]) if target > 0 else math.nan)
-            if target in snap_set:
-                snaps_x[r].append(xs[picks[r]].copy())
-                snaps_y[r].append(ys[picks[r]].copy())
+        if target in snap_set:
+            for r in range(R):
+                snaps_x[r].append(xs[r][picks[r]].copy())
+                snaps_y[r].append(ys[r][picks[r]].copy())
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t_start
