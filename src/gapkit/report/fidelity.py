@@ -325,7 +325,7 @@ CLAIMS: tuple[Claim, ...] = (
           _cmd("shi-two-rings", "--set reading=step").replace("runs/shi-two-rings", "runs/shi-two-rings-step"),
           _simclr_sooner, params=(("reading", "step"),)),
     Claim("Only an overlapped init avoids the gap; polar and nearby caps produce it", "Shi, Fig. 3",
-          "overlapped: no gap", "shi-init", _cmd("shi-init"), _init),
+          "overlapped: no gap", "shi-init", _cmd("shi-init", "--set n=200"), _init),
     Claim("Lower tau closes the gap sooner (standard CLIP loss)", "Shi, Sec. 4.4 / Fig. 4", "no numbers given",
           "shi-temperature", _cmd("shi-temperature", "--set n=200", "--set 'inits=[\"polar\"]'",
                                   "--set 'seeds=[0,1,2]'"), _temperature("clip")),
@@ -333,9 +333,9 @@ CLAIMS: tuple[Claim, ...] = (
           "no numbers given", "shi-temperature", _cmd("shi-temperature", "--set n=200", "--set 'inits=[\"polar\"]'",
                                                         "--set 'seeds=[0,1,2]'"), _temperature("clip_shi_eq7")),
     Claim("SLIP closes the gap faster than CLIP", "Shi, App. D / Fig. 6", "faster (no number)", "shi-slip",
-          _cmd("shi-slip"), _slip, params=(("tau", None),)),
+          _cmd("shi-slip", "--set n=200"), _slip, params=(("tau", None),)),
     Claim("... and at tau 0.02 (caveat found since)", "Shi, App. D / Fig. 6", "faster (no number)", "shi-slip",
-          _cmd("shi-slip", "--set tau=0.02").replace("runs/shi-slip", "runs/shi-slip-tau0.02"), _slip,
+          _cmd("shi-slip", "--set n=200", "--set tau=0.02").replace("runs/shi-slip", "runs/shi-slip-tau0.02"), _slip,
           params=(("tau", 0.02),)),
     Claim("Shi: the modalities are linearly separable from 0.1 % of the data (100 % test accuracy)",
           "Shi, Sec. 3", "100 % (COCO, CLIP)", "measure:clip",
@@ -434,6 +434,20 @@ def render_markdown(rows: Sequence[dict[str, str]]) -> str:
         lines.append(f"| {i} | {esc(r['claim'])} | {esc(r['source'])} | {esc(r['paper'])} | {esc(r['ours'])} | "
                      f"{esc(r['reading'])} | **{esc(r['verdict'])}** | `{esc(r['command'])}` |")
     return "\n".join(lines) + "\n"
+
+
+def slim_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a record without the bulky per-run traces and snapshots (what docs/results keeps:
+    the parameters, per-run summaries and the experiment summary the table reads)."""
+    import copy
+
+    out = copy.deepcopy(record)
+    out.pop("_path", None)
+    for run in out.get("results", {}).get("runs", {}).values():
+        if isinstance(run, dict):
+            run.pop("traces", None)
+            run.pop("snapshots", None)
+    return out
 
 
 def write_fidelity(record_dirs: Sequence[str | Path], out: str | Path) -> list[dict[str, str]]:
