@@ -63,7 +63,7 @@ def test_quick_records_do_not_count(tmp_path):
 def test_cli_summary_writes_and_never_clobbers_a_users_file(tmp_path, capsys):
     recs = tmp_path / "records"
     recs.mkdir()
-    (recs / "a.json").write_text(json.dumps(_false_negative_record([0.7, 0.72, 0.71], [0.8, 0.83, 0.8])))
+    (recs / "a.json").write_text(json.dumps(_false_negative_record([0.7, 0.72, 0.71], [0.74, 0.755, 0.745])))
     out = tmp_path / "fidelity.md"
     assert main(["reproduce", "--summary", "--records", str(recs), "--out", str(out)]) == 0
     text = out.read_text()
@@ -76,3 +76,10 @@ def test_cli_summary_writes_and_never_clobbers_a_users_file(tmp_path, capsys):
     assert "not overwriting" in capsys.readouterr().err
     assert main(["reproduce", "--summary", "--records", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert main(["reproduce", "shi-init", "--records", str(recs), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_size_of_the_effect_decides_reproduces_vs_direction_only():
+    diff = {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+    assert F.verdict_from_difference(diff, +1, paper_effect=0.3) == "reproduces"   # 1.67x
+    assert F.verdict_from_difference(diff, +1, paper_effect=0.1) == "direction only"  # 5x
+    assert F.verdict_from_difference(diff, -1, paper_effect=-0.3) == "does not reproduce"
