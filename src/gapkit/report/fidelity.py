@@ -266,7 +266,7 @@ def _jina_high_temperature(rec: dict[str, Any]) -> Outcome:
 
 
 def _shift_landscape(rec: dict[str, Any]) -> Outcome:
-    s = rec.get("summary") or rec.get("results", {}).get("summary", {})
+    s = rec.get("results", {}).get("summary") or rec.get("summary") or {}
     if not s:
         return Outcome("the record has no landscape summary", "no record")
     taus = sorted(s, key=float)
@@ -377,16 +377,30 @@ def collect_records(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
                 rec = read_json_object(f, "record")
             except GapkitError:
                 continue  # not a record (e.g. a fixer.json beside it)
-            if isinstance(rec.get("params"), dict) and ("experiment" in rec["params"] or rec.get("kind") == "measure"):
+            if isinstance(rec.get("params"), dict) and (_experiment(rec) or rec.get("kind") == "measure"):
                 rec["_path"] = str(f)
                 out.append(rec)
     return out
 
 
+def _experiment(rec: dict[str, Any]) -> str | None:
+    """The experiment a record is from: params["experiment"], else the NAME after `reproduce` in
+    the command line that wrote it (some experiments do not repeat their name in params)."""
+    name = rec.get("params", {}).get("experiment")
+    if isinstance(name, str):
+        return name
+    argv = rec.get("command")
+    if isinstance(argv, list) and "reproduce" in argv:
+        i = argv.index("reproduce")
+        if i + 1 < len(argv) and isinstance(argv[i + 1], str) and not argv[i + 1].startswith("-"):
+            return argv[i + 1]
+    return None
+
+
 def _record_name(rec: dict[str, Any]) -> str:
     if rec.get("kind") == "measure":
         return "measure:" + str(rec.get("inputs", {}).get("sample", ""))
-    return str(rec["params"].get("experiment"))
+    return str(_experiment(rec))
 
 
 def find(claim: Claim, records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
