@@ -184,7 +184,7 @@ def _slip(rec: dict[str, Any]) -> Outcome:
     r = s.get("gap_closed_ratio_clip_over_slip")
     tau = rec["params"].get("tau", 0.1)
     ours = (f"gap closed: CLIP {_fmt(s.get('clip_gap_closed_epoch'))}, SLIP {_fmt(s.get('slip_gap_closed_epoch'))} "
-            f"(CLIP/SLIP {_fmt(r)}x), tau {tau}")
+            f"(CLIP/SLIP {'n/a' if r is None else _fmt(r) + 'x'}), tau {tau}")
     if r is None:
         verdict = "does not reproduce" if s.get("slip_gap_closed_epoch") is None else "inconclusive"
     else:
