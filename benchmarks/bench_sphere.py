@@ -7,6 +7,13 @@ each figure is the median of --repeats timed repeats. Target: ratio >= 100x.
     python benchmarks/bench_sphere.py                 # ratio only (~30 s)
     python benchmarks/bench_sphere.py --full          # plus Shi's longest run: 2.5 M epochs = 250 M steps
                                                       # (target: under 10 minutes)
+    python benchmarks/bench_sphere.py --sweep 32      # also: 1 run vs 32 runs in one kernel
+                                                      # (simulate_many, every core), vs the torch loop
+
+The sweep part prints steps/s for one run and for R runs (R independent runs of the same schedule:
+seeds 0..R-1, tau cycling over 0.02..1) and the cost of the R-run sweep in units of one run (issue
+15's target: <= 4x for R = 32). The machine's load average is printed beside it: on a shared
+machine the threads wait for cores, and the R-run figure is the one that suffers.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import numpy as np  # noqa: E402
 
-from gapkit.sim import SphereConfig, simulate  # noqa: E402
+from gapkit.sim import SphereConfig, simulate, simulate_many  # noqa: E402
 from gapkit.sim.init import initial_points  # noqa: E402
 
 CONFIG = SphereConfig(loss="clip", init="polar", tau=0.1, n=1000, d=3, lr=0.01, batch=10)
@@ -61,6 +68,35 @@ def gapkit_steps_per_second(epochs: int) -> float:
     return simulate(CONFIG.replace(epochs=epochs, traces=1)).steps_per_second
 
 
+def sweep(runs: int, epochs: int, torch_sps: float) -> None:
+    """One run vs `runs` runs batched in one kernel, same epochs each; the torch figure is `runs`
+    textbook loops one after another at the measured rate."""
+    import os
+
+    taus = [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    one_cfg = CONFIG.replace(epochs=epochs, traces=1)
+    cfgs = [one_cfg.replace(seed=r, tau=taus[r % len(taus)]) for r in range(runs)]
+    simulate_many(cfgs[:2])  # load the parallel kernel before timing
+    t0 = time.perf_counter()
+    one = simulate(one_cfg)
+    t_one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    many = simulate_many(cfgs)
+    t_many = time.perf_counter() - t0
+    steps = one.steps
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"sweep: {runs} runs x {steps:,} steps (n={CONFIG.n}, batch {CONFIG.batch}); load average {load} "
+          f"on {os.cpu_count()} cores", flush=True)
+    print(f"  1 run              : {t_one:8.2f} s   {steps / t_one:12,.0f} steps/s", flush=True)
+    print(f"  {runs} runs, one kernel: {t_many:8.2f} s   {runs * steps / t_many:12,.0f} steps/s in all "
+          f"({sum(r.steps for r in many) / t_many / runs:,.0f} per run)", flush=True)
+    print(f"  {runs} torch loops     : {runs * steps / torch_sps:8.0f} s (at {torch_sps:,.0f} steps/s, one after another)",
+          flush=True)
+    cost = t_many / t_one
+    print(f"  sweep cost         : {cost:8.1f}x one run (target <= 4x for 32 runs) "
+          f"{'OK' if cost <= 4 * runs / 32 else 'ABOVE TARGET'}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
@@ -68,6 +104,8 @@ def main() -> int:
     ap.add_argument("--gapkit-epochs", type=int, default=20_000, help="2 M steps per repeat by default")
     ap.add_argument("--full", action="store_true", help="also time a full 2.5 M-epoch run")
     ap.add_argument("--full-epochs", type=int, default=2_500_000)
+    ap.add_argument("--sweep", type=int, default=0, metavar="R", help="also time R runs in one kernel vs 1 run")
+    ap.add_argument("--sweep-epochs", type=int, default=2_000)
     args = ap.parse_args()
     import torch
 
@@ -82,6 +120,8 @@ def main() -> int:
     print(f"gapkit numba engine : {f:12,.0f} steps/s (median of {args.repeats}: {[round(v) for v in fast]})", flush=True)
     print(f"ratio               : {f / b:12.1f}x  (target >= 100x) {'OK' if f / b >= 100 else 'BELOW TARGET'}", flush=True)
     ok = f / b >= 100
+    if args.sweep:
+        sweep(args.sweep, args.sweep_epochs, b)
     if args.full:
         cfg = CONFIG.replace(epochs=args.full_epochs, traces=100, trace_spacing="log")
         t0, c0 = time.perf_counter(), time.process_time()

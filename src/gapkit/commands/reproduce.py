@@ -2,11 +2,15 @@
 
     gapkit reproduce --list
     gapkit reproduce NAME [--quick] [--seed S] [--set key=value ...] --out DIR
+    gapkit reproduce --summary [--records DIR ...] [--out docs/fidelity.md]
 
 Every experiment module in gapkit/experiments/ registers its experiments; this command looks the
 name up, parses the --set overrides (JSON values where they parse, else strings) and calls
 `get_experiment(NAME).run(out_dir, quick=..., seed=..., **params)`, which writes record.json and
-its figures into DIR.
+its figures into DIR. `--summary` builds the fidelity table (every claim of the sources, the
+paper's number, ours with its CI, the verdict and the command that regenerates it) from the saved
+records under --records (default docs/results) into --out (default docs/fidelity.md); see
+gapkit.report.fidelity.
 """
 from __future__ import annotations
 
@@ -33,7 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an experiment parameter; VALUE is parsed as JSON when it can be "
                         "(e.g. --set tau=0.05 --set 'taus=[0.05,0.1]'), else taken as a string")
-    p.add_argument("--out", metavar="DIR", help="output directory for record.json and figures")
+    p.add_argument("--out", metavar="DIR", help="output directory for record.json and figures "
+                   "(with --summary: the Markdown file, default docs/fidelity.md)")
+    p.add_argument("--summary", action="store_true",
+                   help="build the fidelity table from saved records instead of running an experiment")
+    p.add_argument("--records", action="append", default=[], metavar="DIR",
+                   help="with --summary: a directory (searched recursively) or file of records; "
+                        "repeatable (default docs/results)")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -73,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         _print_list()
         return 0
+    if args.summary:
+        return _summary(args)
+    if args.records:
+        raise GapkitError("--records only applies with --summary")
     if not args.name:
         raise GapkitError("give an experiment NAME (see `gapkit reproduce --list`)")
     if not args.out:
@@ -88,6 +102,20 @@ def run(args: argparse.Namespace) -> int:
     with run_directory(args.out) as out_dir:
         record = exp.run(out_dir, quick=args.quick, seed=args.seed, **params)
     _print_outputs(args.name, out_dir, record)
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from ..report.fidelity import write_fidelity
+
+    if args.name:
+        raise GapkitError("--summary takes no experiment NAME (it reads saved records)")
+    out = Path(args.out or "docs/fidelity.md")
+    rows = write_fidelity(args.records or ["docs/results"], out)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    print(f"fidelity table: {len(rows)} claims -> {out} (" + ", ".join(f"{v}: {n}" for v, n in counts.items()) + ")")
     return 0
 
 

@@ -15,6 +15,7 @@ Per-run summary (all epochs are traced epochs, so they are resolved to the trace
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -144,11 +145,27 @@ def _compare(name: str, variants: dict[str, dict[str, Any]], defaults: dict[str,
     return runs, figs, configs[0]
 
 
+#: Shi et al. Fig. 2 / Sec. 4 in the paper's "epochs": CLIP's modalities stay linearly separable
+#: beyond 1M and reach uniformity at 2.5M; unimodal SimCLR is uniform before 100k.
+SHI_TWO_RINGS_PAPER = {"clip_separated_until": 1_000_000, "clip_uniform": 2_500_000, "simclr_uniform": 100_000}
+#: The two readings of Shi's undefined "epoch": a pass over the n pairs at tau 0.1 (gapkit's
+#: default), or one SGD step at tau 0.025 (the middle of the 0.02-0.03 range that matches).
+READINGS = {"pass": {"tau": 0.1, "epochs": 50_000}, "step": {"tau": 0.025, "epochs": 25_000}}
+
+
 def shi_two_rings(out_dir: Path, quick: bool = False, seed: int = 0, processes: int = 2,
-                  **overrides: Any) -> dict[str, Any]:
-    """CLIP vs unimodal NT-Xent (SimCLR) from the same polar init (Shi Fig. 2)."""
+                  reading: str = "pass", **overrides: Any) -> dict[str, Any]:
+    """CLIP vs unimodal NT-Xent (SimCLR) from the same polar init (Shi Fig. 2).
+
+    reading="pass": Shi's "epoch" = one pass over the n pairs (n // batch SGD steps), tau 0.1.
+    reading="step": "epoch" = one SGD step, tau 0.025 (50,000 passes = 2.5M steps at n = 1000).
+    The summary compares the run, in the reading's unit, with the paper's numbers
+    (SHI_TWO_RINGS_PAPER) as ours / paper; 1 is a match.
+    """
+    if reading not in READINGS:
+        raise GapkitError(f"reading must be one of {', '.join(READINGS)}, got '{reading}'")
     variants = {"CLIP": {"loss": "clip"}, "SimCLR (unimodal NT-Xent)": {"loss": "simclr"}}
-    defaults = {"init": "polar", "epochs": 50_000, "trace_spacing": "log"}
+    defaults = {"init": "polar", "trace_spacing": "log", **READINGS[reading]}
     runs, figs, cfg = _compare("shi-two-rings", variants, defaults, out_dir, quick, seed, overrides, processes)
     clip, simclr = (runs[k]["summary"] for k in variants)
     summary = {
@@ -159,8 +176,15 @@ def shi_two_rings(out_dir: Path, quick: bool = False, seed: int = 0, processes: 
         "uniform_epoch_ratio_clip_over_simclr": _ratio(clip["uniform_epoch"], simclr["uniform_epoch"]),
         "clip_uniform_step": clip["uniform_step"], "simclr_uniform_step": simclr["uniform_step"],
         "clip_separated_until_step": clip["separated_until_step"],
+        "reading": reading, "tau": cfg.tau,
     }
-    return _write(out_dir, "shi-two-rings", runs, seed, quick, summary, {**defaults, **overrides}, figs)
+    unit = "_step" if reading == "step" else "_epoch"
+    ours = {"clip_separated_until": clip["separated_until" + ("_step" if reading == "step" else "")],
+            "clip_uniform": clip["uniform" + unit], "simclr_uniform": simclr["uniform" + unit]}
+    for k, paper in SHI_TWO_RINGS_PAPER.items():
+        summary[f"{k}_ours_over_paper"] = None if ours[k] is None else round(ours[k] / paper, 3)
+    return _write(out_dir, "shi-two-rings", runs, seed, quick, summary,
+                  {**defaults, **overrides, "reading": reading}, figs)
 
 
 def shi_init(out_dir: Path, quick: bool = False, seed: int = 0, processes: int = 2,
@@ -187,33 +211,103 @@ def shi_init(out_dir: Path, quick: bool = False, seed: int = 0, processes: int =
 
 def shi_temperature(out_dir: Path, quick: bool = False, seed: int = 0, processes: int = 2,
                     taus: list[float] | None = None, inits: list[str] | None = None,
+                    losses: list[str] | None = None, seeds: list[int] | None = None,
                     **overrides: Any) -> dict[str, Any]:
-    """A sweep of the fixed temperature, from the polar and the nearby init (Shi Fig. 4)."""
+    """A sweep of the fixed temperature, from the polar and the nearby init, under the standard
+    CLIP loss and under Shi's eq. 7 as printed (Shi Fig. 4 / Sec. 4.4: "lower tau closes the gap
+    sooner").
+
+    The default taus span both branches of the standard loss's U (0.01 -> 0.5 and 0.5 -> 10). The
+    summary gives, per loss and init, the closing epoch by tau and the direction on each branch
+    (Spearman rho of closing epoch vs tau; runs that never close rank last), read two ways:
+    `tau` (the paper's axis is the temperature: Shi's claim is rho > 0) and `logit_scale` (the
+    axis is s = 1/tau: Shi's claim is then rho < 0 against tau). `seeds` (default [seed]) repeats
+    every run per seed; with several seeds the summary gives the median closing epoch per tau and
+    each branch's rho per seed. All runs share one schedule, so they run as one compiled batch.
+    """
     from ..report.figures import save_figure
     from ..report.figures.sphere import gap_closing_vs_tau
 
-    taus = list(([0.05, 0.1, 0.5] if quick else [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]) if taus is None else taus)
+    default_taus = [0.05, 0.1, 0.5, 2.0] if quick else [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
+    taus = list(default_taus if taus is None else taus)
     inits = list(["polar", "nearby"] if inits is None else inits)
-    if not taus or not inits:
-        raise GapkitError("taus and inits must each list at least one value")
-    defaults = {"loss": "clip", "epochs": 50_000, "trace_spacing": "log"}
-    labels = [f"{init}, tau={t:g}" for init in inits for t in taus]
-    variants = [{"init": init, "tau": t} for init in inits for t in taus]
-    configs = _configs(variants, quick, seed, defaults, overrides)
-    runs = _run_all(labels, configs, processes)
+    losses = list(["clip", "clip_shi_eq7"] if losses is None else losses)
+    seeds = list([seed] if seeds is None else seeds)
+    if not taus or not inits or not losses or not seeds:
+        raise GapkitError("taus, inits, losses and seeds must each list at least one value")
+    defaults = {"epochs": 50_000, "trace_spacing": "log"}
+    combos = [(loss, init) for loss in losses for init in inits]
+
+    def label(loss: str, init: str, t: float, sd: int) -> str:
+        return f"{loss}, {init}, tau={t:g}" + (f", seed={sd}" if len(seeds) > 1 else "")
+
+    grid = [(loss, init, t, sd) for loss, init in combos for t in taus for sd in seeds]
+    configs = _configs([{"loss": lo, "init": i, "tau": t, "seed": sd} for lo, i, t, sd in grid],
+                       quick, seed, defaults, overrides)
+    runs = _run_all([label(*g) for g in grid], configs, processes)
     title = _describe(configs[0]).replace(f"tau {configs[0].tau:g}, ", "")
+    if len(seeds) > 1:
+        title = title.replace(f"seed {configs[0].seed}", f"{len(seeds)} seeds")
     figs = []
-    for init in inits:
-        sub = {f"tau = {t:g}": runs[f"{init}, tau={t:g}"] for t in taus}
-        figs.append(_curves_figure(out_dir, sub, f"{init} init: {title}", name=f"distances_{init}",
+    for loss, init in combos:
+        sub = {f"tau = {t:g}": runs[label(loss, init, t, seeds[0])] for t in taus}
+        figs.append(_curves_figure(out_dir, sub, f"{loss}, {init} init: {title}", name=f"distances_{loss}_{init}",
                                    keys=("centroid_distance", "paired_distance_mean", "uniformity_image")))
-    closed = {init: [runs[f"{init}, tau={t:g}"]["summary"]["gap_closed_epoch"] for t in taus] for init in inits}
-    figs.append(save_figure(gap_closing_vs_tau(taus, closed, configs[0].epochs, title=title),
+    closed = {(loss, init, sd): [runs[label(loss, init, t, sd)]["summary"]["gap_closed_epoch"] for t in taus]
+              for loss, init in combos for sd in seeds}
+    medians = {f"{loss}, {init}": [_median_epoch([closed[(loss, init, sd)][k] for sd in seeds]) for k in range(len(taus))]
+               for loss, init in combos}
+    figs.append(save_figure(gap_closing_vs_tau(taus, medians, configs[0].epochs, title=title),
                             Path(out_dir) / "gap_closed_vs_tau.png"))
-    summary = {f"{init}_gap_closed_epoch_by_tau": dict(zip([f"{t:g}" for t in taus], closed[init]))
-               for init in inits}
+    summary: dict[str, Any] = {}
+    for loss, init in combos:
+        key = f"{loss}_{init}"
+        summary[f"{key}_gap_closed_epoch_by_tau"] = dict(zip([f"{t:g}" for t in taus], medians[f"{loss}, {init}"]))
+        for branch, (lo, hi) in {"low": (0.0, 0.5), "high": (0.5, math.inf)}.items():
+            rhos = [closing_trend(taus, closed[(loss, init, sd)], lo, hi) for sd in seeds]
+            summary[f"{key}_{branch}_tau_rho"] = rhos[0] if len(seeds) == 1 else rhos
+            summary[f"{key}_{branch}_tau_direction"] = trend_words(_median_rho(rhos))
     return _write(out_dir, "shi-temperature", runs, seed, quick, summary,
-                  {**defaults, **overrides, "taus": taus, "inits": inits}, figs)
+                  {**defaults, **overrides, "taus": taus, "inits": inits, "losses": losses, "seeds": seeds}, figs)
+
+
+def _median_epoch(values: list[int | None]) -> int | None:
+    """Median closing epoch over seeds, a run that never closed counting as infinitely late
+    (None when at least half never closed)."""
+    v = sorted(math.inf if x is None else x for x in values)
+    m = float(np.median(v)) if not math.isinf(v[(len(v) - 1) // 2 + (len(v) % 2 == 0)]) else math.inf
+    return None if math.isinf(m) else int(round(m))
+
+
+def _median_rho(rhos: list[float | None]) -> float | None:
+    vals = [r for r in rhos if r is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def closing_trend(taus: list[float], closed: list[int | None], lo: float, hi: float) -> float | None:
+    """Spearman rho between tau and the closing epoch over taus in [lo, hi] (a run that never
+    closed ranks after every run that did, ties among them share a rank); None with < 3 taus or
+    when every run in the branch failed to close."""
+    from scipy.stats import spearmanr
+
+    pts = [(t, math.inf if c is None else c) for t, c in zip(taus, closed) if lo <= t <= hi]
+    if len(pts) < 3 or all(math.isinf(c) for _, c in pts):
+        return None
+    t, c = zip(*pts)
+    big = max(v for v in c if not math.isinf(v)) * 10.0 + 1.0  # a finite stand-in rank for "never"
+    rho = spearmanr(t, [big if math.isinf(v) else v for v in c]).statistic
+    return None if not math.isfinite(rho) else round(float(rho), 3)
+
+
+def trend_words(rho: float | None) -> str:
+    """Plain words for the direction of closing time in tau (|rho| >= 0.8 counts as monotone)."""
+    if rho is None:
+        return "undetermined"
+    if rho >= 0.8:
+        return "closes sooner at lower tau (Shi's reading)"
+    if rho <= -0.8:
+        return "closes sooner at higher tau (opposite; Shi's direction under the logit-scale reading)"
+    return "no monotone trend"
 
 
 def shi_slip(out_dir: Path, quick: bool = False, seed: int = 0, processes: int = 2,

@@ -6,13 +6,14 @@
     >>> fx.save("center-fixer"); load_fixer("center-fixer")        # doctest: +SKIP
 
 Fixers (docs/fixers.md gives each formula): shift, center, role-center, standardize, topk,
-procrustes, noise, calibrated.
+procrustes, noise, calibrated, chain.
 """
 from __future__ import annotations
 
 from .base import Fixer, load_fixer
 from .calibrate import CalibratedScores
 from .centering import ROLES, MeanCentering, RoleCentering, fuse
+from .chain import FixerChain
 from .noise import GaussianNoise
 from .procrustes import ProcrustesMap
 from .registry import FIXERS, available_fixers, create_fixer, fixer_params
@@ -23,6 +24,6 @@ from .topk import TopKGapRemoval
 __all__ = [
     "Fixer", "load_fixer", "create_fixer", "available_fixers", "fixer_params", "FIXERS",
     "GapShift", "MeanCentering", "RoleCentering", "Standardize", "TopKGapRemoval", "ProcrustesMap",
-    "GaussianNoise", "CalibratedScores", "ROLES", "fuse", "shift_pair", "shift_offsets", "signed_gap",
+    "GaussianNoise", "CalibratedScores", "FixerChain", "ROLES", "fuse", "shift_pair", "shift_offsets", "signed_gap",
     "closing_lambda",
 ]

@@ -100,7 +100,15 @@ class Fixer(BaseEstimator):
         with atomic_dir(path) as tmp:
             (tmp / "fixer.json").write_text(dumps_json(meta) + "\n", encoding="utf-8")
             save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / "arrays.safetensors"))
+            self.save_extra(tmp)
         return Path(path)
+
+    def save_extra(self, tmp: Path) -> None:
+        """Write state that is not an attribute (e.g. a chain's fitted steps) into the folder being
+        saved; `load_extra` reads it back. Nothing by default."""
+
+    def load_extra(self, path: Path) -> None:
+        """Read what `save_extra` wrote (called by `load_fixer` after the attributes are restored)."""
 
     # ------------------------------------------------------------------ for subclasses
     def _fit(self, image: np.ndarray, text: np.ndarray, mapping: np.ndarray | None) -> None:
@@ -190,6 +198,7 @@ def load_fixer(path: str | Path) -> Fixer:
     with reading(arr_path, "saved fixer arrays"):
         arrays = dict(load_file(str(arr_path)))
     _restore_state(fx, attributes, arrays, p)
+    fx.load_extra(p)
     if not fx.is_fitted:
         raise GapkitError(f"{p}: the saved fixer has no fitted state")
     with reading(p, "saved fixer (its arrays do not fit together)"):

@@ -1,7 +1,11 @@
 """Gaussian noise injection (C3 "corrupt", Zhang et al. 2024) for uni-modal training.
 
-    x' = normalise(x + eps),  eps ~ N(0, std^2 I_D)   (so ||eps|| is about std * sqrt(D): 0.45 for D = 512 at the default)
+    x' = normalise(x + eps),  eps ~ N(0, std^2 I_D)   (so ||eps|| is about std * sqrt(D): 2.9 for D = 512 at the default)
 
+The default std is C3's and CapDec's: noise variance 0.016, std = sqrt(0.016) = 0.126 (Nukrai et al.
+2022, CapDec; Zhang et al. 2024, C3). gapkit's earlier default was 0.02 (variance 4e-4, 40x less
+noise); pass std=0.02 for it. C3 adds the noise to the *centred, un-normalised* embedding and then
+normalises: the chain `center(renormalize=False) -> noise` (gapkit.fixers.chain) does exactly that.
 Training a decoder on noisy text embeddings makes it tolerant to the image-text offset, so it
 can later be fed image embeddings. The noise for row r is drawn from a generator keyed by
 (seed, modality, r // 4096), so the output does not depend on the chunk size.
@@ -10,12 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
+import math
+
 from ..errors import GapkitError
 from ._stream import normalize_rows
 from .base import Fixer
 
 _BLOCK = 4096
 _MOD_ID = {"image": 0, "text": 1}
+#: C3 / CapDec: noise variance 0.016 on the embedding, i.e. std sqrt(0.016) = 0.1265.
+C3_STD = math.sqrt(0.016)
 
 
 class GaussianNoise(Fixer):
@@ -28,7 +36,7 @@ class GaussianNoise(Fixer):
 
     name = "noise"
 
-    def __init__(self, std: float = 0.02, apply_to: str = "both", seed: int = 0) -> None:
+    def __init__(self, std: float = C3_STD, apply_to: str = "both", seed: int = 0) -> None:
         self.std = std
         self.apply_to = apply_to
         self.seed = seed

@@ -8,6 +8,7 @@ from ..errors import GapkitError
 from .base import Fixer
 from .calibrate import CalibratedScores
 from .centering import MeanCentering, RoleCentering
+from .chain import FixerChain
 from .noise import GaussianNoise
 from .procrustes import ProcrustesMap
 from .shift import GapShift
@@ -16,7 +17,7 @@ from .topk import TopKGapRemoval
 
 FIXERS: dict[str, type[Fixer]] = {cls.name: cls for cls in (
     GapShift, MeanCentering, RoleCentering, Standardize, TopKGapRemoval, ProcrustesMap, GaussianNoise,
-    CalibratedScores,
+    CalibratedScores, FixerChain,
 )}
 
 

@@ -18,6 +18,7 @@ from ..typecheck import check_kwargs
 _LOSSES: dict[str, str] = {
     "clip": "gapkit.losses.clip:ClipLoss",
     "clip_chunked": "gapkit.losses.clip:ChunkedClipLoss",
+    "clip_shi_eq7": "gapkit.losses.clip:ShiEq7ClipLoss",
     "siglip": "gapkit.losses.siglip:SigLipLoss",
     "imsep": "gapkit.losses.imsep:ImSepLoss",
     "simclr": "gapkit.losses.simclr:SimClrLoss",

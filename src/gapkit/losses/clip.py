@@ -41,3 +41,27 @@ class ChunkedClipLoss(ClipLoss):
 
     def __init__(self, gather: bool = True, chunk_size: int = 1024) -> None:
         super().__init__(gather=gather, chunk_size=chunk_size)
+
+
+class ShiEq7ClipLoss(GatheredLoss):
+    """Shi et al.'s eq. 7 *as printed* (registry name "clip_shi_eq7"): CLIP with the positive left
+    out of the image->text denominator,
+
+        L = 1/(2B) sum_i [logsumexp_{j != i}(l_ij) - l_ii] + 1/(2B) sum_j [logsumexp_i(l_ij) - l_jj],
+        l = s X Y^T.
+
+    The first term is not a cross-entropy (it is unbounded below: pushing the negatives away
+    lowers it without limit); we offer it because with it the sphere reproduces the paper's
+    temperature direction (docs/reproductions-toy.md). Returns {"contrastive_loss": scalar}.
+    """
+
+    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor,
+                logit_scale: torch.Tensor | float, **_: object) -> dict[str, torch.Tensor]:
+        check_features(image_features, text_features, "clip_shi_eq7")
+        x, y = self._global(image_features, text_features)
+        logits = as_scale(logit_scale, x) * x @ y.T
+        pos = logits.diagonal()
+        eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
+        i2t = torch.logsumexp(logits.masked_fill(eye, float("-inf")), dim=1) - pos
+        t2i = torch.logsumexp(logits, dim=0) - pos
+        return {"contrastive_loss": (i2t.mean() + t2i.mean()) / 2}

@@ -11,6 +11,9 @@ Notation: x_i (i = 1..N) image rows, y_j (j = 1..M) text rows, all L2-normalised
     *_cone_cosine_mean      mean_{i != k} <u_i, u_k> = (||sum u||^2 - sum ||u||^2) / (n (n - 1))
     rmg                     m / (m + (a + b) / 2), m = (1 - paired_cos) / 2,
                             a, b = (1 - cone mean) / 2 of images, texts (diagonal excluded)
+    rmg_with_diagonal       the same with a, b = (1 - mean_{i,k} <u_i, u_k>) / 2, self-similarities
+                            included: ||sum u||^2 / n^2 (two-effects-one-trigger's train.py)
+    centroid_cosine         <mean x, mean y> / (||mean x|| ||mean y||)       (Fahim et al. 2024)
 
 Every statistic is a function of a few sums (`GeometryState`), so nothing is N x N: the cone
 mean uses ||sum_i u_i||^2 instead of the Gram matrix. The same sums serve the pure functions,
@@ -31,7 +34,7 @@ from ._prep import ROW_CHUNK, Pairs, compute_dtype, unit_chunk, validated
 
 GEOMETRY_KEYS = (
     "centroid_distance", "paired_cosine_mean", "paired_distance_mean", "alignment_loss",
-    "image_cone_cosine_mean", "text_cone_cosine_mean", "rmg",
+    "image_cone_cosine_mean", "text_cone_cosine_mean", "rmg", "rmg_with_diagonal", "centroid_cosine",
 )
 
 
@@ -132,13 +135,29 @@ def _cone(total: np.ndarray, sq: Any, n: Any) -> Any:
         return np.where(n > 1, (np.einsum("...d,...d->...", total, total) - sq) / (n * (n - 1)), np.nan)
 
 
-def geometry_compute(s: GeometryState) -> dict[str, Any]:
-    """All geometry metrics from a state (floats, or arrays for a batched state)."""
-    gap = s.sum_image / np.expand_dims(s.n_image, -1) - s.sum_text / np.expand_dims(s.n_text, -1)
-    paired_cos = s.sum_cos / s.n_text
-    img_cone, txt_cone = _cone(s.sum_image, s.sq_image, s.n_image), _cone(s.sum_text, s.sq_text, s.n_text)
+def _cone_with_diagonal(total: np.ndarray, n: Any) -> Any:
+    """Mean of the full Gram matrix, self-similarities included: ||s||^2 / n^2."""
+    return np.einsum("...d,...d->...", total, total) / (n * n)
+
+
+def _rmg(paired_cos: Any, img_cone: Any, txt_cone: Any) -> Any:
+    """m / (m + (a + b) / 2) with cosines mapped to distances in [0, 1] by (1 - c) / 2."""
     m = (1.0 - paired_cos) / 2.0
     a, b = (1.0 - img_cone) / 2.0, (1.0 - txt_cone) / 2.0
+    return m / (m + (a + b) / 2.0)
+
+
+def _cosine(u: np.ndarray, v: np.ndarray) -> Any:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.einsum("...d,...d->...", u, v) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
+
+
+def geometry_compute(s: GeometryState) -> dict[str, Any]:
+    """All geometry metrics from a state (floats, or arrays for a batched state)."""
+    mean_i, mean_t = s.sum_image / np.expand_dims(s.n_image, -1), s.sum_text / np.expand_dims(s.n_text, -1)
+    gap = mean_i - mean_t
+    paired_cos = s.sum_cos / s.n_text
+    img_cone, txt_cone = _cone(s.sum_image, s.sq_image, s.n_image), _cone(s.sum_text, s.sq_text, s.n_text)
     out = {
         "centroid_distance": np.linalg.norm(gap, axis=-1),
         "paired_cosine_mean": paired_cos,
@@ -146,7 +165,12 @@ def geometry_compute(s: GeometryState) -> dict[str, Any]:
         "alignment_loss": 2.0 - 2.0 * paired_cos,
         "image_cone_cosine_mean": img_cone,
         "text_cone_cosine_mean": txt_cone,
-        "rmg": m / (m + (a + b) / 2.0),
+        "rmg": _rmg(paired_cos, img_cone, txt_cone),
+        # two-effects' training-time convention: the diagonal (cos = 1) raises a and b's cosine by
+        # (1 - cone) / n, so the two agree for large n and differ for a small batch
+        "rmg_with_diagonal": _rmg(paired_cos, _cone_with_diagonal(s.sum_image, s.n_image),
+                                  _cone_with_diagonal(s.sum_text, s.n_text)),
+        "centroid_cosine": _cosine(mean_i, mean_t),
     }
     return {k: (float(v) if np.ndim(v) == 0 else np.asarray(v)) for k, v in out.items()}
 
@@ -222,7 +246,19 @@ def cone_cosine_mean(x: Any) -> float:
     return float(_cone(total, sq, n))
 
 
-def rmg(image: Any, text: Any = None, text_to_image: Any = None) -> float:
-    """Relative modality gap (Schrodi et al. 2025), self-similarities excluded:
-    m / (m + (a + b) / 2) with m = (1 - paired_cos)/2, a/b = (1 - cone mean)/2 of images/texts."""
-    return geometry_metrics(image, text, text_to_image)["rmg"]
+def rmg(image: Any, text: Any = None, text_to_image: Any = None, include_diagonal: bool = False) -> float:
+    """Relative modality gap (Schrodi et al. 2025): m / (m + (a + b) / 2) with
+    m = (1 - paired_cos)/2, a/b = (1 - mean intra-modal cosine)/2 of images/texts.
+
+    include_diagonal=False (default, the analysis convention): off-diagonal means, i != k.
+    include_diagonal=True (two-effects-one-trigger's train.py, `rel_modality_gap` over the full
+    Gram matrices): means over all (i, k), self-similarities of 1 included.
+    """
+    key = "rmg_with_diagonal" if include_diagonal else "rmg"
+    return geometry_metrics(image, text, text_to_image)[key]
+
+
+def centroid_cosine(image: Any, text: Any = None, text_to_image: Any = None) -> float:
+    """Cosine between the modality means, <mean x, mean y> / (||mean x|| ||mean y||), on L2-normalised
+    rows (Fahim et al. 2024, `centroid_cosine_similarity` in abrar-fahim/contrastive-gap)."""
+    return geometry_metrics(image, text, text_to_image)["centroid_cosine"]

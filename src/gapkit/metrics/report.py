@@ -108,7 +108,7 @@ FAMILIES: dict[str, tuple[Callable[[Pairs, Options], dict[str, float]], str]] = 
     "uniformity": (_uniformity, r"uniformity_(image|text|cross)|(image|text)_cone_cosine_min"),
     "retrieval": (_retrieval, r"(i2t|t2i)_recall@\d+|logit_entropy"),
     "separability": (_separability, r"linear_separability"),
-    "spectrum": (_spectrum, r"effective_rank_(image|text)|gap_top\d+_dims_share|centroid_distance_without_top\d+_dims"),
+    "spectrum": (_spectrum, r"(effective_)?rank_(image|text)|gap_top\d+_dims_share|centroid_distance_without_top\d+_dims"),
     "gapstats": (_gapstats, r"gap_length_cv|gap_direction_consistency|gap_variance_share_(image|text)"),
     "distribution": (_distribution, r"mmd_rbf|sliced_wasserstein"),
     "cosines": (_cosines, r"(image2text|text2text|unpaired_image2text)_cosine_mean"),

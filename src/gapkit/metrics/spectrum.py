@@ -4,6 +4,11 @@
                       cone's shared direction shows as a dominant s_1), from the D x D Gram matrix
                       U^T U = sum_i u_i u_i^T, whose eigenvalues are s_k^2
     effective_rank    exp(-sum_k p_k log p_k), p_k = s_k / sum_k s_k      (Roy & Vetterli 2007)
+    rank              #{k : s_k > 1}: the number of singular values above 1 of the normalised
+                      rows (Fahim et al. 2024's "rank", abrar-fahim/contrastive-gap). The squares
+                      sum to N (unit rows), so at most N of them exceed 1 and an isotropic cloud in
+                      D <= N dims has all D of them at sqrt(N / D) > 1; it depends on N, so compare
+                      ranks at equal N only
     gap dimension shares  delta_d^2 / ||delta||^2 sorted descending, delta = mean x - mean y
     centroid_distance_without_top{k}_dims: the centroid distance after zeroing the k dimensions
                       with the largest |delta_d| in both modalities and re-normalising the rows
@@ -68,6 +73,11 @@ def effective_rank_from(sv: np.ndarray) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
+def rank_from(sv: np.ndarray, threshold: float = 1.0) -> int:
+    """Number of singular values strictly above `threshold` (contrastive-gap's rank: 1)."""
+    return int((np.asarray(sv) > threshold).sum())
+
+
 def singular_values(x: Any) -> np.ndarray:
     """Singular values of the (N, D) matrix of L2-normalised rows, descending, float64."""
     return singular_values_from(moment_state(unit_rows(x)))
@@ -76,6 +86,11 @@ def singular_values(x: Any) -> np.ndarray:
 def effective_rank(x: Any) -> float:
     """Effective rank (Roy & Vetterli) of the L2-normalised rows."""
     return effective_rank_from(singular_values(x))
+
+
+def rank(x: Any, threshold: float = 1.0) -> int:
+    """Number of singular values > threshold of the (N, D) L2-normalised rows (Fahim et al. 2024)."""
+    return rank_from(singular_values(x), threshold)
 
 
 def gap_dimension_shares(image: Any, text: Any = None, text_to_image: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -115,10 +130,13 @@ def gap_after_removal(p: Pairs, ks: Sequence[int] = DEFAULT_TOP_KS) -> dict[str,
 
 
 def moment_metrics(image: MomentState, text: MomentState, ks: Sequence[int] = DEFAULT_TOP_KS) -> dict[str, float]:
-    """Effective ranks and gap_top{k}_dims_share from the two modalities' moment states."""
+    """Effective ranks, ranks and gap_top{k}_dims_share from the two modalities' moment states."""
+    sv_image, sv_text = singular_values_from(image), singular_values_from(text)
     out = {
-        "effective_rank_image": effective_rank_from(singular_values_from(image)),
-        "effective_rank_text": effective_rank_from(singular_values_from(text)),
+        "effective_rank_image": effective_rank_from(sv_image),
+        "effective_rank_text": effective_rank_from(sv_text),
+        "rank_image": float(rank_from(sv_image)),
+        "rank_text": float(rank_from(sv_text)),
     }
     delta = image.mean - text.mean
     shares = np.sort(delta**2)[::-1] / float(delta @ delta)
@@ -135,6 +153,6 @@ def spectrum_from_moments(p: Pairs, image: MomentState, text: MomentState,
 
 def spectrum_metrics(image: Any, text: Any = None, text_to_image: Any = None,
                      ks: Sequence[int] = DEFAULT_TOP_KS) -> dict[str, float]:
-    """effective_rank_image/text, gap_top{k}_dims_share and the removal effect for each k."""
+    """effective_rank_image/text, rank_image/text, gap_top{k}_dims_share and the removal effect for each k."""
     p = prepare(image, text, text_to_image)
     return spectrum_from_moments(p, moment_state(p.image), moment_state(p.text), ks)

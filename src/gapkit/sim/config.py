@@ -19,6 +19,7 @@ MAX_LOGIT_SCALE = 300.0
 
 LOSSES: dict[str, str] = {
     "clip": "symmetric InfoNCE across modalities (CLIP)",
+    "clip_shi_eq7": "Shi et al.'s eq. 7 as printed: CLIP with the positive left out of the image->text denominator",
     "simclr": "unimodal NT-Xent: each pair's two points are two views; all other 2b-2 points are negatives",
     "slip": "CLIP + NT-Xent on two jittered views of each image (SLIP)",
     "siglip": "pairwise sigmoid loss with a fixed bias (SigLIP)",

@@ -3,18 +3,19 @@ many runs over the cores.
 
     result = simulate(SphereConfig(loss="clip", init="polar", tau=0.1, epochs=20_000, seed=0))
     result.traces["centroid_distance"]      # (T,) geometry every few epochs, see TRACE_KEYS
-    results = run_many([cfg.replace(tau=t) for t in (0.05, 0.1, 0.5)], processes=2)
+    results = run_many([cfg.replace(tau=t) for t in (0.05, 0.1, 0.5)], processes=2)   # one kernel, 2 threads
 
 One epoch = one fresh permutation of the n pairs cut into n // batch batches; after every step
 each moved row is re-projected to the sphere. The same config (seed included) gives the same
 trajectory bit for bit on the same machine: the init uses NumPy's Generator(seed), the
-permutations and SLIP's jitter use numba's generator seeded with the same seed.
+permutations and SLIP's jitter use the run's own copy of numba's generator seeded with the same
+seed (gapkit.sim.mt19937), so R runs batched in one multi-threaded kernel (`simulate_many`,
+`run_many`) follow exactly the trajectories they follow one at a time.
 """
 from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -100,116 +101,210 @@ def _kernels() -> Any:
     from . import kernels
 
     if not _WARM:
+        from .mt19937 import new_state
+
         x = np.eye(4, 3)[:4] + 0.1
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         for loss_id in kernels.LOSS_IDS.values():
-            kernels.run_epochs(x.copy(), x.copy(), 1, 2, 2, loss_id, 1.0, 0.01, 0.0, 0.1, 1.0, 1.0, True)
+            kernels.run_epochs(x.copy(), x.copy(), 1, 2, 2, loss_id, 1.0, 0.01, 0.0, 0.1, 1.0, 1.0, True,
+                               *new_state(0))
         kernels.trace_stats(x, x)
         _WARM = True
     return kernels
 
 
+def _kernel_args(configs: Sequence[SphereConfig]) -> dict[str, np.ndarray]:
+    """Per-run kernel parameters as (R,) arrays, and each run's random stream seeded by its seed."""
+    from .kernels import LOSS_IDS
+    from .mt19937 import new_state
+
+    states = [new_state(c.seed) for c in configs]
+    return {
+        "loss_id": np.array([LOSS_IDS[c.loss] for c in configs], np.int64),
+        "s": np.array([c.logit_scale for c in configs]), "lr": np.array([c.lr for c in configs]),
+        "bias": np.array([c.siglip_bias for c in configs]), "sigma": np.array([c.slip_sigma for c in configs]),
+        "w_ssl": np.array([c.ssl_weight for c in configs]), "w_unif": np.array([c.unif_weight for c in configs]),
+        "reproject": np.array([c.reproject for c in configs], np.bool_),
+        "mt": np.stack([m for m, _, _ in states]), "meta": np.stack([m for _, m, _ in states]),
+        "gauss": np.stack([g for _, _, g in states]),
+    }
+
+
 def simulate(config: SphereConfig, progress: bool = False) -> SimResult:
     """Run one simulation with the compiled engine; `progress` shows a tqdm bar over epochs."""
     k = _kernels()
-    k.seed_rng(config.seed)
-    args = (config.epoch_steps, config.batch, k.LOSS_IDS[config.loss], config.logit_scale, config.lr,
-            config.siglip_bias, config.slip_sigma, config.ssl_weight, config.unif_weight, config.reproject)
+    a = {name: v[0] for name, v in _kernel_args([config]).items()}
+    args = (config.epoch_steps, config.batch, a["loss_id"], a["s"], a["lr"], a["bias"], a["sigma"], a["w_ssl"],
+            a["w_unif"], bool(a["reproject"]), a["mt"], a["meta"], a["gauss"])
     return drive(config, lambda X, Y, n_epochs: k.run_epochs(X, Y, n_epochs, *args), progress)
 
 
+def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
+                  progress: bool = False) -> list[SimResult]:
+    """Run R simulations in one compiled kernel, the runs spread over `threads` threads (default:
+    numba's, i.e. every core). Run r equals `simulate(configs[r])` (same code, same stream).
+
+    The runs must share one schedule (n, d, batch, steps per epoch, epochs, trace and snapshot
+    epochs); loss, init, tau, lr, seed and the loss parameters may differ. `run_many` groups any
+    list of configs into such batches. Each result's train_seconds is its share (1/R) of the
+    batch's wall time, so steps_per_second is the throughput the sweep achieved per run.
+    """
+    configs = list(configs)
+    if not configs:
+        return []
+    k = _kernels()
+    a = _kernel_args(configs)
+    cfg = configs[0]
+    args = (cfg.epoch_steps, cfg.batch, a["loss_id"], a["s"], a["lr"], a["bias"], a["sigma"], a["w_ssl"],
+            a["w_unif"], a["reproject"], a["mt"], a["meta"], a["gauss"])
+    with _numba_threads(threads):
+        return drive_many(configs, lambda X, Y, n_epochs: k.run_epochs_many(X, Y, n_epochs, *args), progress)
+
+
+def _directions(X: np.ndarray, Y: np.ndarray, configs: Sequence[SphereConfig]) -> tuple[np.ndarray, np.ndarray]:
+    """The unit rows of every run: X, Y themselves when every run re-projects, else normalised copies."""
+    if all(c.reproject for c in configs):
+        return X, Y
+    return (np.stack([l2_normalize(a) for a in X]), np.stack([l2_normalize(a) for a in Y]))
+
+
+class _numba_threads:
+    """Context manager: numba.set_num_threads(n) inside, the previous count restored after."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n = n
+        self.prev: int | None = None
+
+    def __enter__(self) -> None:
+        if self.n is None:
+            return
+        import numba
+
+        if not isinstance(self.n, int) or self.n < 1:
+            raise GapkitError(f"threads must be a positive integer, got {self.n!r}")
+        self.prev = numba.get_num_threads()
+        numba.set_num_threads(min(self.n, numba.config.NUMBA_NUM_THREADS))
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.prev is not None:
+            import numba
+
+            numba.set_num_threads(self.prev)
+
+
 Advance = Callable[[np.ndarray, np.ndarray, int], float]
+AdvanceMany = Callable[[np.ndarray, np.ndarray, int], Sequence[float]]
+
+
+def schedule_key(config: SphereConfig) -> tuple:
+    """What runs batched together must share: shapes, steps and the epochs where the driver stops."""
+    return (config.n, config.d, config.batch, config.epoch_steps, config.epochs,
+            tuple(trace_epochs(config).tolist()), tuple(snapshot_epochs(config)))
 
 
 def drive(config: SphereConfig, advance: Advance, progress: bool = False) -> SimResult:
     """Run `advance(X, Y, n_epochs) -> last epoch's mean loss` (in place on the unit rows) from the
     config's init, stopping at every trace and snapshot epoch to record the geometry."""
+    return drive_many([config], lambda X, Y, n: [advance(X[0], Y[0], n)], progress)[0]
+
+
+def drive_many(configs: Sequence[SphereConfig], advance: AdvanceMany, progress: bool = False) -> list[SimResult]:
+    """`drive` for R runs with one schedule: advance(X, Y, n_epochs) moves all of X, Y (R, n, d) in
+    place and returns the R last-epoch mean losses; the geometry of every run is recorded at the
+    shared trace and snapshot epochs."""
     k = _kernels()
+    config = configs[0]
+    if any(schedule_key(c) != schedule_key(config) for c in configs[1:]):
+        raise GapkitError("runs batched together must share n, d, batch, steps per epoch, epochs, "
+                          "trace and snapshot epochs (run_many groups them)")
+    R = len(configs)
     t_start = time.perf_counter()
-    X, Y = (np.ascontiguousarray(a, np.float64) for a in initial_points(config))
+    X = np.empty((R, config.n, config.d))
+    Y = np.empty((R, config.n, config.d))
+    picks = []
+    for r, c in enumerate(configs):
+        X[r], Y[r] = initial_points(c)
+        rng = np.random.default_rng([c.seed, 1])  # a stream apart from the init's
+        picks.append(np.sort(rng.choice(c.n, size=min(c.snapshot_pairs, c.n), replace=False)))
     tr_epochs = trace_epochs(config)
     sn_epochs = snapshot_epochs(config)
-    rng = np.random.default_rng([config.seed, 1])  # a stream apart from the init's
-    pick = np.sort(rng.choice(config.n, size=min(config.snapshot_pairs, config.n), replace=False))
     trace_set, snap_set = set(tr_epochs.tolist()), set(sn_epochs)
     # Progress chunks: the loop is compiled, so the bar can only move between calls.
     chunk = max(1, config.epochs // 200)
-    rows: list[np.ndarray] = []
-    losses: list[float] = []
-    snaps_x, snaps_y = [], []
-    train_s, epoch, last_loss = 0.0, 0, math.nan
-    bar = _progress_bar(config, progress)
+    rows: list[list[np.ndarray]] = [[] for _ in range(R)]
+    losses: list[list[float]] = [[] for _ in range(R)]
+    snaps_x: list[list[np.ndarray]] = [[] for _ in range(R)]
+    snaps_y: list[list[np.ndarray]] = [[] for _ in range(R)]
+    train_s, epoch = 0.0, 0
+    last_loss = np.full(R, math.nan)
+    bar = _progress_bar(config, progress, R)
     for target in sorted(trace_set | snap_set):
         while epoch < target:
             step = min(chunk, target - epoch)
             t0 = time.perf_counter()
-            last_loss = advance(X, Y, step)
+            last_loss = np.asarray(advance(X, Y, step), dtype=np.float64)
             train_s += time.perf_counter() - t0
             epoch += step
             if bar is not None:
                 bar.update(step)
         # Without re-projection the parameters are off the sphere; the geometry is of their directions.
-        xs, ys = (X, Y) if config.reproject else (l2_normalize(X), l2_normalize(Y))
+        xs, ys = _directions(X, Y, configs)
         if target in trace_set:
-            rows.append(k.trace_stats(xs, ys))
-            losses.append(last_loss if target > 0 else math.nan)
+            stats = k.trace_stats_many(xs, ys) if R > 1 else k.trace_stats(xs[0], ys[0])[None]
+            for r in range(R):
+                rows[r].append(stats[r])
+                losses[r].append(float(last_loss[r]) if target > 0 else math.nan)
         if target in snap_set:
-            snaps_x.append(xs[pick].copy())
-            snaps_y.append(ys[pick].copy())
+            for r in range(R):
+                snaps_x[r].append(xs[r][picks[r]].copy())
+                snaps_y[r].append(ys[r][picks[r]].copy())
     if bar is not None:
         bar.close()
-    stats = np.array(rows)
-    traces = {"epoch": tr_epochs.astype(np.int64), "loss": np.array(losses)}
-    traces.update({name: stats[:, i] for i, name in enumerate(k.TRACE_KEYS)})
-    if not config.reproject:
-        X, Y = l2_normalize(X), l2_normalize(Y)
-    return SimResult(config=config, traces=traces, snapshot_epochs=sn_epochs, snapshot_indices=pick,
-                     snapshots_image=np.array(snaps_x), snapshots_text=np.array(snaps_y), image=X, text=Y,
-                     train_seconds=train_s, elapsed_seconds=time.perf_counter() - t_start,
-                     steps=config.epochs * config.epoch_steps)
+    elapsed = time.perf_counter() - t_start
+    out = []
+    for r, c in enumerate(configs):
+        stats = np.array(rows[r])
+        traces = {"epoch": tr_epochs.astype(np.int64), "loss": np.array(losses[r])}
+        traces.update({name: stats[:, i] for i, name in enumerate(k.TRACE_KEYS)})
+        xf, yf = (X[r], Y[r]) if c.reproject else (l2_normalize(X[r]), l2_normalize(Y[r]))
+        out.append(SimResult(config=c, traces=traces, snapshot_epochs=sn_epochs, snapshot_indices=picks[r],
+                             snapshots_image=np.array(snaps_x[r]), snapshots_text=np.array(snaps_y[r]),
+                             image=np.ascontiguousarray(xf), text=np.ascontiguousarray(yf),
+                             train_seconds=train_s / R, elapsed_seconds=elapsed / R,
+                             steps=c.epochs * c.epoch_steps))
+    return out
 
 
-def _progress_bar(config: SphereConfig, enabled: bool) -> Any:
+def _progress_bar(config: SphereConfig, enabled: bool, runs: int = 1) -> Any:
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=config.epochs, unit="epoch", desc=f"{config.loss}/{config.init} tau={config.tau:g}",
-                mininterval=0.5, dynamic_ncols=True)
-
-
-def _simulate_quiet(config: SphereConfig) -> SimResult:
-    return simulate(config, progress=False)
+    desc = f"{config.loss}/{config.init} tau={config.tau:g}" if runs == 1 else f"{runs} runs"
+    return tqdm(total=config.epochs, unit="epoch", desc=desc, mininterval=0.5, dynamic_ncols=True)
 
 
 def run_many(configs: Sequence[SphereConfig], processes: int = 2, progress: bool = False) -> list[SimResult]:
-    """Run several simulations over `processes` worker processes; results in the order given.
+    """Run several simulations; results in the order given, each equal to `simulate(config)`.
 
-    Each worker loads the compiled kernels from numba's on-disk cache once. With processes=1 (or
-    one config) everything runs in this process and `progress` shows the epoch bar.
+    Configs that share a schedule (see `schedule_key`) run together in one compiled kernel
+    (`simulate_many`), spread over `processes` threads; a sweep over tau, loss, init or seed is
+    one such batch. With one config the single-run loop is used.
     """
     configs = list(configs)
     if not configs:
         return []
-    if not isinstance(processes, int) or processes < 1:
+    if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
         raise GapkitError(f"processes must be a positive integer, got {processes!r}")
-    if processes == 1 or len(configs) == 1:
-        return [simulate(c, progress=progress) for c in configs]
-    import multiprocessing as mp
-
-    # fork starts workers instantly and the kernels need no state from the parent beyond imports;
-    # spawn is the fallback where fork does not exist.
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    if len(configs) == 1:
+        return [simulate(configs[0], progress=progress)]
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(schedule_key(c), []).append(i)
     out: list[SimResult | None] = [None] * len(configs)
-    with ProcessPoolExecutor(max_workers=min(processes, len(configs)), mp_context=ctx) as pool:
-        futures = {pool.submit(_simulate_quiet, c): i for i, c in enumerate(configs)}
-        done = as_completed(futures)
-        if progress:
-            from tqdm.auto import tqdm
-
-            done = tqdm(done, total=len(configs), unit="run", desc="simulations")
-        for fut in done:
-            out[futures[fut]] = fut.result()
+    for idx in groups.values():
+        for i, res in zip(idx, simulate_many([configs[i] for i in idx], threads=processes, progress=progress)):
+            out[i] = res
     return [r for r in out if r is not None]
 
 

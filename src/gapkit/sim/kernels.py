@@ -9,6 +9,10 @@ a PyTorch loop with F.normalize inside the loss computes (the tests check this a
 
 Losses (ids in LOSS_IDS):
   clip     L = 1/(2b) sum_i [lse_j(s x_i.y_j) - s x_i.y_i] + 1/(2b) sum_j [lse_i(s x_i.y_j) - s x_j.y_j]
+  clip_shi_eq7
+           Shi et al.'s eq. 7 as printed: the image->text denominator leaves the positive out,
+           L = 1/(2b) sum_i [lse_{j != i}(s x_i.y_j) - s x_i.y_i] + 1/(2b) sum_j [lse_i(s x_i.y_j) - s x_j.y_j]
+           (the text->image term is CLIP's). Not a cross-entropy: the first term is unbounded below.
   simclr   NT-Xent over the 2b rows U = [X; Y] (Chen et al. 2020): the partner of u_k is its pair,
            the negatives are all 2b - 2 other rows, including rows of the same modality.
            L = 1/(2b) sum_k [lse_{j != k}(s u_k.u_j) - s u_k.u_pos(k)]
@@ -24,10 +28,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-LOSS_IDS: dict[str, int] = {"clip": 0, "simclr": 1, "slip": 2, "siglip": 3, "align_uniform": 4}
-_CLIP, _SIMCLR, _SLIP, _SIGLIP, _ALIGN_UNIFORM = 0, 1, 2, 3, 4
+from . import mt19937 as rng
+
+LOSS_IDS: dict[str, int] = {"clip": 0, "simclr": 1, "slip": 2, "siglip": 3, "align_uniform": 4,
+                            "clip_shi_eq7": 5}
+_CLIP, _SIMCLR, _SLIP, _SIGLIP, _ALIGN_UNIFORM, _CLIP_SHI_EQ7 = 0, 1, 2, 3, 4, 5
 # Logits are s * cos in [-s, s]; the kernels shift them by s, and exp(z - s) >= exp(-2s) stays a
 # normal float64 up to s ~ 350: the engine accepts tau >= 1 / MAX_LOGIT_SCALE.
 MAX_LOGIT_SCALE = 300.0
@@ -57,9 +64,13 @@ def _rdot(A, i, B, j) -> float:
 
 
 @njit(cache=True, fastmath=True)
-def _clip_grad(X, Y, s, gX, gY, Z, R, with_loss) -> float:
+def _clip_grad(X, Y, s, gX, gY, Z, R, with_loss, skip_pos_row=False) -> float:
     """Symmetric InfoNCE. With E_ij = exp(s x_i.y_j - s), r_i = 1/sum_j E_ij, c_j = 1/sum_i E_ij:
     dL/dlogit_ij = (E_ij (r_i + c_j) - 2 [i = j]) / (2b), folded straight into gX, gY.
+
+    skip_pos_row=True is Shi's eq. 7 as printed: r_i = 1/sum_{j != i} E_ij and the row softmax has
+    no diagonal entry, so dL/dlogit_ij = (E_ij (r_i [j != i] + c_j) - 2 [i = j]) / (2b). The row
+    sum is accumulated over j != i (not as total - E_ii, which cancels when the positive dominates).
 
     All logits lie in [-s, s], so exp(z - s) neither overflows nor (for s <= MAX_LOGIT_SCALE)
     underflows to zero: one exponential per logit serves both softmaxes. The loss value itself
@@ -73,7 +84,8 @@ def _clip_grad(X, Y, s, gX, gY, Z, R, with_loss) -> float:
         for j in range(b):
             e = math.exp(s * _rdot(X, i, Y, j) - s)
             Z[i, j] = e
-            row += e
+            if not (skip_pos_row and i == j):
+                row += e
             R[b + j] += e
         R[i] = row
     # -log softmax of the positive = log(row sum) - (z_ii - s), in both directions.
@@ -86,9 +98,12 @@ def _clip_grad(X, Y, s, gX, gY, Z, R, with_loss) -> float:
     c = s / (2.0 * b)
     for i in range(b):
         for j in range(b):
-            w = Z[i, j] * (R[i] + R[b + j])
-            if i == j:
-                w -= 2.0
+            if skip_pos_row and i == j:
+                w = Z[i, j] * R[b + j] - 2.0
+            else:
+                w = Z[i, j] * (R[i] + R[b + j])
+                if i == j:
+                    w -= 2.0
             w *= c
             for k in range(d):
                 gX[i, k] += w * Y[j, k]
@@ -251,6 +266,8 @@ def loss_grad(loss_id, X, Y, s, bias, sigma, w_ssl, w_unif, E1, E2, gX, gY, U, g
     (clip and slip skip part of it when with_loss is false; the value is then meaningless)."""
     if loss_id == _CLIP:
         return _clip_grad(X, Y, s, gX, gY, Z, R, with_loss)
+    if loss_id == _CLIP_SHI_EQ7:
+        return _clip_grad(X, Y, s, gX, gY, Z, R, with_loss, True)
     if loss_id == _SIMCLR:
         return _simclr_grad(X, Y, s, gX, gY, U, gU, Z, G)
     if loss_id == _SLIP:
@@ -265,12 +282,6 @@ def workspace(b, d):
     """Scratch arrays for one batch: (U, gU, R, Z, G), allocated once per call of run_epochs."""
     return (np.empty((2 * b, d)), np.empty((2 * b, d)), np.empty(2 * b),
             np.empty((2 * b, 2 * b)), np.empty((2 * b, 2 * b)))
-
-
-@njit(cache=True, fastmath=True)
-def seed_rng(seed) -> None:
-    """Seed numba's own generator (separate from NumPy's), used for permutations and jitter."""
-    np.random.seed(seed)
 
 
 @njit(cache=True, fastmath=True)
@@ -313,11 +324,13 @@ def _gather(P, i, out, r, normalise) -> float:
 
 @njit(cache=True, fastmath=True)
 def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif,
-               reproject=True) -> float:
+               reproject, mt, meta, gauss) -> float:
     """Run n_epochs of SGD in place on the rows of X, Y (n, d); returns the mean batch loss of the
     last epoch. Each epoch draws a fresh permutation and takes steps_per_epoch batches from it.
     reproject=True: rows are unit vectors and are re-projected after every step (Shi's setup).
-    reproject=False: rows are free Euclidean parameters and the loss sees them normalised."""
+    reproject=False: rows are free Euclidean parameters and the loss sees them normalised.
+    (mt, meta, gauss): the run's random stream (gapkit.sim.mt19937), advanced in place, so a run
+    split into several calls continues its stream."""
     n, d = X.shape
     Xb = np.empty((batch, d))
     Yb = np.empty((batch, d))
@@ -333,7 +346,7 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
     for ep in range(n_epochs):
         # Only the last epoch's loss is returned, so only that epoch computes it.
         with_loss = ep == n_epochs - 1
-        perm = np.random.permutation(n)
+        perm = rng.permutation(mt, meta, n)
         total = 0.0
         for st in range(steps_per_epoch):
             base = st * batch
@@ -347,8 +360,8 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
             if loss_id == _SLIP:
                 for r in range(batch):
                     for k in range(d):
-                        E1[r, k] = np.random.standard_normal()
-                        E2[r, k] = np.random.standard_normal()
+                        E1[r, k] = rng.standard_normal(mt, meta, gauss)
+                        E2[r, k] = rng.standard_normal(mt, meta, gauss)
             total += loss_grad(loss_id, Xb, Yb, s, bias, sigma, w_ssl, w_unif, E1, E2, gX, gY, U, gU, R, Z, G,
                                with_loss)
             for r in range(batch):
@@ -361,6 +374,23 @@ def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sig
                     _free_update(Y, i, gY, r, lr, NY[r])
         last = total / steps_per_epoch
     return last
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def run_epochs_many(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif,
+                    reproject, mt, meta, gauss):
+    """`run_epochs` for R independent runs at once, spread over numba's threads (prange over runs).
+
+    X, Y: (R, n, d); loss_id, s, lr, bias, sigma, w_ssl, w_unif, reproject: (R,) per-run values;
+    mt (R, 624), meta (R, 2), gauss (R, 1): each run's own stream. Run r does exactly what
+    run_epochs does on X[r], Y[r] with its own values and stream (the same compiled function), so
+    its trajectory is the single-run engine's. Returns the (R,) last-epoch mean losses."""
+    R_ = X.shape[0]
+    out = np.empty(R_)
+    for r in prange(R_):
+        out[r] = run_epochs(X[r], Y[r], n_epochs, steps_per_epoch, batch, loss_id[r], s[r], lr[r], bias[r],
+                            sigma[r], w_ssl[r], w_unif[r], reproject[r], mt[r], meta[r], gauss[r])
+    return out
 
 
 @njit(cache=True, fastmath=True)
@@ -427,4 +457,14 @@ def trace_stats(X, Y):
     out = np.empty(7)
     out[0], out[1], out[2], out[3] = centroid, paired, cos, cross
     out[4], out[5], out[6] = _uniformity(X), _uniformity(Y), sep
+    return out
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def trace_stats_many(X, Y):
+    """trace_stats of R runs at once, X, Y (R, n, d) unit rows -> (R, len(TRACE_KEYS)), runs spread
+    over numba's threads (the O(n^2 d) cross distance dominates a trace at n = 1000)."""
+    out = np.empty((X.shape[0], len(TRACE_KEYS)))
+    for r in prange(X.shape[0]):
+        out[r] = trace_stats(X[r], Y[r])
     return out

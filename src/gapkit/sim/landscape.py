@@ -4,8 +4,10 @@ Six image points sit on the equator of S^2 at longitudes -20, 0, 20, 40, 60, 80 
 sits at its image's longitude with colatitude 90 + d_theta: d_theta = 0 puts it on its image
 (no gap), d_theta != 0 slides every text off the equator by the same angle (a gap along the pole
 axis). With the mismatch, the texts of the first two pairs trade places, so image 1 is nearest to
-text 2 and image 2 to text 1. The symmetric CLIP loss (both directions, averaged; Liang's released
-code evaluates image->text twice) is evaluated as a function of d_theta for several logit scales.
+text 2 and image 2 to text 1. The symmetric CLIP loss (both directions, averaged) is evaluated as a
+function of d_theta for several logit scales. (Liang's mismatch notebooks use the symmetric loss; the
+doubled image->text term of the released code is in plot_optimization_exp.ipynb, the Fig. 3b-d
+embedding-shift landscape, not here.)
 
 The loss is even in d_theta (reflecting through the equator plane fixes the images), so the
 optimum is reported as |d_theta|.
