@@ -4,6 +4,8 @@ Notation: x_i (i = 1..N) image rows, y_j (j = 1..M) text rows, all L2-normalised
 (x_{t(j)}, y_j) with t = text_to_image (the identity for 1:1 data).
 
     centroid_distance       ||mean_i x_i - mean_j y_j||                         (Liang et al. 2022)
+    centroid_cosine         <mean x, mean y> / (||mean x|| ||mean y||): the angle between the
+                            modality centroids, free of how concentrated each cone is
     gap_vector              mean_i x_i - mean_j y_j  (and its unit direction)   (Liang et al. 2022)
     paired_cosine_mean      mean_j <x_t(j), y_j>                                (AlignCLIP, Jina)
     paired_distance_mean    mean_j ||x_t(j) - y_j||                             (Schrodi et al. 2025)
@@ -30,7 +32,7 @@ from ..validation import as_matrix
 from ._prep import ROW_CHUNK, Pairs, compute_dtype, unit_chunk, validated
 
 GEOMETRY_KEYS = (
-    "centroid_distance", "paired_cosine_mean", "paired_distance_mean", "alignment_loss",
+    "centroid_distance", "centroid_cosine", "paired_cosine_mean", "paired_distance_mean", "alignment_loss",
     "image_cone_cosine_mean", "text_cone_cosine_mean", "rmg",
 )
 
@@ -134,13 +136,16 @@ def _cone(total: np.ndarray, sq: Any, n: Any) -> Any:
 
 def geometry_compute(s: GeometryState) -> dict[str, Any]:
     """All geometry metrics from a state (floats, or arrays for a batched state)."""
-    gap = s.sum_image / np.expand_dims(s.n_image, -1) - s.sum_text / np.expand_dims(s.n_text, -1)
+    mean_i, mean_t = s.sum_image / np.expand_dims(s.n_image, -1), s.sum_text / np.expand_dims(s.n_text, -1)
+    gap = mean_i - mean_t
     paired_cos = s.sum_cos / s.n_text
     img_cone, txt_cone = _cone(s.sum_image, s.sq_image, s.n_image), _cone(s.sum_text, s.sq_text, s.n_text)
     m = (1.0 - paired_cos) / 2.0
     a, b = (1.0 - img_cone) / 2.0, (1.0 - txt_cone) / 2.0
     out = {
         "centroid_distance": np.linalg.norm(gap, axis=-1),
+        "centroid_cosine": np.einsum("...d,...d->...", mean_i, mean_t)
+        / (np.linalg.norm(mean_i, axis=-1) * np.linalg.norm(mean_t, axis=-1)),
         "paired_cosine_mean": paired_cos,
         "paired_distance_mean": s.sum_dist / s.n_text,
         "alignment_loss": 2.0 - 2.0 * paired_cos,
