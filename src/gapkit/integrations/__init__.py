@@ -17,7 +17,7 @@ from ..errors import GapkitError
 
 # host module -> the pip extra of gapkit that installs it
 EXTRAS = {"torchmetrics": "torchmetrics", "lightning": "lightning", "transformers": "hf",
-          "open_clip_train": "open_clip"}
+          "open_clip_train": "open_clip_train", "webdataset": "open_clip_train", "braceexpand": "open_clip_train"}
 
 
 def require(module: str, feature: str) -> ModuleType:
