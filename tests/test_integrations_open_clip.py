@@ -186,3 +186,15 @@ def test_parse_gap_args_leaves_open_clip_arguments_alone():
     assert gap.gap_metrics == list(goc.DEFAULT_METRICS) and gap.gap_loss_param == {"lambda_inmodal": 0.5}
     with pytest.raises(GapkitError):
         goc.parse_gap_args(["--gap-metrics", "nonsense"])
+
+
+def test_above_the_exact_limit_pairwise_metrics_are_sampled_with_a_ci():
+    r = np.random.default_rng(2)
+    z = r.standard_normal((600, 16))
+    x, y = z + r.standard_normal((600, 16)) + 1.0, z + r.standard_normal((600, 16)) - 1.0
+    exact = goc.gap_metrics(x, y, 50.0)  # 600 <= the default limit: exact, no CI keys
+    assert "uniformity_cross_ci_low" not in exact
+    sampled = goc.gap_metrics(x, y, 50.0, exact_limit=100)
+    assert sampled["centroid_distance"] == pytest.approx(exact["centroid_distance"], rel=1e-12)  # always exact
+    for key in ("uniformity_image", "uniformity_cross", "logit_entropy"):
+        assert sampled[f"{key}_ci_low"] <= exact[key] <= sampled[f"{key}_ci_high"], key

@@ -1,7 +1,7 @@
 """Gap metrics and gap-closing losses inside open_clip's own training app (`open_clip_train`).
 
     python -m gapkit.integrations.open_clip_train <open_clip_train arguments> \\
-        --gap-metrics [KEYS] [--gap-loss NAME [--gap-loss-weight W] [--gap-loss-param KEY=VALUE ...]]
+        --gap-metrics [KEYS] [--gap-exact-limit N] [--gap-loss NAME [--gap-loss-weight W] [--gap-loss-param KEY=VALUE ...]]
 
 runs `open_clip_train.main.main` unchanged (same arguments, logs, checkpoints, DDP) and
 
@@ -9,7 +9,9 @@ runs `open_clip_train.main.main` unchanged (same arguments, logs, checkpoints, D
   validation features open_clip has just collected. They travel with open_clip's own metrics: the
   log line, `results.jsonl`, TensorBoard and W&B under `val/<key>` (e.g. `val/centroid_distance`,
   `val/rmg`). KEYS is a comma list of metric keys or families (docs/metrics.md); default
-  DEFAULT_METRICS. logit_entropy uses the model's own logit scale at that evaluation.
+  DEFAULT_METRICS. logit_entropy uses the model's own logit scale at that evaluation. The pairwise
+  metrics are exact up to `--gap-exact-limit` pairs (default 2,000) and sampled, with 95 % CIs
+  (`val/<key>_ci_low`, `_ci_high`), above it.
 - `--gap-loss NAME`: adds the terms of a gapkit loss (gapkit.losses registry: uniformity, alignment,
   cyclip, cua, cuaxu, dual_ce, ...) times W to open_clip's loss, logged as `train/gap_<term>`. The
   gap loss's own `contrastive_loss` term, if it has one, is dropped: open_clip's stays the only one.
@@ -35,24 +37,35 @@ from ..errors import GapkitError
 SEAMS = {"metrics": ("open_clip_train.train", "get_clip_metrics"),
          "loss": ("open_clip_train.main", "create_loss")}
 DEFAULT_METRICS = ("geometry", "uniformity", "logit_entropy")
+# Above this many validation pairs the pairwise metrics use gapkit's sampled estimators (uniformity
+# from 200k random pairs, logit_entropy from 1,000 random queries, each with a 95 % CI), so that they
+# add a few % to open_clip's own 10k x 10k ranking instead of doubling it (benchmarks/bench_integrations.py).
+DEFAULT_EXACT_LIMIT = 2_000
 _DROP = ("n_image", "n_text", "dim")  # open_clip logs its own num_samples
 
 
 def gap_metrics(image_features: Any, text_features: Any, logit_scale: Any = 100.0,
-                metrics: Sequence[str] = DEFAULT_METRICS, seed: int = 0) -> dict[str, float]:
-    """gapkit.measure on 1:1 validation features (N, D), (N, D) -> {key: float}, without the counts."""
+                metrics: Sequence[str] = DEFAULT_METRICS, seed: int = 0,
+                exact_limit: int = DEFAULT_EXACT_LIMIT) -> dict[str, float]:
+    """gapkit.measure on 1:1 validation features (N, D), (N, D) -> {key: float}, without the counts.
+
+    Pairwise metrics are exact up to `exact_limit` rows, sampled (with `_ci_low/_ci_high/_n_sampled`
+    keys) above it; the geometry metrics are always exact.
+    """
     from ..metrics import measure
 
     scale = float(logit_scale.mean()) if hasattr(logit_scale, "mean") else float(logit_scale)
-    res = measure(image_features, text_features, metrics=list(metrics), logit_scale=scale, seed=seed)
+    res = measure(image_features, text_features, metrics=list(metrics), logit_scale=scale, seed=seed,
+                  exact_limit=exact_limit)
     return {k: float(v) for k, v in res.items() if k not in _DROP}
 
 
-def with_gap_metrics(original: Callable[..., dict], metrics: Sequence[str]) -> Callable[..., dict]:
+def with_gap_metrics(original: Callable[..., dict], metrics: Sequence[str],
+                     exact_limit: int = DEFAULT_EXACT_LIMIT) -> Callable[..., dict]:
     """get_clip_metrics -> a function returning open_clip's metrics plus the gap metrics."""
     def get_clip_metrics(image_features: Any, text_features: Any, logit_scale: Any) -> dict:
         out = original(image_features, text_features, logit_scale)
-        out.update(gap_metrics(image_features, text_features, logit_scale, metrics))
+        out.update(gap_metrics(image_features, text_features, logit_scale, metrics, exact_limit=exact_limit))
         return out
 
     get_clip_metrics.__wrapped__ = original  # type: ignore[attr-defined]
@@ -135,6 +148,7 @@ def parse_gap_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--gap-metrics", nargs="?", const=",".join(DEFAULT_METRICS), default=None)
+    p.add_argument("--gap-exact-limit", type=int, default=DEFAULT_EXACT_LIMIT)
     p.add_argument("--gap-loss", default=None)
     p.add_argument("--gap-loss-weight", type=float, default=1.0)
     p.add_argument("--gap-loss-param", action="append", default=[])
@@ -146,6 +160,8 @@ def parse_gap_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         keys = [k.strip() for k in gap.gap_metrics.split(",") if k.strip()]
         _select(keys)  # unknown keys: one GapkitError line now, not at the first evaluation
         gap.gap_metrics = keys
+    if gap.gap_exact_limit < 2:
+        raise GapkitError(f"--gap-exact-limit must be at least 2, got {gap.gap_exact_limit}")
     if gap.gap_loss is None and gap.gap_loss_param:
         raise GapkitError("--gap-loss-param needs --gap-loss NAME")
     return gap, rest
@@ -156,7 +172,8 @@ def run(argv: Sequence[str]) -> Any:
     gap, rest = parse_gap_args(argv)
     with contextlib.ExitStack() as stack:
         if gap.gap_metrics is not None:
-            stack.enter_context(patched("metrics", lambda orig: with_gap_metrics(orig, gap.gap_metrics)))
+            stack.enter_context(patched("metrics", lambda orig: with_gap_metrics(
+                orig, gap.gap_metrics, gap.gap_exact_limit)))
         if gap.gap_loss is not None:
             loss = build_gap_loss(gap.gap_loss, gap.gap_loss_param)
             stack.enter_context(patched("loss", lambda orig: (lambda args: GapLossTerm(
