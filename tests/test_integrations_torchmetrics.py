@@ -221,3 +221,23 @@ def test_two_gloo_processes_equal_one_process():
         assert float(res[f"sampled_{r}"]["uniformity_image_n_sampled"]) == 20  # union sample, pruned to 20
     for k in res["sampled_0"]:  # both ranks hold the same merged sample
         np.testing.assert_array_equal(res["sampled_0"][k].numpy(), res["sampled_1"][k].numpy())
+
+
+def test_docs_torchmetrics_example_runs(capsys):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "integrations.md").read_text(encoding="utf-8")
+    block = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, "docs/integrations.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "centroid_distance" in out and "rmg" in out
+
+
+def test_importing_gapkit_and_the_package_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, gapkit, gapkit.integrations; "
+            "print([m for m in ('torch', 'torchmetrics', 'lightning', 'transformers', 'open_clip') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
