@@ -3,7 +3,6 @@ processes give the metrics of one process holding every row."""
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 
 import numpy as np
@@ -19,6 +18,7 @@ from gapkit import load_sample, measure  # noqa: E402
 from gapkit.errors import GapkitError  # noqa: E402
 from gapkit.integrations import torchmetrics as gtm  # noqa: E402
 from gapkit.metrics.geometry import rows_state  # noqa: E402
+from tests.test_losses_distributed import free_port  # noqa: E402  (the repo's DDP test harness)
 
 GEOM = ("centroid_distance", "centroid_cosine", "paired_cosine_mean", "paired_distance_mean", "alignment_loss",
         "image_cone_cosine_mean", "text_cone_cosine_mean", "rmg")
@@ -199,19 +199,13 @@ def _ddp_worker(r: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.timeout(180)
 def test_two_gloo_processes_equal_one_process():
     from safetensors.torch import load_file
 
     with tempfile.TemporaryDirectory() as tmp:
         # fork: the children inherit the imported modules (spawn re-imports torch: slow on 2 cores)
-        mp.start_processes(_ddp_worker, args=(_free_port(), tmp), nprocs=WORLD, join=True, start_method="fork")
+        mp.start_processes(_ddp_worker, args=(free_port(), tmp), nprocs=WORLD, join=True, start_method="fork")
         res = {f[:-3]: load_file(os.path.join(tmp, f)) for f in os.listdir(tmp)}
     image, text, mapping = captions(N_DDP, seed=7)
     ref = reference(image, text, mapping)
