@@ -68,6 +68,9 @@ def test_gap_loss_term_adds_weighted_terms_and_drops_contrastive():
     (["--gap-loss", "clip"], "only repeats a contrastive loss"),
     (["--gap-loss", "imsep"], "SBERT"),
     (["--gap-loss-param", "t=3"], "needs --gap-loss"),
+    (["--gap-loss", "uniformity", "--gap-loss-weight", "abc"], "invalid float value"),
+    (["--gap-loss", "uniformity", "--gap-loss-weight", "nan"], "finite"),
+    (["--gap-metrics", "--gap-exact-limit", "1"], "at least 2"),
 ])
 def test_bad_gap_options_are_one_line_errors(argv, match, capsys):
     assert goc.main(argv) == 2

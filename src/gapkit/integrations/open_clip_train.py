@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import math
 import sys
 from typing import Any, Callable, Iterator, Sequence
 
@@ -146,13 +147,18 @@ def parse_gap_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """Split gapkit's --gap-* options from the arguments that go to open_clip_train unchanged."""
     from ..params import parse_key_values
 
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     p.add_argument("--gap-metrics", nargs="?", const=",".join(DEFAULT_METRICS), default=None)
     p.add_argument("--gap-exact-limit", type=int, default=DEFAULT_EXACT_LIMIT)
     p.add_argument("--gap-loss", default=None)
     p.add_argument("--gap-loss-weight", type=float, default=1.0)
     p.add_argument("--gap-loss-param", action="append", default=[])
-    gap, rest = p.parse_known_args(list(argv))
+    try:
+        gap, rest = p.parse_known_args(list(argv))
+    except argparse.ArgumentError as exc:  # e.g. --gap-loss-weight abc: one line, not argparse's usage block
+        raise GapkitError(str(exc)) from None
+    if not math.isfinite(gap.gap_loss_weight):
+        raise GapkitError(f"--gap-loss-weight must be a finite number, got {gap.gap_loss_weight}")
     gap.gap_loss_param = parse_key_values(gap.gap_loss_param, "--gap-loss-param", identifier_keys=True)
     if gap.gap_metrics is not None:
         from ..metrics.report import _select
