@@ -1,0 +1,126 @@
+"""Integration overheads, baseline and gapkit side by side in one process; prints medians and ratios.
+
+1. torchmetrics update on a (4096, 512) float32 batch (target: <= 2 ms on 2 cores).
+   gapkit: `ModalityGap(keys=geometry).update` (O(D) sum states only) and the default
+   `ModalityGap().update` (also keeps the sample for the pairwise metrics).
+   Baselines: the batch's B x B logits `x @ y.T` (a plain torch matmul every CLIP step computes
+   anyway) and `F.normalize` of both batches (the least any gap metric must touch).
+2. Gap metrics at open_clip evaluation on 10k validation pairs (target: <= 5 % added).
+   open_clip's own work on the collected features: `open_clip_train.train.get_clip_metrics` (logits
+   10k x 10k, two argsorts); gapkit's addition: `gap_metrics(...)` as the --gap-metrics seam calls it.
+   evaluate() also runs the model over the 10k validation images; that forward time is measured
+   for a real architecture on a few batches (ViT-B-32 at 224 px, pretrained=None) and scaled to 10k
+   images, and the ratio is printed against (forward + get_clip_metrics) too.
+
+Timings interleave baseline and gapkit and report medians of repeats, so ratios hold on a loaded
+machine; absolute numbers depend on load (say "under load" when quoting them).
+Usage: PYTHONPATH=src python benchmarks/bench_integrations.py [--quick] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def medians(fns: dict[str, Callable[[], object]], repeats: int, clock: Callable[[], float] = time.perf_counter
+            ) -> dict[str, float]:
+    """Median seconds of each function on `clock`, calls interleaved round-robin (one warm-up each)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = clock()
+            fn()
+            times[name].append(clock() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_update(repeats: int) -> None:
+    from gapkit.integrations.torchmetrics import ModalityGap
+    from gapkit.metrics.geometry import GEOMETRY_KEYS
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4096, 512, generator=g), torch.randn(4096, 512, generator=g)
+    geo, full = ModalityGap(GEOMETRY_KEYS), ModalityGap()
+
+    def full_update() -> None:  # reset so the sample stays the size of one batch, as in one update
+        full.reset()
+        full.update(x, y)
+
+    fns = {
+        "matmul x @ y.T (baseline)": lambda: x @ y.T,
+        "normalize both (baseline)": lambda: (F.normalize(x, dim=1), F.normalize(y, dim=1)),
+        "ModalityGap(geometry).update": lambda: geo.update(x, y),
+        "ModalityGap().update (+ sample)": full_update,
+    }
+    # wall time, and the process's CPU time (what the work costs whatever else runs on the machine;
+    # with 1 thread it is the idle wall time, with 2 threads about twice the idle wall time)
+    wall, cpu = medians(fns, repeats), medians(fns, repeats, time.process_time)
+    base = wall["matmul x @ y.T (baseline)"]
+    print(f"\n1. torchmetrics update, batch 4096 x 512 float32, {torch.get_num_threads()} threads "
+          f"(medians of {repeats}; target <= 2 ms)")
+    for k in fns:
+        print(f"   {k:34s} wall {wall[k] * 1e3:8.2f} ms  cpu {cpu[k] * 1e3:8.2f} ms   "
+              f"({wall[k] / base:6.3f} x the matmul, wall)")
+
+
+def bench_open_clip_eval(n: int, repeats: int, forward_batches: int) -> None:
+    import open_clip
+    from open_clip_train.train import get_clip_metrics
+
+    from gapkit.integrations.open_clip_train import DEFAULT_METRICS, gap_metrics
+
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(n, 512, generator=g)
+    img = F.normalize(z + 0.8 * torch.randn(n, 512, generator=g) + 2.0, dim=1)
+    txt = F.normalize(z + 0.8 * torch.randn(n, 512, generator=g) - 2.0, dim=1)
+    scale = torch.tensor(100.0)
+    res = medians({
+        "open_clip get_clip_metrics": lambda: get_clip_metrics(img, txt, scale),
+        "gapkit gap_metrics (default)": lambda: gap_metrics(img, txt, scale, DEFAULT_METRICS),
+        "gapkit gap_metrics (geometry)": lambda: gap_metrics(img, txt, scale, ["geometry"]),
+    }, repeats)
+    model, _, _ = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
+    model.eval()
+    images, tokens = torch.randn(32, 3, 224, 224), torch.randint(0, 49408, (32, 77))
+
+    def forward() -> None:
+        with torch.inference_mode():
+            model(images, tokens)
+
+    per_batch = medians({"forward": forward}, forward_batches)["forward"]
+    fwd = per_batch * n / 32
+    own = res["open_clip get_clip_metrics"]
+    print(f"\n2. open_clip evaluation on {n} validation pairs (medians of {repeats}; target <= 5 % added)")
+    for k, v in res.items():
+        print(f"   {k:34s} {v:8.3f} s")
+    print(f"   ViT-B-32 forward, 32 pairs         {per_batch:8.3f} s  -> {fwd:8.1f} s for {n} pairs (scaled)")
+    for k in ("gapkit gap_metrics (default)", "gapkit gap_metrics (geometry)"):
+        print(f"   {k}: +{100 * res[k] / own:6.1f} % of get_clip_metrics, "
+              f"+{100 * res[k] / (own + fwd):6.2f} % of evaluate() with the ViT-B-32 forward")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, 2k pairs in part 2")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--update-only", action="store_true", help="part 1 only")
+    ap.add_argument("--pairs", type=int, default=0, help="validation pairs in part 2 (default 10,000)")
+    ap.add_argument("--repeats", type=int, default=0, help="repeats in part 2 (default 5)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    bench_update(10 if args.quick else 50)
+    if args.update_only:
+        return
+    bench_open_clip_eval(args.pairs or (2_000 if args.quick else 10_000), args.repeats or (2 if args.quick else 5),
+                         2 if args.quick else 3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Modality-gap metrics as `torchmetrics.Metric` classes (streaming, multi-process, CPU or CUDA).
+
+    gap = ModalityGap().to(device)          # or a single metric: RMG(), CentroidDistance(), ...
+    gap.update(image_features, text_features)            # (B, D), (B, D): one pair per row
+    gap.update(images, captions, text_to_image)          # (B, D), (M, D), (M,) local map: several captions
+    gap.compute()  -> {"centroid_distance": tensor, "rmg": tensor, "uniformity_image": tensor, ...}
+
+Two kinds of state, both reduced across processes by torchmetrics (`dist_reduce_fx`):
+
+1. Sums (`dist_reduce_fx="sum"`), O(D) memory, exact at any size: gapkit's `GeometryState`
+   (gapkit.metrics.geometry), i.e. row counts, the row sums of the L2-normalised rows
+   sum_i x_i / ||x_i|| (D,), the sums of their squared norms, and over caption pairs the sums of
+   cos(x_t(j), y_j) and of ||x_t(j) - y_j|| = sqrt(2 - 2 cos). `compute` hands them to
+   `geometry_compute`, the same function behind `gapkit.measure`, for centroid_distance,
+   centroid_cosine, paired_cosine_mean, paired_distance_mean, alignment_loss, the cone means and rmg.
+   The sums are built on the tensor's own device in float32 (float64 input stays float64) and
+   accumulated in float64; a (4096, 512) batch costs about two matrix-vector products.
+
+2. A mergeable uniform sample of images with all their captions (`dist_reduce_fx="cat"`), for the
+   truly pairwise metrics (uniformity_image/text/cross, the cone minima, logit_entropy). Every image
+   gets a uniform random key; the `reservoir` images with the smallest keys are kept (with their
+   captions, which carry their image's key), so merging the samples of several processes keeps a
+   uniform sample of the union, as gapkit.metrics.streaming.Reservoir does for 1:1 pairs. At
+   `compute`:
+     - when the sample holds every image (`reservoir=None`, or fewer images than `reservoir`), the
+       metrics are `gapkit.measure` on all rows: identical to it;
+     - otherwise uniformity is gapkit's exact U-statistic on the sample (an unbiased estimate of the
+       full one, reported with its 95 % CI as `<key>_ci_low/_ci_high` and `<key>_n_sampled`), and
+       logit_entropy and the cone minima, which depend on every row at once, are NaN.
+
+Inputs: features of any float dtype (half precision is upcast: metrics never run in half), rows
+L2-normalised inside. Several processes: every process calls `update` on its own rows; `compute`
+gives the metrics of all rows (torchmetrics syncs the states). Pass `dim` when some process may
+see no rows at all (then its sum states still have the right shape).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import require
+
+_tm = require("torchmetrics", "gapkit.integrations.torchmetrics")
+import torch  # noqa: E402  (torchmetrics imports torch)
+from torchmetrics import Metric  # noqa: E402
+from torchmetrics.utilities import dim_zero_cat  # noqa: E402
+
+from ..errors import GapkitError  # noqa: E402
+from ..metrics.geometry import GEOMETRY_KEYS, GeometryState, geometry_compute  # noqa: E402
+
+DEFAULT_RESERVOIR = 10_000  # images kept for the pairwise metrics (as gapkit.metrics.streaming)
+PAIRWISE_KEYS = ("uniformity_image", "uniformity_text", "uniformity_cross", "image_cone_cosine_min",
+                 "text_cone_cosine_min", "logit_entropy")
+ALL_KEYS = GEOMETRY_KEYS + PAIRWISE_KEYS
+_SUMS = ("n_image", "n_text", "sq_image", "sq_text", "sum_cos", "sum_dist")  # scalar sum states
+_SAMPLE = ("sample_image", "sample_text", "sample_image_key", "sample_text_key")  # "cat" states
+
+
+# ----------------------------------------------------------------------------- inputs and sums
+
+def _features(x: Any, name: str) -> torch.Tensor:
+    """A detached (B, D) float tensor; half precision upcast to float32, float64 kept."""
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x))
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise GapkitError(f"{name}: expected a non-empty (rows, dim) matrix, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise GapkitError(f"{name}: expected floating-point features, got {x.dtype}")
+    x = x.detach()
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _mapping(text_to_image: Any, n_image: int, n_text: int, device: torch.device) -> torch.Tensor | None:
+    """The batch-local (M,) text -> image map as int64 on `device`, or None for 1:1 rows."""
+    if text_to_image is None:
+        if n_image != n_text:
+            raise GapkitError(f"{n_image} image rows but {n_text} text rows: pass text_to_image (M,) "
+                              "giving each caption's image row in this batch")
+        return None
+    m = torch.as_tensor(text_to_image, device=device).reshape(-1)
+    if m.dtype.is_floating_point or m.dtype == torch.bool or m.shape[0] != n_text:
+        raise GapkitError(f"text_to_image: expected {n_text} integer image indices, got {m.dtype} of shape "
+                          f"{tuple(m.shape)}")
+    lo, hi = int(m.min()), int(m.max())  # one device sync per update, for a clear error
+    if lo < 0 or hi >= n_image:
+        raise GapkitError(f"text_to_image: indices must lie in [0, {n_image}) for this batch, got [{lo}, {hi}]")
+    return m.long()
+
+
+def batch_state(image: torch.Tensor, text: torch.Tensor, mapping: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The fields of gapkit's GeometryState for one batch, as float64 tensors on the batch's device.
+
+    With r_i = ||x_i|| (rows scaled to unit length without materialising the normalised copy):
+        sum_image = sum_i x_i / r_i = (1/r) @ X    (D,)        sq_image = sum_i (r_i / r_i)^2
+        cos_j = <x_t(j), y_j> / (r_t(j) s_j)                    sum_cos = sum_j cos_j
+        sum_dist = sum_j sqrt(max(2 - 2 cos_j, 0))
+    i.e. what gapkit.metrics.geometry.rows_state computes with NumPy, here in torch so that CUDA
+    features never leave the device (tested equal to rows_state).
+    """
+    if image.shape[1] != text.shape[1]:
+        raise GapkitError(f"image features have dim {image.shape[1]} but text features have dim {text.shape[1]}")
+    dtype = torch.float64 if (image.dtype == torch.float64 and text.dtype == torch.float64) else torch.float32
+    image, text = image.to(dtype), text.to(dtype)
+    out: dict[str, torch.Tensor] = {}
+    norms = {}
+    for name, a in (("image", image), ("text", text)):
+        r = torch.linalg.vector_norm(a, dim=1)
+        inv = 1.0 / r.clamp_min(1e-12)  # as l2_normalize: a zero row stays zero
+        norms[name] = inv
+        out[f"n_{name}"] = torch.tensor(float(a.shape[0]), dtype=torch.float64, device=a.device)
+        out[f"sum_{name}"] = (inv.unsqueeze(0) @ a).squeeze(0).to(torch.float64)
+        out[f"sq_{name}"] = (r * inv).square().sum(dtype=torch.float64)
+    paired = image if mapping is None else image[mapping]
+    inv_paired = norms["image"] if mapping is None else norms["image"][mapping]
+    cos = (torch.linalg.vecdot(paired, text, dim=1) * inv_paired * norms["text"]).to(torch.float64)
+    out["sum_cos"] = cos.sum()
+    out["sum_dist"] = (2.0 - 2.0 * cos).clamp_min(0.0).sqrt().sum()
+    return out
+
+
+def state_to_geometry(s: dict[str, torch.Tensor]) -> GeometryState:
+    """Torch sum states -> gapkit's GeometryState (NumPy float64) for `geometry_compute`."""
+    f = {k: float(s[k]) for k in _SUMS}
+    return GeometryState(f["n_image"], f["n_text"], s["sum_image"].detach().cpu().numpy().astype(np.float64),
+                         s["sum_text"].detach().cpu().numpy().astype(np.float64), f["sq_image"], f["sq_text"],
+                         f["sum_cos"], f["sum_dist"])
+
+
+# ----------------------------------------------------------------------------- the metric
+
+class ModalityGap(Metric):
+    """Streaming modality-gap metrics of gapkit (module doc); `compute()` returns a dict of tensors.
+
+    keys: which metrics to report (default: all of ALL_KEYS); geometry keys cost O(D) state, the
+      pairwise ones keep a sample of `reservoir` images (None = every image, exact at any size).
+    logit_scale: s of logit_entropy = mean_i H(softmax(s x_i Y^T)) (100 = CLIP's clamp).
+    dim: feature dimension, when known (needed only if some process may see no rows).
+    seed: seeds the sample's keys (each process adds its rank) and gapkit's sampled estimators.
+    Extra keyword arguments go to torchmetrics.Metric (e.g. compute_on_cpu, sync_on_compute).
+    """
+
+    is_differentiable = False
+    higher_is_better = None
+    full_state_update = False
+
+    def __init__(self, keys: Sequence[str] | None = None, *, reservoir: int | None = DEFAULT_RESERVOIR,
+                 logit_scale: float = 100.0, dim: int | None = None, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.keys = tuple(ALL_KEYS if keys is None else keys)
+        unknown = [k for k in self.keys if k not in ALL_KEYS]
+        if unknown:
+            raise GapkitError(f"unknown gap metric {unknown[0]!r}; known: {', '.join(ALL_KEYS)}")
+        if reservoir is not None and reservoir < 2:
+            raise GapkitError(f"reservoir must be at least 2 images (or None for all), got {reservoir}")
+        if not np.isfinite(logit_scale) or logit_scale < 0:
+            raise GapkitError(f"logit_scale must be a finite number >= 0, got {logit_scale}")
+        self.reservoir, self.logit_scale, self.seed = reservoir, float(logit_scale), seed
+        self.needs_sample = any(k in PAIRWISE_KEYS for k in self.keys)
+        self._generator: torch.Generator | None = None
+        for name in _SUMS:
+            self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        for name in ("sum_image", "sum_text"):
+            self.add_state(name, default=torch.zeros(dim or 0, dtype=torch.float64), dist_reduce_fx="sum")
+        if self.needs_sample:
+            for name in _SAMPLE:
+                self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    # -- update -----------------------------------------------------------------------------
+    def update(self, image: Any, text: Any, text_to_image: Any = None) -> None:  # type: ignore[override]
+        """Fold one batch: image (B, D), text (M, D), text_to_image (M,) batch-local or None (1:1)."""
+        x, y = _features(image, "image features"), _features(text, "text features")
+        mapping = _mapping(text_to_image, x.shape[0], y.shape[0], x.device)
+        st = batch_state(x, y, mapping)
+        for name in ("sum_image", "sum_text"):
+            cur = getattr(self, name)
+            if cur.numel() == 0:  # first batch fixes the dimension
+                setattr(self, name, torch.zeros(x.shape[1], dtype=torch.float64, device=self.device))
+            elif cur.shape[0] != x.shape[1]:
+                raise GapkitError(f"features have dim {x.shape[1]}, earlier batches had {cur.shape[0]}")
+        for name, value in st.items():  # the sums may live on another device than the batch
+            setattr(self, name, getattr(self, name) + value.to(self.device))
+        if self.needs_sample:
+            self._sample(x, y, mapping)
+
+    def _keys(self, n: int) -> torch.Tensor:
+        if self._generator is None:  # per process: the same seed on two ranks would repeat keys
+            rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+            self._generator = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + rank)
+        return torch.rand(n, generator=self._generator, dtype=torch.float64)
+
+    def _sample(self, x: torch.Tensor, y: torch.Tensor, mapping: torch.Tensor | None) -> None:
+        """Add the batch's unit rows with fresh image keys, then keep the `reservoir` smallest keys."""
+        keys = self._keys(x.shape[0]).to(self.device)
+        text_keys = keys if mapping is None else keys[mapping.to(self.device)]
+        unit = lambda a: torch.nn.functional.normalize(a, dim=1).to(self.device)  # noqa: E731
+        self.sample_image.append(unit(x))
+        self.sample_text.append(unit(y))
+        self.sample_image_key.append(keys)
+        self.sample_text_key.append(text_keys)
+        if self.reservoir is not None and sum(k.shape[0] for k in self.sample_image_key) > self.reservoir:
+            kept = _prune(*(dim_zero_cat(getattr(self, n)) for n in _SAMPLE), self.reservoir)
+            for name, value in zip(_SAMPLE, kept):
+                setattr(self, name, [value])
+
+    # -- compute ----------------------------------------------------------------------------
+    def compute(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        """{key: 0-d float64 tensor} for `keys` (module doc), plus n_image and n_text."""
+        if float(self.n_image) == 0:
+            raise GapkitError("ModalityGap.compute() before any update(): no features were seen")
+        sums = {k: getattr(self, k) for k in _SUMS + ("sum_image", "sum_text")}
+        out: dict[str, float] = dict(geometry_compute(state_to_geometry(sums)))
+        if self.needs_sample:
+            out.update(self._pairwise())
+        res = {k: v for k, v in out.items()
+               if k in self.keys or k.rsplit("_ci_", 1)[0] in self.keys or k.rsplit("_n_sampled", 1)[0] in self.keys}
+        res.update(n_image=float(self.n_image), n_text=float(self.n_text))
+        return {k: torch.tensor(float(v), dtype=torch.float64) for k, v in res.items()}
+
+    def _pairwise(self) -> dict[str, float]:
+        """Pairwise metrics from the sample: exactly `measure` when it holds every image."""
+        from ..metrics import measure
+        from ..metrics._prep import prepare
+        from ..metrics.pairwise import cross_stat, within_stat
+
+        image, text, ikey, tkey = (dim_zero_cat(getattr(self, n)).detach().cpu() for n in _SAMPLE)
+        if self.reservoir is not None:  # the union of several processes' samples: keep `reservoir` again
+            image, text, ikey, tkey = _prune(image, text, ikey, tkey, self.reservoir)
+        p = prepare(image.numpy(), text.numpy(), _text_to_image(ikey, tkey))
+        if p.n_image == int(round(float(self.n_image))):  # the sample is all the data
+            wanted = [k for k in self.keys if k in PAIRWISE_KEYS]
+            return measure(p, metrics=wanted, seed=self.seed, logit_scale=self.logit_scale)
+        out: dict[str, float] = {k: float("nan") for k in PAIRWISE_KEYS}
+        n = p.n_image
+        for name, u in (("image", p.image), ("text", p.text)):
+            out.update(within_stat(u, seed=self.seed, subset_of=n)[0].as_dict(f"uniformity_{name}"))
+        out.update(cross_stat(p, seed=self.seed, subset_of=n).as_dict("uniformity_cross"))
+        return out
+
+
+def _prune(image: torch.Tensor, text: torch.Tensor, ikey: torch.Tensor, tkey: torch.Tensor,
+           size: int) -> tuple[torch.Tensor, ...]:
+    """Keep the `size` images of smallest key and the captions whose image is kept."""
+    if ikey.shape[0] <= size:
+        return image, text, ikey, tkey
+    threshold = torch.kthvalue(ikey, size).values  # keys are distinct with probability 1
+    keep_i, keep_t = ikey <= threshold, tkey <= threshold
+    return image[keep_i], text[keep_t], ikey[keep_i], tkey[keep_t]
+
+
+def _text_to_image(ikey: torch.Tensor, tkey: torch.Tensor) -> np.ndarray | None:
+    """Each sampled caption's row in the sampled images, found by its image's key (None when 1:1)."""
+    if ikey.shape == tkey.shape and bool(torch.equal(ikey, tkey)):
+        return None
+    order = torch.argsort(ikey)
+    pos = torch.searchsorted(ikey[order], tkey).clamp_max(ikey.shape[0] - 1)
+    mapping = order[pos]
+    if not bool(torch.equal(ikey[mapping], tkey)):  # would mean two images drew the same key
+        raise GapkitError("ModalityGap: caption keys do not match image keys (duplicate random keys?)")
+    return mapping.numpy()
+
+
+# ----------------------------------------------------------------------------- single metrics
+
+class _OneKey(ModalityGap):
+    """A ModalityGap reporting one key as a 0-d tensor (for logging one curve)."""
+
+    KEY = ""
+    RESERVOIR: int | None = DEFAULT_RESERVOIR
+
+    def __init__(self, *, reservoir: int | None | str = "default", **kwargs: Any) -> None:
+        super().__init__((self.KEY,), reservoir=self.RESERVOIR if reservoir == "default" else reservoir, **kwargs)
+
+    def compute(self) -> torch.Tensor:  # type: ignore[override]
+        return super().compute()[self.KEY]
+
+
+def _one(name: str, key: str, doc: str, reservoir: int | None = DEFAULT_RESERVOIR) -> type[_OneKey]:
+    cls = type(name, (_OneKey,), {"KEY": key, "RESERVOIR": reservoir, "__doc__": doc, "__module__": __name__})
+    return cls
+
+
+CentroidDistance = _one("CentroidDistance", "centroid_distance",
+                        "||mean_i x_i - mean_j y_j|| on unit rows (Liang et al. 2022); O(D) state.")
+CentroidCosine = _one("CentroidCosine", "centroid_cosine",
+                      "cos(mean x, mean y): the angle between the two modality centroids; O(D) state.")
+PairedCosine = _one("PairedCosine", "paired_cosine_mean",
+                    "mean over caption pairs of cos(x_t(j), y_j), the alignment score; O(D) state.")
+AlignmentLoss = _one("AlignmentLoss", "alignment_loss",
+                     "mean over caption pairs of ||x_t(j) - y_j||^2 = 2 - 2 paired cosine (Wang & Isola).")
+RMG = _one("RMG", "rmg", "Relative modality gap (Schrodi et al. 2025), diagonal excluded; O(D) state.")
+ImageConeCosine = _one("ImageConeCosine", "image_cone_cosine_mean",
+                       "Mean off-diagonal cosine among images (the cone effect); O(D) state.")
+TextConeCosine = _one("TextConeCosine", "text_cone_cosine_mean",
+                      "Mean off-diagonal cosine among texts (the cone effect); O(D) state.")
+ImageUniformity = _one("ImageUniformity", "uniformity_image",
+                       "log mean_{i != k} exp(-2 ||x_i - x_k||^2) (Wang & Isola); sample of `reservoir` images.")
+TextUniformity = _one("TextUniformity", "uniformity_text",
+                      "log mean_{i != k} exp(-2 ||y_i - y_k||^2) (Wang & Isola); sample of `reservoir` images.")
+CrossUniformity = _one("CrossUniformity", "uniformity_cross",
+                       "log mean over unpaired (image, text) of exp(-2 ||x - y||^2) (Fahim et al. 2024).")
+LogitEntropy = _one("LogitEntropy", "logit_entropy",
+                    "mean_i H(softmax(s x_i Y^T)) in nats (Schrodi et al. 2025); keeps every row by default.",
+                    reservoir=None)
+
+__all__ = ["ModalityGap", "ALL_KEYS", "batch_state", "CentroidDistance", "CentroidCosine", "PairedCosine",
+           "AlignmentLoss", "RMG", "ImageConeCosine", "TextConeCosine", "ImageUniformity", "TextUniformity",
+           "CrossUniformity", "LogitEntropy"]

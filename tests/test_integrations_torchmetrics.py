@@ -1,0 +1,237 @@
+"""gapkit.integrations.torchmetrics: equal to gapkit.measure, chunk-invariant, and two gloo
+processes give the metrics of one process holding every row."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchmetrics")
+
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+from gapkit import load_sample, measure  # noqa: E402
+from gapkit.errors import GapkitError  # noqa: E402
+from gapkit.integrations import torchmetrics as gtm  # noqa: E402
+from gapkit.metrics.geometry import rows_state  # noqa: E402
+from tests.test_losses_distributed import free_port  # noqa: E402  (the repo's DDP test harness)
+
+GEOM = ("centroid_distance", "centroid_cosine", "paired_cosine_mean", "paired_distance_mean", "alignment_loss",
+        "image_cone_cosine_mean", "text_cone_cosine_mean", "rmg")
+PAIRWISE = ("uniformity_image", "uniformity_text", "uniformity_cross", "image_cone_cosine_min",
+            "text_cone_cosine_min", "logit_entropy")
+
+
+def captions(n_image: int = 40, d: int = 12, seed: int = 0, dtype=np.float64):
+    """Images (N, D) with 1-3 captions each (text rows shuffled), a gap along dim 0."""
+    r = np.random.default_rng(seed)
+    image = r.standard_normal((n_image, d)) + 1.5 * np.eye(d)[0]
+    mapping = np.repeat(np.arange(n_image), r.integers(1, 4, n_image))
+    r.shuffle(mapping)
+    text = image[mapping] + r.standard_normal((mapping.size, d)) - 3.0 * np.eye(d)[0]
+    return (image * 3.0).astype(dtype), text.astype(dtype), mapping  # scale: rows are normalised inside
+
+
+def reference(image, text, mapping=None, **kw) -> dict:
+    return measure(image, text, mapping, metrics=list(GEOM + PAIRWISE), **kw)
+
+
+def check_equal(got: dict, ref: dict, keys, rtol: float) -> None:
+    for k in keys:
+        np.testing.assert_allclose(float(got[k]), ref[k], rtol=rtol, atol=rtol, err_msg=k)
+
+
+def test_batch_state_equals_numpy_rows_state():
+    image, text, mapping = captions()
+    st = gtm.batch_state(torch.from_numpy(image), torch.from_numpy(text), torch.from_numpy(mapping))
+    ref = rows_state(image, text, mapping)
+    for f in ("n_image", "n_text", "sq_image", "sq_text", "sum_cos", "sum_dist"):
+        np.testing.assert_allclose(float(st[f]), getattr(ref, f), rtol=1e-12, err_msg=f)
+    np.testing.assert_allclose(st["sum_image"].numpy(), ref.sum_image, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(st["sum_text"].numpy(), ref.sum_text, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("multi", [False, True], ids=["1to1", "captions"])
+def test_equals_measure_on_random_data(multi):
+    image, text, mapping = captions()
+    if not multi:
+        text, mapping = text[: image.shape[0]], None
+        text = text + image  # some correlation so paired cosine is not ~0
+    m = gtm.ModalityGap()
+    m.update(torch.from_numpy(image), torch.from_numpy(text), None if mapping is None else torch.from_numpy(mapping))
+    got = m.compute()
+    check_equal(got, reference(image, text, mapping), GEOM + PAIRWISE, 1e-10)
+    assert float(got["n_text"]) == text.shape[0]
+
+
+def test_equals_measure_on_bundled_clip_embeddings():
+    pe = load_sample("clip")
+    x, y = torch.from_numpy(np.asarray(pe.image)), torch.from_numpy(np.asarray(pe.text))
+    assert x.dtype == torch.float32 and x.shape == (500, 512)
+    m = gtm.ModalityGap()
+    for s in range(0, 500, 128):  # as a validation loop would feed it
+        m.update(x[s : s + 128], y[s : s + 128])
+    check_equal(m.compute(), reference(pe.image, pe.text), GEOM + PAIRWISE, 2e-5)
+
+
+def _random_chunks(n: int, rng: np.random.Generator) -> list[int]:
+    cuts = np.sort(rng.choice(np.arange(1, n), size=6, replace=False))
+    return list(np.diff(np.concatenate([[0], cuts, [n]])))
+
+
+def test_chunked_updates_of_random_sizes_equal_one_update():
+    image, text, mapping = captions(60, seed=3)
+    one = gtm.ModalityGap()
+    one.update(torch.from_numpy(image), torch.from_numpy(text), torch.from_numpy(mapping))
+    chunked = gtm.ModalityGap()
+    start = 0
+    for size in _random_chunks(60, np.random.default_rng(1)):
+        rows = np.arange(start, start + size)
+        sel = np.flatnonzero(np.isin(mapping, rows))  # this chunk's captions, with a chunk-local map
+        chunked.update(torch.from_numpy(image[rows]), torch.from_numpy(text[sel]),
+                       torch.from_numpy(mapping[sel] - start))
+        start += size
+    a, b = one.compute(), chunked.compute()
+    check_equal(b, {k: float(v) for k, v in a.items()}, GEOM + PAIRWISE, 1e-10)
+
+
+def test_single_metric_classes_and_half_precision():
+    image, text, mapping = captions(dtype=np.float32)
+    ref = reference(image, text, mapping)
+    x, y, t = torch.from_numpy(image).half(), torch.from_numpy(text).half(), torch.from_numpy(mapping)
+    ref_half = reference(x.float().numpy(), y.float().numpy(), mapping)  # fp16 rounding of the inputs only
+    for cls, key in ((gtm.RMG, "rmg"), (gtm.CentroidDistance, "centroid_distance"),
+                     (gtm.CentroidCosine, "centroid_cosine"), (gtm.TextUniformity, "uniformity_text"),
+                     (gtm.LogitEntropy, "logit_entropy")):
+        metric = cls()
+        metric.update(x, y, t)
+        value = metric.compute()
+        assert value.ndim == 0
+        np.testing.assert_allclose(float(value), ref_half[key], rtol=1e-5, err_msg=key)
+        np.testing.assert_allclose(float(value), ref[key], rtol=5e-2, err_msg=key)
+    assert not gtm.RMG().needs_sample  # geometry metrics keep O(D) state only
+
+
+def test_reservoir_smaller_than_data_keeps_captions_and_exact_sums():
+    image, text, mapping = captions(400, d=8, seed=5)
+    m = gtm.ModalityGap(reservoir=150)
+    for s in range(0, 400, 64):
+        sel = np.flatnonzero((mapping >= s) & (mapping < s + 64))
+        m.update(torch.from_numpy(image[s : s + 64]), torch.from_numpy(text[sel]), torch.from_numpy(mapping[sel] - s))
+    got = m.compute()
+    check_equal(got, reference(image, text, mapping), GEOM, 1e-10)  # the sums stay exact
+    kept_images = torch.cat(m.sample_image_key)
+    kept_texts = torch.cat(m.sample_text_key)
+    assert kept_images.shape[0] == 150  # memory stays bounded
+    assert torch.isin(kept_texts, kept_images).all()  # only captions of kept images ...
+    n_captions = np.bincount(mapping, minlength=400)  # ... and all of them: each key's count is its image's
+    all_keys_counts = torch.unique(kept_texts, return_counts=True)[1].sort().values
+    assert all_keys_counts.sum() == kept_texts.shape[0] and set(all_keys_counts.tolist()) <= set(n_captions.tolist())
+    for key, rows in (("uniformity_image", 150), ("uniformity_text", kept_texts.shape[0]), ("uniformity_cross", 150)):
+        assert float(got[f"{key}_n_sampled"]) == rows
+    assert np.isnan(float(got["logit_entropy"])) and np.isnan(float(got["image_cone_cosine_min"]))
+
+
+def test_reservoir_uniformity_ci_covers_the_full_value():
+    r = np.random.default_rng(11)
+    image = r.standard_normal((600, 8)) + 1.0
+    text = image + r.standard_normal((600, 8))
+    m = gtm.ModalityGap(reservoir=200)
+    for s in range(0, 600, 100):
+        m.update(torch.from_numpy(image[s : s + 100]), torch.from_numpy(text[s : s + 100]))
+    got, ref = m.compute(), reference(image, text)
+    for key in ("uniformity_image", "uniformity_text", "uniformity_cross"):
+        assert float(got[f"{key}_ci_low"]) <= ref[key] <= float(got[f"{key}_ci_high"]), key
+        assert abs(float(got[key]) - ref[key]) < 0.1
+
+
+def test_bad_input_is_one_gapkit_error():
+    m = gtm.ModalityGap()
+    with pytest.raises(GapkitError, match="dim"):
+        m.update(torch.randn(4, 3), torch.randn(4, 5))
+    with pytest.raises(GapkitError, match="text_to_image"):
+        m.update(torch.randn(4, 3), torch.randn(5, 3))
+    with pytest.raises(GapkitError, match=r"\[0, 4\)"):
+        m.update(torch.randn(4, 3), torch.randn(2, 3), torch.tensor([0, 4]))
+    with pytest.raises(GapkitError, match="unknown gap metric"):
+        gtm.ModalityGap(keys=["gap"])
+    with pytest.raises(GapkitError, match="before any update"):
+        gtm.ModalityGap().compute()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_tensors_equal_cpu():
+    image, text, mapping = captions(dtype=np.float32)
+    cpu, gpu = gtm.ModalityGap(), gtm.ModalityGap().to("cuda")
+    cpu.update(torch.from_numpy(image), torch.from_numpy(text), torch.from_numpy(mapping))
+    gpu.update(torch.from_numpy(image).cuda(), torch.from_numpy(text).cuda(), torch.from_numpy(mapping).cuda())
+    check_equal(gpu.compute(), {k: float(v) for k, v in cpu.compute().items()}, GEOM + PAIRWISE, 1e-5)
+
+
+# ----------------------------------------------------------------------------- two processes
+
+WORLD = 2
+N_DDP = 50
+SPLIT = (0, 31, N_DDP)  # unequal shards
+
+
+def _ddp_worker(r: int, port: int, out_dir: str) -> None:
+    from safetensors.torch import save_file
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=r, world_size=WORLD)
+    try:
+        torch.set_num_threads(1)
+        image, text, mapping = captions(N_DDP, seed=7)
+        lo, hi = SPLIT[r], SPLIT[r + 1]
+        sel = np.flatnonzero((mapping >= lo) & (mapping < hi))
+        for name, kw in (("all", {}), ("sampled", {"reservoir": 20})):
+            m = gtm.ModalityGap(**kw)
+            for s in range(lo, hi, 8):  # several updates per rank
+                part = sel[(mapping[sel] >= s) & (mapping[sel] < s + 8)]
+                m.update(torch.from_numpy(image[s : min(s + 8, hi)]), torch.from_numpy(text[part]),
+                         torch.from_numpy(mapping[part] - s))
+            save_file({k: v.reshape(1) for k, v in m.compute().items()}, os.path.join(out_dir, f"{name}_{r}.st"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(180)
+def test_two_gloo_processes_equal_one_process():
+    from safetensors.torch import load_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # fork: the children inherit the imported modules (spawn re-imports torch: slow on 2 cores)
+        mp.start_processes(_ddp_worker, args=(free_port(), tmp), nprocs=WORLD, join=True, start_method="fork")
+        res = {f[:-3]: load_file(os.path.join(tmp, f)) for f in os.listdir(tmp)}
+    image, text, mapping = captions(N_DDP, seed=7)
+    ref = reference(image, text, mapping)
+    for r in range(WORLD):  # every rank reports the metrics of all rows
+        check_equal(res[f"all_{r}"], ref, GEOM + PAIRWISE, 1e-10)
+        check_equal(res[f"sampled_{r}"], ref, GEOM, 1e-10)
+        assert float(res[f"sampled_{r}"]["uniformity_image_n_sampled"]) == 20  # union sample, pruned to 20
+    for k in res["sampled_0"]:  # both ranks hold the same merged sample
+        np.testing.assert_array_equal(res["sampled_0"][k].numpy(), res["sampled_1"][k].numpy())
+
+
+def test_docs_torchmetrics_example_runs(capsys):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "integrations.md").read_text(encoding="utf-8")
+    block = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, "docs/integrations.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "centroid_distance" in out and "rmg" in out
+
+
+def test_importing_gapkit_and_the_package_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, gapkit, gapkit.integrations; "
+            "print([m for m in ('torch', 'torchmetrics', 'lightning', 'transformers', 'open_clip') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
