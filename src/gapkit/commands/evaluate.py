@@ -137,7 +137,9 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
     if args.task in ("retrieval", "mixed-retrieval", "intra-text"):
         pe, inputs = load_from_args(args)
         if args.task == "mixed-retrieval":
-            corpus = ev.corpus_from_pairs(pe, args.query_fraction, args.seed, fused=args.fused)
+            from ..evaluate.protocol import mixed_corpus
+
+            corpus = mixed_corpus(pe, args.seed, args.query_fraction, fused=args.fused)
             return ev.mixed_retrieval(corpus, fx, kind=args.score), inputs
         img, txt = _apply(fx, pe.image, "image"), _apply(fx, pe.text, "text")
         if args.task == "retrieval":
