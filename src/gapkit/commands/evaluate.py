@@ -125,7 +125,19 @@ def _apply(fx: Any, x: Any, modality: str) -> Any:
 
 
 def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Returns (metrics, inputs)."""
+    """Returns (metrics, inputs); metrics carry 95 % CIs and, with a fixer, the paired difference
+    from the raw embeddings on the same queries (gapkit.evaluate.compare)."""
+    metrics, inputs, per_query = _task_values(args, fx)
+    if per_query is not None:
+        from ..evaluate.compare import uncertainty
+
+        metrics.update(uncertainty(per_query(None), None if fx is None else per_query(fx), seed=args.seed))
+    return metrics, inputs
+
+
+def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """(metrics, inputs, per_query(fixer) -> per-query values, or None for tasks without one)."""
+    from ..evaluate import compare as cmp
     from .. import evaluate as ev
     from ..embeddings import load_array
     from ..errors import GapkitError
@@ -140,11 +152,12 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
             from ..evaluate.protocol import mixed_corpus
 
             corpus = mixed_corpus(pe, args.seed, args.query_fraction, fused=args.fused)
-            return ev.mixed_retrieval(corpus, fx, kind=args.score), inputs
+            return ev.mixed_retrieval(corpus, fx, kind=args.score), inputs, lambda f: cmp.mixed_per_query_of(
+                pe, f, args.seed, query_fraction=args.query_fraction, fused=args.fused, kind=args.score, prefix="")
         img, txt = _apply(fx, pe.image, "image"), _apply(fx, pe.text, "text")
         if args.task == "retrieval":
-            return ev.retrieval(img, txt, pe.text_to_image), inputs
-        return ev.intra_modal_retrieval(txt, pe.mapping, prefix="text_retrieval_intra"), inputs
+            return ev.retrieval(img, txt, pe.text_to_image), inputs, lambda f: cmp.retrieval_per_query(pe, f)
+        return ev.intra_modal_retrieval(txt, pe.mapping, prefix="text_retrieval_intra"), inputs, None
     _need(args, "image")
     img = _apply(fx, _read_matrix(args.image, f"--image {args.image}"), "image")
     inputs: dict[str, Any] = {"image": args.image}
@@ -153,9 +166,9 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
         labels = _read_labels(args.labels)
         inputs["labels"] = args.labels
         if args.task == "intra-image":
-            return ev.intra_modal_retrieval(img, labels, prefix="image_retrieval_intra"), inputs
+            return ev.intra_modal_retrieval(img, labels, prefix="image_retrieval_intra"), inputs, None
         if args.task == "linear-probe":
-            return ev.linear_probe(img, labels, test_fraction=args.test_fraction, seed=args.seed), inputs
+            return ev.linear_probe(img, labels, test_fraction=args.test_fraction, seed=args.seed), inputs, None
     _need(args, "classifier")
     cls = load_array(args.classifier, mmap=False)
     inputs["classifier"] = args.classifier
@@ -166,11 +179,12 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
         flat = cls.reshape(-1, cls.shape[-1])
         cls = _apply(fx, flat, "text").reshape(cls.shape)
     if args.task == "zero-shot":
-        return ev.zero_shot(img, labels, cls), inputs
+        raw_img, raw_cls = _read_matrix(args.image, f"--image {args.image}"), load_array(args.classifier, mmap=False)
+        return ev.zero_shot(img, labels, cls), inputs, lambda f: cmp.zero_shot_per_query(raw_img, labels, raw_cls, f)
     _need(args, "groups", "prompt_categories")
     inputs.update(groups=args.groups, prompt_categories=args.prompt_categories)
     offensive = tuple(s for s in args.offensive.split(",") if s)
-    return ev.denigration(img, _read_list(args.groups), cls, _read_list(args.prompt_categories), offensive), inputs
+    return ev.denigration(img, _read_list(args.groups), cls, _read_list(args.prompt_categories), offensive), inputs, None
 
 
 def run(args: argparse.Namespace) -> int:

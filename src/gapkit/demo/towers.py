@@ -249,8 +249,8 @@ def evaluate_embeddings(ctx: dict[str, Any], sets: dict[str, PairedEmbeddings], 
         if not scores_only:
             x, y = _apply(moved, pe.image, "image"), _apply(moved, pe.text, "text")
             r = ev.retrieval(x, y, pe.text_to_image, ks=(1,))
-            out[f"{name} i2t R@1"] = r["text_retrieval_recall@1"]
-            out[f"{name} t2i R@1"] = r["image_retrieval_recall@1"]
+            out[f"{name} i2t R@1"] = r["i2t_recall@1"]
+            out[f"{name} t2i R@1"] = r["t2i_recall@1"]
         corpus = ev.corpus_from_pairs(pe, seed=ctx["seed"])  # raw rows: mixed_retrieval applies the fixer
         out[f"{name} mixed NDCG@10"] = ev.mixed_retrieval(corpus, fixer=fixer)["ndcg@10"]
     labels = _need(ctx, "features", "features")["test"]["openclipart"].labels

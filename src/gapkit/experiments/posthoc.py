@@ -265,7 +265,7 @@ def run_sweep(out_dir: Path, quick: bool = False, seed: int = 0, *, sample: str 
     lambdas = np.arange(lam_min, lam_max + 1e-9, lam_step * (2 if quick else 1))
     curve = lambda_sweep(calib, test, lambdas, tasks, seed)
     bars = fixer_sweep(calib, test, tasks, seed)
-    metrics = [m for m in ("image_retrieval_recall@1", "text_retrieval_recall@1", "mixed_ndcg@10",
+    metrics = [m for m in ("t2i_recall@1", "i2t_recall@1", "mixed_ndcg@10",
                            "mixed_image_share@10") if m in curve["raw"]]
     refs = ({"mixed_image_share@10": (curve["raw"]["mixed_corpus_image_share"], "share of images in the corpus")}
             if "mixed_corpus_image_share" in curve["raw"] else None)
