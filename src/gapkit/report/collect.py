@@ -184,7 +184,7 @@ def _ci_of(d: dict[str, Any], key: str) -> tuple[float, float] | None:
 
 
 # Results subtrees that are not gap measurements of an embedding set (they get their own sections).
-NOT_MEASUREMENTS = ("ci", "stages", "fixers", "evaluation")
+NOT_MEASUREMENTS = ("ci", "stages", "fixers", "evaluation", "table", "gap_summary")
 
 
 def _walk(d: dict[str, Any], path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:

@@ -294,6 +294,8 @@ def _css() -> str:
 # --------------------------------------------------------------------------- entry points
 def render_html(records: list[Loaded], title: str | None = None) -> str:
     """The whole report page as a string (figures must already be resolved on the records)."""
+    from .study import study_section
+
     title = title or "gapkit modality-gap report"
     meas = measurements(records)
     sections = [
@@ -301,6 +303,7 @@ def render_html(records: list[Loaded], title: str | None = None) -> str:
         _summary_section(meas),
         _figures_section(records),
         *(_keyed_section(records, key, *spec) for key, spec in SECTION_KEYS.items()),
+        study_section(records),
         _records_section(records),
         _provenance_section(records),
     ]
