@@ -69,8 +69,13 @@ def _from_embeddings(args: argparse.Namespace) -> Any:
     from ..study import StudyData
 
     if args.sample:
+        from ..samples import SAMPLES
+
         pe = load_sample(args.sample)
-        model, data = _names(args, pe, f"sample:{args.sample}", f"sample:{args.sample}")
+        # "CLIP ViT-B/16, pretrained; 500 COCO val2017 pairs; 512-d" -> model, dataset
+        desc = [s.strip() for s in SAMPLES.get(args.sample, "").split(";")]
+        model, data = _names(args, pe, desc[0] or f"sample:{args.sample}",
+                             desc[1] if len(desc) > 1 else f"sample:{args.sample}")
         return StudyData(pe, model, data, inputs={"sample": args.sample, "embeddings": str(sample_path(args.sample))})
     pe = load_embeddings(args.embeddings)
     model, data = _names(args, pe, "unnamed model", Path(args.embeddings).name)

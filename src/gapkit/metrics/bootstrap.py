@@ -138,7 +138,10 @@ def wilson_interval(successes: float, n: int, level: float = 0.95) -> Interval:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Interval(float(p), float(max(0.0, centre - half)), float(min(1.0, centre + half)),
+    # exact 0 / 1 at the ends (the formula leaves rounding residue there)
+    lo = 0.0 if successes <= 0 else max(0.0, centre - half)
+    hi = 1.0 if successes >= n else min(1.0, centre + half)
+    return Interval(float(p), float(lo), float(hi),
                     se=float(np.sqrt(p * (1 - p) / n)), method="wilson")
 
 
