@@ -170,10 +170,13 @@ def embed_from_args(args: argparse.Namespace, shard: str | None = None) -> tuple
 
 
 def make_encoder(args: argparse.Namespace) -> Any:
-    """The encoder named by --encoder/--checkpoint/--seed/--device (seeded unless hf/sbert)."""
+    """The encoder named by --encoder/--checkpoint/--seed/--device (seeded unless hf/sbert),
+    built once per args (a study embeds its data and then its zero-shot prompts)."""
     from ..encoders.registry import get_encoder
 
-    kw: dict[str, Any] = {"device": args.device}
-    if not args.encoder.startswith(("hf", "sbert")):
-        kw["seed"] = args.seed
-    return get_encoder(args.encoder, checkpoint=args.checkpoint, **kw)
+    if getattr(args, "_encoder", None) is None:
+        kw: dict[str, Any] = {"device": args.device}
+        if not args.encoder.startswith(("hf", "sbert")):
+            kw["seed"] = args.seed
+        args._encoder = get_encoder(args.encoder, checkpoint=args.checkpoint, **kw)
+    return args._encoder
