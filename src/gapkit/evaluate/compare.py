@@ -85,7 +85,10 @@ def per_query(test: PairedEmbeddings, fixer: Any = None, *, seed: int = 0, ks: S
     if "mixed-retrieval" in tasks:
         out.update(mixed_per_query_of(test, fixer, seed, ks))
     if labels is not None and classifier is not None:
-        out.update(zero_shot_per_query(test.image, labels, classifier, fixer))
+        labelled = np.asarray(labels) >= 0  # -1 = an image without a class (left out of zero-shot)
+        if labelled.any():
+            out.update(zero_shot_per_query(np.asarray(test.image)[labelled], np.asarray(labels)[labelled],
+                                           classifier, fixer))
     return out
 
 

@@ -5,7 +5,12 @@ corpus. One function per step, so the same raw model gets the same number from e
 1. Split IMAGES, never captions (`split_images`, `kfold_images`): a seeded permutation of the
    images; every caption follows its image, so no caption of a test image is seen when fitting.
    Images without a caption stay in their part (they are distractor documents).
-2. Fit fixers on the calibration part only (with its text_to_image map).
+2. Fit fixers on the calibration part only (with its text_to_image map; `fit_fixer`). A
+   role-aware fixer (role-center) learns its query_text mean from the captions the protocol's
+   corpus of the calibration part uses as queries, and its doc_text mean from the other captions.
+   Where queries and documents are drawn alike (captions split at random, as here) the two means
+   agree up to sampling noise and role-center acts like center; it differs where query texts
+   differ from document texts (short search queries vs long captions: fit_roles with real queries).
 3. Evaluate on the evaluation part: retrieval both ways with EVERY caption (any-of-the-captions
    convention), and the mixed corpus of `mixed_corpus`:
      - a random `query_fraction` (default 0.5) of the images that have a caption are query groups;
@@ -84,3 +89,13 @@ def mixed_corpus(pairs: Any, seed: int = 0, query_fraction: float = DEFAULT_QUER
                  fused: bool = False) -> MixedCorpus:
     """The mixed corpus of the protocol (step 3 of the module doc), every caption kept."""
     return corpus_from_pairs(as_paired(pairs), query_fraction, seed, fused=fused)
+
+
+def fit_fixer(fx: Any, calib: PairedEmbeddings, seed: int = 0) -> Any:
+    """Fit `fx` on the calibration part (step 2 of the module doc) and return it."""
+    if "query_text" not in getattr(fx, "modalities", ()) or not hasattr(fx, "fit_roles"):
+        return fx.fit(calib.image, calib.text, calib.text_to_image)
+    corpus = mixed_corpus(calib, seed)
+    text_docs = corpus.docs[corpus.role_rows("text")]
+    return fx.fit_roles({"query_text": corpus.queries, "doc_text": text_docs if len(text_docs) else corpus.queries,
+                         "doc_image": calib.image})

@@ -101,20 +101,11 @@ def splits(pe: PairedEmbeddings, folds: int | None, calib_fraction: float,
 
 
 def fit_fixer(name: str, params: dict[str, Any], calib: PairedEmbeddings, seed: int) -> Any:
-    """Step 3: one fixer fitted on the calibration part. role-center learns its query_text mean
-    from the captions that the protocol's corpus of the calibration part uses as queries, and its
-    doc_text mean from the other captions (with queries and documents drawn alike, as in 1:1 data
-    split at random, the two means agree and role-center acts like center)."""
-    from ..evaluate.protocol import mixed_corpus
+    """Step 3: one fixer fitted on the calibration part (gapkit.evaluate.protocol.fit_fixer)."""
+    from ..evaluate.protocol import fit_fixer as fit
     from ..fixers import create_fixer
 
-    fx = create_fixer(name, **params)
-    if name != "role-center":
-        return fx.fit(calib.image, calib.text, calib.text_to_image)
-    corpus = mixed_corpus(calib, seed)
-    text_docs = corpus.docs[corpus.role_rows("text")]
-    return fx.fit_roles({"query_text": corpus.queries, "doc_text": text_docs if len(text_docs) else corpus.queries,
-                         "doc_image": calib.image})
+    return fit(create_fixer(name, **params), calib, seed)
 
 
 def _gap_of(fx: Any, test: PairedEmbeddings) -> float:
@@ -124,48 +115,52 @@ def _gap_of(fx: Any, test: PairedEmbeddings) -> float:
     return centroid_distance(_apply(fx, test.image, "image"), _apply(fx, test.text, "text"), test.text_to_image)
 
 
-def _labels_of(data: StudyData, test: PairedEmbeddings) -> np.ndarray | None:
-    """Labels of the test images (their image_ids are the row numbers in data.pairs)."""
-    if data.labels is None or data.class_prompts is None:
-        return None
-    return data.labels[np.asarray([int(i) for i in test.image_ids])]
+Part = tuple[PairedEmbeddings, PairedEmbeddings, "np.ndarray | None"]  # calibration, evaluation, its labels
 
 
-def evaluate_arms(data: StudyData, fixers: dict[str, tuple[str, dict[str, Any]]], folds: int | None,
-                  calib_fraction: float, seed: int, verbose: bool) -> tuple[dict[str, dict[str, np.ndarray]],
-                                                                             dict[str, list[float]], dict[str, Any]]:
-    """Steps 2-4: per-query values of every arm over the held-out parts (concatenated across folds),
-    the held-out centroid distance per fold, and split facts."""
+def split_parts(data: StudyData, folds: int | None, calib_fraction: float, seed: int) -> list[Part]:
+    """Step 2 with the labels of each evaluation part (looked up through image ids = row numbers)."""
+    pe = data.pairs
+    tagged = PairedEmbeddings(pe.image, pe.text, pe.text_to_image, image_ids=[str(i) for i in range(pe.n_image)])
+    parts = []
+    for calib, test in splits(tagged, folds, calib_fraction, seed):
+        rows = np.asarray([int(i) for i in test.image_ids])
+        parts.append((calib, test, None if data.labels is None else np.asarray(data.labels)[rows]))
+    return parts
+
+
+def evaluate_arms(data: StudyData, fixers: dict[str, tuple[str, dict[str, Any]]], parts: Sequence[Part],
+                  seed: int, verbose: bool) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[float]],
+                                                     dict[str, Any]]:
+    """Steps 3-4: per-query values of every arm over the evaluation parts (concatenated across
+    folds), the held-out centroid distance per part, and facts about the parts."""
     from ..evaluate.compare import per_query
 
-    pe = data.pairs
-    # image ids = row numbers, so the labels of a part's images can be looked up
-    tagged = PairedEmbeddings(pe.image, pe.text, pe.text_to_image, image_ids=[str(i) for i in range(pe.n_image)])
     values: dict[str, dict[str, list[np.ndarray]]] = {}
     gaps: dict[str, list[float]] = {}
-    facts = {"n_calibration_images": [], "n_evaluation_images": [], "skipped_fixers": {}}
-    for k, (calib, test) in enumerate(splits(tagged, folds, calib_fraction, seed)):
+    facts: dict[str, Any] = {"n_calibration_images": [], "n_evaluation_images": [], "skipped_fixers": {}}
+    for k, (calib, test, labels) in enumerate(parts):
         facts["n_calibration_images"].append(calib.n_image)
         facts["n_evaluation_images"].append(test.n_image)
-        labels = _labels_of(data, test)
         arms: dict[str, Any] = {RAW: None}
         for label, (name, params) in fixers.items():
             try:
                 arms[label] = fit_fixer(name, params, calib, seed)
             except GapkitError as exc:  # e.g. too few rows for a fixer: say so, go on
                 facts["skipped_fixers"][label] = str(exc)
+        zs = labels if data.class_prompts is not None else None
         for label, fx in arms.items():
             scores_only = getattr(fx, "acts_on", "embeddings") == "scores"
             tasks = ("mixed-retrieval",) if scores_only else ("retrieval", "mixed-retrieval")
-            pq = per_query(test, fx, seed=seed, tasks=tasks, labels=None if scores_only else labels,
+            pq = per_query(test, fx, seed=seed, tasks=tasks, labels=None if scores_only else zs,
                            classifier=data.class_prompts)
             for key, v in pq.items():
                 values.setdefault(label, {}).setdefault(key, []).append(v)
             if not scores_only:
                 gaps.setdefault(label, []).append(_gap_of(fx, test))
-        _say(f"split {k + 1}{'/' + str(folds) if folds else ''}: {len(arms) - 1} fixers fitted on "
-             f"{calib.n_image} images, evaluated on {test.n_image}", verbose)
-    merged = {arm: {key: np.concatenate(parts) for key, parts in d.items()} for arm, d in values.items()}
+        _say(f"part {k + 1}/{len(parts)}: {len(arms) - 1} fixers fitted on {calib.n_image} images, "
+             f"evaluated on {test.n_image}", verbose)
+    merged = {arm: {key: np.concatenate(ps) for key, ps in d.items()} for arm, d in values.items()}
     return merged, gaps, facts
 
 
@@ -186,8 +181,12 @@ def compare_arms(values: dict[str, dict[str, np.ndarray]], gaps: dict[str, list[
 
 def run_study(data: StudyData, out_dir: str | Path, *, fixers: str | Sequence[str] | None = None,
               folds: int | None = None, calib_fraction: float = 0.5, seed: int = 0, n_boot: int = 1000,
-              n_perm: int = 1000, report: bool = True, verbose: bool = True) -> dict[str, Any]:
-    """Run steps 1-6 (module doc) and write the records (and report.html); return the study record."""
+              n_perm: int = 1000, report: bool = True, verbose: bool = True, parts: Sequence[Part] | None = None,
+              split_description: str | None = None) -> dict[str, Any]:
+    """Run steps 1-6 (module doc) and write the records (and report.html); return the study record.
+
+    `parts` replaces step 2 with given (calibration, evaluation, evaluation labels or None) parts,
+    e.g. a model's own training and test splits (the demo), described by `split_description`."""
     from ..atomic import atomic_dir, check_replaceable_dir
     from .advice import advise
     from .records import write_study
@@ -202,9 +201,12 @@ def run_study(data: StudyData, out_dir: str | Path, *, fixers: str | Sequence[st
     gap = measure_gap(pe, seed, n_boot, n_perm)
     _say(f"gap measured: centroid distance {gap['centroid_distance']:.3f} (p = {gap['centroid_distance_p_value']:.3g})",
          verbose)
-    values, gaps, facts = evaluate_arms(data, specs, folds, calib_fraction, seed, verbose)
+    if parts is None:
+        parts = split_parts(data, folds, calib_fraction, seed)
+    values, gaps, facts = evaluate_arms(data, specs, parts, seed, verbose)
     table = compare_arms(values, gaps, n_boot, seed)
     split = {"folds": folds, "calib_fraction": None if folds else calib_fraction, "seed": seed,
+             "description": split_description,
              "n_calibration_images": facts["n_calibration_images"],
              "n_evaluation_images": facts["n_evaluation_images"]}
     advice = advise(gap, table, pe, split, facts["skipped_fixers"], has_zero_shot=data.class_prompts is not None)

@@ -21,7 +21,9 @@ TABLE_KEYS = ("mixed_ndcg@10", "mixed_image_share@10", "t2i_recall@1", "i2t_reca
 
 
 def split_text(split: dict[str, Any]) -> str:
-    """'5-fold (seed 0)' or '50 % calibration / 50 % evaluation (seed 0)'."""
+    """'5-fold by image (seed 0)' or '50% calibration / 50% evaluation by image (seed 0)'."""
+    if split.get("description"):
+        return str(split["description"])
     if split.get("folds"):
         return f"{split['folds']}-fold by image (seed {split['seed']})"
     f = split["calib_fraction"]
