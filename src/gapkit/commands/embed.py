@@ -68,6 +68,9 @@ def add_model_data_args(p: argparse.ArgumentParser, default_split: str = "test")
     p.add_argument("--sep", metavar="CHAR",
                    help="CSV/TSV separator (open_clip's csv_separator; '\\t' or 'tab' for a tab; default: "
                         "a tab when the header has one, else a comma)")
+    p.add_argument("--root", action="append", default=[], metavar="DIR",
+                   help="allow image paths (absolute, or symlinks) that resolve under DIR (repeatable); "
+                        "the dataset file's folder is always allowed, everything else is refused")
     p.add_argument("--max-pixels", type=int, metavar="N",
                    help="skip images with more pixels than this (read from the header, not decoded) "
                         "for openclipart and user data (default 16000000; 0 = no limit)")
@@ -99,6 +102,11 @@ def _dataset_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kw["sep"] = _SEPARATORS.get(args.sep.lower(), args.sep)
     if args.max_pixels is not None:
         kw["max_pixels"] = args.max_pixels or None
+    if getattr(args, "root", None):
+        for r in args.root:
+            if not Path(r).is_dir():
+                raise GapkitError(f"--root {r}: not a directory")
+        kw["allow_roots"] = [str(Path(r).resolve()) for r in args.root]
     return kw
 
 

@@ -92,7 +92,7 @@ def _from_encoder(args: argparse.Namespace) -> Any:
     if args.labels:
         from ..study.labels import read_label_column
 
-        labels, names = read_label_column(ds, args.labels)
+        labels, names = read_label_column(ds, args.labels, args.root)
     inputs = {"encoder": args.encoder, "checkpoint": args.checkpoint, "dataset": str(args.dataset),
               "split": args.split, "limit": args.limit, "cache_key": pe.metadata.get("cache_key")}
     data_ = StudyData(pe, model, data, inputs={k: v for k, v in inputs.items() if v is not None})

@@ -23,7 +23,7 @@ def _rows(path: Path, ds: Any) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=sep))
 
 
-def read_label_column(ds: Any, column: str) -> tuple[np.ndarray, list[str]]:
+def read_label_column(ds: Any, column: str, allow_roots: Sequence[str] = ()) -> tuple[np.ndarray, list[str]]:
     """(labels (N,) int64, class names sorted) for the images of `ds` from `column` of its file.
 
     An image's label is that of its first row; images of the file are matched by their resolved path."""
@@ -45,11 +45,12 @@ def read_label_column(ds: Any, column: str) -> tuple[np.ndarray, list[str]]:
         if column not in row:
             raise GapkitError(f"--labels {column}: no such column in {path.name} ({', '.join(row)})")
         try:
-            full = str(resolve_under(root, str(row[cols["image"]]).strip()))
+            full = str(resolve_under(root, str(row[cols["image"]]).strip(), allow_roots))
         except GapkitError:
             continue
         by_path.setdefault(full, str(row[column]).strip())
-    paths = [str(Path(root).resolve() / i) for i in ds.image_ids]
+    paths = [str(p) for p in ds.images.paths] if hasattr(ds.images, "paths") else \
+        [str(Path(root).resolve() / i) for i in ds.image_ids]
     missing = [i for i, p in zip(ds.image_ids, paths) if not by_path.get(p)]
     if missing:
         raise GapkitError(f"--labels {column}: {len(missing)} image(s) have no label, e.g. {missing[0]}")
