@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-perm", type=int, default=1000, metavar="P", help="permutations for --null (default 1000)")
     g.add_argument("--n-boot", type=int, default=1000, metavar="B", help="bootstrap resamples (default 1000)")
     g.add_argument("--exact", action="store_true",
-                   help="compute pairwise metrics exactly at any size (default: sampled estimate above 20k rows)")
+                   help="compute pairwise metrics exactly at any size (default: sampled estimate above 5,000 rows)")
     g.add_argument("--seed", type=int, default=0, help="seed of every sampled step (default 0)")
     g.add_argument("--logit-scale", type=float, default=100.0, help="1/temperature for logit_entropy (default 100)")
     g.add_argument("--train-fraction", type=float, default=0.5,
