@@ -52,8 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test-fraction", type=float, default=0.3, help="linear-probe: held-out share")
     g.add_argument("--seed", type=int, default=0)
     r = p.add_argument_group("record")
-    r.add_argument("--model", default="unknown", help="model name for the record")
-    r.add_argument("--dataset", default="unknown", help="dataset name for the record")
+    r.add_argument("--model", help="model name for the record (default: from the embed manifest, the "
+                                   "sample's description, or the file name)")
+    r.add_argument("--dataset", help="dataset name for the record (default: as --model)")
     r.add_argument("--out", required=True, metavar="PATH", help="record path (.json), or - for stdout")
 
 
@@ -128,15 +129,23 @@ def _apply(fx: Any, x: Any, modality: str) -> Any:
     return fx.transform(x, modality)
 
 
-def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Returns (metrics, inputs); metrics carry 95 % CIs and, with a fixer, the paired difference
-    from the raw embeddings on the same queries (gapkit.evaluate.compare)."""
+def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+    """Returns (metrics, inputs, model name, dataset name); metrics carry 95 % CIs and, with a
+    fixer, the paired difference from the raw embeddings on the same queries (gapkit.evaluate.compare)."""
     metrics, inputs, per_query = _task_values(args, fx)
     if per_query is not None:
         from ..evaluate.compare import uncertainty
 
         metrics.update(uncertainty(per_query(None), None if fx is None else per_query(fx), seed=args.seed))
-    return metrics, inputs
+    model, dataset = args.__dict__.pop("_names", None) or _file_names(inputs)
+    return metrics, inputs, model, dataset
+
+
+def _file_names(inputs: dict[str, Any]) -> tuple[str, str]:
+    from pathlib import Path as _P
+
+    src = inputs.get("image") or inputs.get("embeddings") or "embeddings"
+    return f"embeddings {_P(str(src)).name}", _P(str(src)).name
 
 
 def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
@@ -151,7 +160,10 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
     if fx is not None and fx.acts_on != "embeddings" and args.task != "mixed-retrieval":
         raise GapkitError(f"fixer '{fx.name}' calibrates scores; it applies to --task mixed-retrieval only")
     if args.task in ("retrieval", "mixed-retrieval", "intra-text"):
+        from ._common import names_of
+
         pe, inputs = load_from_args(args)
+        args._names = names_of(pe, inputs)
         if args.task == "mixed-retrieval":
             from ..evaluate.protocol import mixed_corpus
 
@@ -197,11 +209,11 @@ def run(args: argparse.Namespace) -> int:
     from ._fixer_args import fixer_from_args, save_fixer_if_asked
 
     fx, fixer_desc = (None, {}) if args.method is None else fixer_from_args(args)
-    metrics, inputs = _run_task(args, fx)
+    metrics, inputs, model, dataset = _run_task(args, fx)
     params = {"seed": args.seed, **fixer_desc}
     if args.task == "mixed-retrieval":
         params.update(query_fraction=args.query_fraction, fused=args.fused, score=args.score)
-    rec = evaluation_record(args.task, metrics, model=args.model, dataset=args.dataset,
+    rec = evaluation_record(args.task, metrics, model=args.model or model, dataset=args.dataset or dataset,
                             fixer=None if fx is None else fx.name, params=params, inputs=inputs, seed=args.seed)
     write_output(rec, args.out)
     save_fixer_if_asked(args, fx)

@@ -74,20 +74,24 @@ def run(args: argparse.Namespace) -> int:
     params = {"metrics": args.metrics, "ci": args.ci, "n_boot": args.n_boot, "exact": args.exact,
               "logit_scale": args.logit_scale, "train_fraction": args.train_fraction, "folds": args.folds,
               "stream": args.stream, "null": args.null, "n_perm": args.n_perm}
+    names: dict[str, str] = {}
     if args.stream:
         values, inputs = _stream(args)
         params["reservoir"] = args.reservoir
     else:
         from ..metrics import measure
+        from ._common import names_of
 
         pe, inputs = load_from_args(args)
+        model, dataset = names_of(pe, inputs)
+        names = {"model": model, "dataset": dataset, "title": f"gap of {model} on {dataset}"}
         values = measure(pe, metrics=_metric_list(args.metrics), ci=args.ci, n_boot=args.n_boot, seed=args.seed,
                          exact=args.exact, logit_scale=args.logit_scale, train_fraction=args.train_fraction,
                          folds=args.folds, progress=sys.stderr.isatty(), null=args.null, n_perm=args.n_perm)
     sizes = {k: values[k] for k in ("n_image", "n_text", "dim")}
     metrics = {k: v for k, v in values.items() if k not in sizes}
     record = new_record("measure", params=params, results=metrics, inputs=inputs, seed=args.seed,
-                        metrics=metrics, **sizes)
+                        metrics=metrics, **sizes, **names)
     if args.out:
         write_output(record, args.out)
         print(summary_line(record, args.out), file=sys.stderr if args.out == "-" else sys.stdout)
