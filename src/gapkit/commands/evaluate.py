@@ -135,24 +135,21 @@ def _apply(fx: Any, x: Any, modality: str) -> Any:
 def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], str, str]:
     """Returns (metrics, inputs, model name, dataset name); metrics carry 95 % CIs and, with a
     fixer, the paired difference from the raw embeddings on the same queries (gapkit.evaluate.compare)."""
-    metrics, inputs, per_query = _task_values(args, fx)
+    metrics, inputs, per_query, pe = _task_values(args, fx)
     if per_query is not None:
         from ..evaluate.compare import uncertainty
 
         metrics.update(uncertainty(per_query(None), None if fx is None else per_query(fx), seed=args.seed))
-    model, dataset = args.__dict__.pop("_names", None) or _file_names(inputs)
+    from ._common import names_of
+
+    model, dataset = names_of(pe, inputs)
     return metrics, inputs, model, dataset
 
 
-def _file_names(inputs: dict[str, Any]) -> tuple[str, str]:
-    from pathlib import Path as _P
-
-    src = inputs.get("image") or inputs.get("embeddings") or "embeddings"
-    return f"embeddings {_P(str(src)).name}", _P(str(src)).name
-
-
-def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """(metrics, inputs, per_query(fixer) -> per-query values, or None for tasks without one)."""
+def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
+    """(metrics, inputs, per_query(fixer) -> per-query values or None for tasks without one,
+    the PairedEmbeddings read (None for single-matrix tasks))."""
+    from ..embeddings import PairedEmbeddings
     from ..evaluate import compare as cmp
     from .. import evaluate as ev
     from ..embeddings import load_array
@@ -163,31 +160,32 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
     if fx is not None and fx.acts_on != "embeddings" and args.task != "mixed-retrieval":
         raise GapkitError(f"fixer '{fx.name}' calibrates scores; it applies to --task mixed-retrieval only")
     if args.task in ("retrieval", "mixed-retrieval", "intra-text"):
-        from ._common import names_of
-
         pe, inputs = load_from_args(args)
-        args._names = names_of(pe, inputs)
         if args.task == "mixed-retrieval":
             from ..evaluate.protocol import mixed_corpus
 
             corpus = mixed_corpus(pe, args.seed, args.query_fraction, fused=args.fused)
             return ev.mixed_retrieval(corpus, fx, kind=args.score), inputs, lambda f: cmp.mixed_per_query_of(
-                pe, f, args.seed, query_fraction=args.query_fraction, fused=args.fused, kind=args.score, prefix="")
+                pe, f, args.seed, query_fraction=args.query_fraction, fused=args.fused, kind=args.score,
+                prefix=""), pe
         img, txt = _apply(fx, pe.image, "image"), _apply(fx, pe.text, "text")
         if args.task == "retrieval":
-            return ev.retrieval(img, txt, pe.text_to_image), inputs, lambda f: cmp.retrieval_per_query(pe, f)
-        return ev.intra_modal_retrieval(txt, pe.mapping, prefix="text_retrieval_intra"), inputs, None
+            return ev.retrieval(img, txt, pe.text_to_image), inputs, lambda f: cmp.retrieval_per_query(pe, f), pe
+        return ev.intra_modal_retrieval(txt, pe.mapping, prefix="text_retrieval_intra"), inputs, None, pe
     _need(args, "image")
-    img = _apply(fx, _read_matrix(args.image, f"--image {args.image}"), "image")
+    raw_img = _read_matrix(args.image, f"--image {args.image}")
+    img = _apply(fx, raw_img, "image")
     inputs: dict[str, Any] = {"image": args.image}
+    named = PairedEmbeddings(raw_img[:1], raw_img[:1])  # no manifest: names come from the file name
     if args.task in ("intra-image", "zero-shot", "linear-probe"):
         _need(args, "labels")
         labels = _read_labels(args.labels)
         inputs["labels"] = args.labels
         if args.task == "intra-image":
-            return ev.intra_modal_retrieval(img, labels, prefix="image_retrieval_intra"), inputs, None
+            return ev.intra_modal_retrieval(img, labels, prefix="image_retrieval_intra"), inputs, None, named
         if args.task == "linear-probe":
-            return ev.linear_probe(img, labels, test_fraction=args.test_fraction, seed=args.seed), inputs, None
+            return (ev.linear_probe(img, labels, test_fraction=args.test_fraction, seed=args.seed), inputs, None,
+                    named)
     _need(args, "classifier")
     cls = load_array(args.classifier, mmap=False)
     inputs["classifier"] = args.classifier
@@ -198,12 +196,14 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
         flat = cls.reshape(-1, cls.shape[-1])
         cls = _apply(fx, flat, "text").reshape(cls.shape)
     if args.task == "zero-shot":
-        raw_img, raw_cls = _read_matrix(args.image, f"--image {args.image}"), load_array(args.classifier, mmap=False)
-        return ev.zero_shot(img, labels, cls), inputs, lambda f: cmp.zero_shot_per_query(raw_img, labels, raw_cls, f)
+        raw_cls = load_array(args.classifier, mmap=False)
+        return (ev.zero_shot(img, labels, cls), inputs,
+                lambda f: cmp.zero_shot_per_query(raw_img, labels, raw_cls, f), named)
     _need(args, "groups", "prompt_categories")
     inputs.update(groups=args.groups, prompt_categories=args.prompt_categories)
     offensive = tuple(s for s in args.offensive.split(",") if s)
-    return ev.denigration(img, _read_list(args.groups), cls, _read_list(args.prompt_categories), offensive), inputs, None
+    return (ev.denigration(img, _read_list(args.groups), cls, _read_list(args.prompt_categories), offensive), inputs,
+            None, named)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 HELP = "your model on your data: gap with CIs and a null, every fixer vs raw on held-out queries, a recommendation"
