@@ -46,9 +46,6 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None], inputs: Ite
     output (replacing the output folder deletes the input); two outputs at one place or nested.
     `None` and '-' (stdout) are skipped; inputs that do not exist are skipped.
     """
-    for opt, given in outputs.items():
-        if given not in (None, "", "-"):
-            check_output_kind(given, opt)
     outs = {k: (v, _resolved(v)) for k, v in outputs.items() if v not in (None, "", "-")}
     ins = [(i, _resolved(i)) for i in inputs if i not in (None, "", "-") and os.path.lexists(os.fspath(i))]
     for opt, (given, ro) in outs.items():
@@ -67,6 +64,9 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None], inputs: Ite
             ra, rb = outs[a][1], outs[b][1]
             if ra == rb or _inside(ra, rb) or _inside(rb, ra):
                 raise GapkitError(f"{a} ({outs[a][0]}) and {b} ({outs[b][0]}) overlap; give them separate paths")
+    for opt, given in outputs.items():
+        if given not in (None, "", "-"):
+            check_output_kind(given, opt)
 
 
 def check_output_kind(path: str | os.PathLike, option: str = "output") -> None:
