@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ tasks and their inputs:
 examples:
   gapkit evaluate --task retrieval --sample clip --out raw.json
   gapkit evaluate --task mixed-retrieval --embeddings test.npy --fixer center --fit calib.npy --out c.json
+With a fixer, every retrieval / mixed / zero-shot value is also computed raw on the same queries:
+the record carries KEY with its 95 % CI and KEY_diff (fixer - raw) with a paired bootstrap CI.
+The mixed corpus follows the protocol of gapkit.evaluate.protocol (every caption kept).
   gapkit evaluate --task zero-shot --image img.npy --labels y.npy --classifier cls.npy --out zs.json
 """
 
@@ -51,8 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test-fraction", type=float, default=0.3, help="linear-probe: held-out share")
     g.add_argument("--seed", type=seed_arg, default=0)
     r = p.add_argument_group("record")
-    r.add_argument("--model", default="unknown", help="model name for the record")
-    r.add_argument("--dataset", default="unknown", help="dataset name for the record")
+    r.add_argument("--model", help="model name for the record (default: from the embed manifest, the "
+                                   "sample's description, or the file name)")
+    r.add_argument("--dataset", help="dataset name for the record (default: as --model)")
     r.add_argument("--out", required=True, metavar="PATH", help="record path (.json), or - for stdout")
 
 
@@ -127,8 +132,25 @@ def _apply(fx: Any, x: Any, modality: str) -> Any:
     return fx.transform(x, modality)
 
 
-def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Returns (metrics, inputs)."""
+def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+    """Returns (metrics, inputs, model name, dataset name); metrics carry 95 % CIs and, with a
+    fixer, the paired difference from the raw embeddings on the same queries (gapkit.evaluate.compare)."""
+    metrics, inputs, per_query, pe = _task_values(args, fx)
+    if per_query is not None:
+        from ..evaluate.compare import uncertainty
+
+        metrics.update(uncertainty(per_query(None), None if fx is None else per_query(fx), seed=args.seed))
+    from ._common import names_of
+
+    model, dataset = names_of(pe, inputs)
+    return metrics, inputs, model, dataset
+
+
+def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
+    """(metrics, inputs, per_query(fixer) -> per-query values or None for tasks without one,
+    the PairedEmbeddings read (None for single-matrix tasks))."""
+    from ..embeddings import PairedEmbeddings
+    from ..evaluate import compare as cmp
     from .. import evaluate as ev
     from ..embeddings import load_array
     from ..errors import GapkitError
@@ -140,23 +162,30 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
     if args.task in ("retrieval", "mixed-retrieval", "intra-text"):
         pe, inputs = load_from_args(args)
         if args.task == "mixed-retrieval":
-            corpus = ev.corpus_from_pairs(pe, args.query_fraction, args.seed, fused=args.fused)
-            return ev.mixed_retrieval(corpus, fx, kind=args.score), inputs
+            from ..evaluate.protocol import mixed_corpus
+
+            corpus = mixed_corpus(pe, args.seed, args.query_fraction, fused=args.fused)
+            return ev.mixed_retrieval(corpus, fx, kind=args.score), inputs, lambda f: cmp.mixed_per_query_of(
+                pe, f, args.seed, query_fraction=args.query_fraction, fused=args.fused, kind=args.score,
+                prefix=""), pe
         img, txt = _apply(fx, pe.image, "image"), _apply(fx, pe.text, "text")
         if args.task == "retrieval":
-            return ev.retrieval(img, txt, pe.text_to_image), inputs
-        return ev.intra_modal_retrieval(txt, pe.mapping, prefix="text_retrieval_intra"), inputs
+            return ev.retrieval(img, txt, pe.text_to_image), inputs, lambda f: cmp.retrieval_per_query(pe, f), pe
+        return ev.intra_modal_retrieval(txt, pe.mapping, prefix="text_retrieval_intra"), inputs, None, pe
     _need(args, "image")
-    img = _apply(fx, _read_matrix(args.image, f"--image {args.image}"), "image")
+    raw_img = _read_matrix(args.image, f"--image {args.image}")
+    img = _apply(fx, raw_img, "image")
     inputs: dict[str, Any] = {"image": args.image}
+    named = PairedEmbeddings(raw_img[:1], raw_img[:1])  # no manifest: names come from the file name
     if args.task in ("intra-image", "zero-shot", "linear-probe"):
         _need(args, "labels")
         labels = _read_labels(args.labels)
         inputs["labels"] = args.labels
         if args.task == "intra-image":
-            return ev.intra_modal_retrieval(img, labels, prefix="image_retrieval_intra"), inputs
+            return ev.intra_modal_retrieval(img, labels, prefix="image_retrieval_intra"), inputs, None, named
         if args.task == "linear-probe":
-            return ev.linear_probe(img, labels, test_fraction=args.test_fraction, seed=args.seed), inputs
+            return (ev.linear_probe(img, labels, test_fraction=args.test_fraction, seed=args.seed), inputs, None,
+                    named)
     _need(args, "classifier")
     cls = load_array(args.classifier, mmap=False)
     inputs["classifier"] = args.classifier
@@ -167,11 +196,14 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
         flat = cls.reshape(-1, cls.shape[-1])
         cls = _apply(fx, flat, "text").reshape(cls.shape)
     if args.task == "zero-shot":
-        return ev.zero_shot(img, labels, cls), inputs
+        raw_cls = load_array(args.classifier, mmap=False)
+        return (ev.zero_shot(img, labels, cls), inputs,
+                lambda f: cmp.zero_shot_per_query(raw_img, labels, raw_cls, f), named)
     _need(args, "groups", "prompt_categories")
     inputs.update(groups=args.groups, prompt_categories=args.prompt_categories)
     offensive = tuple(s for s in args.offensive.split(",") if s)
-    return ev.denigration(img, _read_list(args.groups), cls, _read_list(args.prompt_categories), offensive), inputs
+    return (ev.denigration(img, _read_list(args.groups), cls, _read_list(args.prompt_categories), offensive), inputs,
+            None, named)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -180,12 +212,31 @@ def run(args: argparse.Namespace) -> int:
     from ._fixer_args import fixer_from_args, save_fixer_if_asked
 
     fx, fixer_desc = (None, {}) if args.method is None else fixer_from_args(args)
-    metrics, inputs = _run_task(args, fx)
+    metrics, inputs, model, dataset = _run_task(args, fx)
     params = {"seed": args.seed, **fixer_desc}
     if args.task == "mixed-retrieval":
         params.update(query_fraction=args.query_fraction, fused=args.fused, score=args.score)
-    rec = evaluation_record(args.task, metrics, model=args.model, dataset=args.dataset,
+    rec = evaluation_record(args.task, metrics, model=args.model or model, dataset=args.dataset or dataset,
                             fixer=None if fx is None else fx.name, params=params, inputs=inputs, seed=args.seed)
     write_output(rec, args.out)
     save_fixer_if_asked(args, fx)
+    print(summary_line(rec, args.out), file=sys.stderr if args.out == "-" else sys.stdout)
     return 0
+
+
+MAIN_KEYS = ("ndcg@10", "t2i_recall@1", "i2t_recall@1", "acc1", "zero_shot_acc1", "intra_recall@1")
+
+
+def summary_line(rec: dict[str, Any], out: str) -> str:
+    """'gapkit evaluate: mixed-retrieval (center) -> m.json; ndcg@10 0.225 [0.193, 0.260], vs raw +0.22 [...]'."""
+    m = rec["metrics"]
+    parts = []
+    for k in [k for k in MAIN_KEYS if k in m] or [k for k, v in m.items() if isinstance(v, float)][:2]:
+        t = f"{k} {m[k]:.3f}"
+        if f"{k}_ci_low" in m:
+            t += f" [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]"
+        if f"{k}_diff" in m:
+            t += f", vs raw {m[k + '_diff']:+.3f} [{m[k + '_diff_ci_low']:+.3f}, {m[k + '_diff_ci_high']:+.3f}]"
+        parts.append(t)
+    arm = rec.get("fixer") or "raw"
+    return f"gapkit evaluate: {rec['task']} ({arm}) -> {'stdout' if out == '-' else out}; " + "; ".join(parts)

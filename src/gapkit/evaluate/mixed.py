@@ -149,13 +149,12 @@ def _scorer(corpus: MixedCorpus, fixer: Any, kind: str):
     return score
 
 
-def mixed_retrieval(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = (1, 5, 10),
-                    kind: str = "auto") -> dict[str, float]:
-    """Rank the corpus for every query (raw, or through a fitted fixer) and score it.
-
-    kind (score fixers only): "probability", "percentile", or "auto" (probability when both
-    pairs have one, else percentile).
-    """
+def mixed_per_query(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = (1, 5, 10),
+                    kind: str = "auto") -> dict[str, np.ndarray]:
+    """Per-query values (Q,) of every mixed-retrieval metric (see the module doc): ndcg@10,
+    recall@K, image_share@10 as floats; <role>_recall@K as floats with NaN for queries that have
+    no relevant document of that role. Means of these are `mixed_retrieval`; paired comparisons
+    of two arms (gapkit.evaluate.compare) resample them."""
     ks = tuple(ks)
     depth = max(max(ks), 10)
     score = _scorer(corpus, fixer, kind)
@@ -165,17 +164,28 @@ def mixed_retrieval(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = 
     roles = corpus.doc_roles[top]
     relevant_all = corpus.doc_groups[None, :] == corpus.query_groups[:, None]  # (Q, n)
     n_rel = relevant_all.sum(axis=1)
-    has_role = {role: (relevant_all & (corpus.doc_roles == role)[None, :]).any(axis=1)
-                for role in (ROLE_IMAGE, ROLE_TEXT, ROLE_FUSED)}
-    out: dict[str, float] = {"ndcg@10": float(ndcg_at_k(top, rel, n_rel, 10).mean())}
+    out: dict[str, np.ndarray] = {"ndcg@10": ndcg_at_k(top, rel, n_rel, 10)}
     for k in ks:
-        out[f"recall@{k}"] = float(rel[:, :k].any(axis=1).mean())
-        for role, has in has_role.items():
+        out[f"recall@{k}"] = rel[:, :k].any(axis=1).astype(np.float64)
+        for role in (ROLE_IMAGE, ROLE_TEXT, ROLE_FUSED):
+            has = (relevant_all & (corpus.doc_roles == role)[None, :]).any(axis=1)
             if has.any():  # only queries that have a relevant document of this role count
                 hit = (rel[:, :k] & (roles[:, :k] == role)).any(axis=1)
-                out[f"{role}_recall@{k}"] = float(hit[has].mean())
-    out["image_share@10"] = float((roles[:, :10] == ROLE_IMAGE).mean())
+                out[f"{role}_recall@{k}"] = np.where(has, hit.astype(np.float64), np.nan)
+    out["image_share@10"] = (roles[:, :10] == ROLE_IMAGE).mean(axis=1)
+    return out
+
+
+def mixed_retrieval(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = (1, 5, 10),
+                    kind: str = "auto") -> dict[str, float]:
+    """Rank the corpus for every query (raw, or through a fitted fixer) and score it.
+
+    kind (score fixers only): "probability", "percentile", or "auto" (probability when both
+    pairs have one, else percentile).
+    """
+    per = mixed_per_query(corpus, fixer, ks, kind)
+    out: dict[str, float] = {k: float(np.nanmean(v)) for k, v in per.items()}
     out["corpus_image_share"] = float((corpus.doc_roles == ROLE_IMAGE).mean())
-    out["n_queries"] = int(n_q)
+    out["n_queries"] = int(corpus.queries.shape[0])
     out["n_documents"] = int(corpus.docs.shape[0])
     return out
