@@ -12,7 +12,8 @@ every image below the texts. Metrics (binary relevance, relevant = same group id
 
 Scoring with a fixer: an embedding fixer transforms the queries (role "query_text" when the
 fixer knows roles, else "text") and each document by its role; a score fixer ("calibrated") maps
-each raw cosine through the calibration of its modality pair (text-image or text-text).
+each raw cosine through the calibration of its modality pair (text-image, text-text or
+text-fused), as P(match) with the fixer's priors, or as a percentile.
 
 Building a corpus from image-caption pairs (`corpus_from_pairs`): a random `query_fraction` of the
 images become query groups; one caption of each becomes a query and the image plus its other
@@ -139,18 +140,21 @@ def _scorer(corpus: MixedCorpus, fixer: Any, kind: str):
     q, d = _transformed(corpus, None if getattr(fixer, "acts_on", "embeddings") == "scores" else fixer)
     if getattr(fixer, "acts_on", "embeddings") != "scores":
         return lambda q0, q1: q[q0:q1] @ d.T
-    if corpus.role_rows(ROLE_FUSED).size:
-        raise GapkitError("calibrated scores have no calibration for fused documents; drop them or use "
+    pair_of = {ROLE_IMAGE: "image-text", ROLE_TEXT: "text-text", ROLE_FUSED: "text-fused"}
+    present = {role: rows for role in pair_of if (rows := corpus.role_rows(role)).size}
+    known = set(fixer.tables_) if hasattr(fixer, "tables_") else set()
+    missing = [pair_of[r] for r in present if f"{pair_of[r]}:neg_quantiles" not in known]
+    if missing:
+        raise GapkitError(f"calibrated scores have no calibration for {', '.join(missing)} "
+                          f"({', '.join(r for r in present if pair_of[r] in missing)} documents); drop them or use "
                           "an embedding fixer")
     if kind == "auto":
-        kind = "probability" if {"image-text", "text-text"} <= set(fixer.prob_pairs_) else "percentile"
-    pair_of = {ROLE_IMAGE: "image-text", ROLE_TEXT: "text-text"}
+        kind = "probability" if {pair_of[r] for r in present} <= set(fixer.prob_pairs_) else "percentile"
 
     def score(q0: int, q1: int) -> np.ndarray:
         s = q[q0:q1] @ d.T
-        for role, pair in pair_of.items():
-            rows = corpus.role_rows(role)
-            s[:, rows] = fixer.calibrate(s[:, rows], pair, kind)
+        for role, rows in present.items():
+            s[:, rows] = fixer.calibrate(s[:, rows], pair_of[role], kind)
         return s
 
     return score
