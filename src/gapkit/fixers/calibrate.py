@@ -223,6 +223,8 @@ class CalibratedScores(Fixer):
         self.prob_pairs_: list[str] = []
         self.density_: dict[str, float] = {}
         self.priors_: dict[str, float] = {}
+        # documents of each role in the calibration set (one fused document per image)
+        self.role_counts_ = {"image": int(image.shape[0]), "text": int(text.shape[0]), "fused": int(image.shape[0])}
         for pair, s in scores.items():
             self._fit_tables(pair, s["pos"], s["neg"])
             if s["density"] is not None and s["pos"] is not None:

@@ -1,0 +1,126 @@
+"""Documents of a mixed index: role, id, item (the image they belong to), payload, vectors.
+
+Every role's vectors are described by chunks of their *parts*, so a correction can act on the
+parts (a fused document built from fixed image and text rows) and nothing needs all rows in
+memory at once:
+
+    image doc  j  parts (x_j,)            raw vector x_j / ||x_j||
+    text doc   j  parts (y_j,)            raw vector y_j / ||y_j||
+    fused doc  i  parts (x_i, y_f(i))     raw vector normalise(w x_i + (1 - w) y_f(i)), f(i) = first caption
+
+Doc ids: "image:<image id>", "text:<caption row>", "fused:<image id>"; payload["item"] is the
+image id a document belongs to (what labelled evaluation calls relevance), payload["caption"]
+the caption (text and fused docs), payload["image_path"] the image file where one is known.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from ..embeddings import PairedEmbeddings
+from ..errors import GapkitError
+
+ROLES = ("image", "text", "fused")
+CHUNK = 32_768
+
+Parts = tuple[np.ndarray, ...]
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    """Rows / ||row|| in float32; GapkitError for all-zero or non-finite rows."""
+    a = np.asarray(a, np.float32)
+    n = np.linalg.norm(a, axis=1, keepdims=True)
+    bad = ~np.isfinite(n[:, 0]) | (n[:, 0] == 0)
+    if bad.any():
+        raise GapkitError(f"embedding row {int(np.flatnonzero(bad)[0])} (of a chunk) is all zeros or not finite")
+    return a / n
+
+
+def fuse(x: np.ndarray, y: np.ndarray, weight: float) -> np.ndarray:
+    """normalise(w unit(x) + (1 - w) unit(y)): (n, D), (n, D) -> (n, D) float32."""
+    return unit(weight * unit(x) + (1 - weight) * unit(y))
+
+
+def raw_rows(role: str, parts: Parts, fuse_weight: float) -> np.ndarray:
+    """Unit raw vectors of one chunk of documents of `role`."""
+    return fuse(parts[0], parts[1], fuse_weight) if role == "fused" else unit(parts[0])
+
+
+@dataclass
+class RoleDocs:
+    """The documents of one role: metadata lists and a re-iterable chunk source of their parts."""
+
+    role: str
+    ids: list[str]
+    items: list[str]
+    payloads: list[dict[str, Any]]
+    chunks: Callable[[], Iterator[Parts]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+def _chunked(arrays: Sequence[Any], rows: Sequence[np.ndarray] | None, n: int) -> Callable[[], Iterator[Parts]]:
+    """Chunks of `arrays` (array k indexed by rows[k] when given; arrays may be memory-mapped)."""
+
+    def gen() -> Iterator[Parts]:
+        for s in range(0, n, CHUNK):
+            if rows is None:
+                yield tuple(np.asarray(a[s:s + CHUNK]) for a in arrays)
+            else:
+                yield tuple(np.asarray(a[r[s:s + CHUNK]]) for a, r in zip(arrays, rows))
+
+    return gen
+
+
+def docs_from_pairs(pe: PairedEmbeddings, roles: Sequence[str] = ROLES, image_paths: Sequence[str | None] | None = None,
+                    fields: Sequence[dict[str, Any]] | None = None) -> list[RoleDocs]:
+    """Documents of the requested roles from paired embeddings.
+
+    image_paths: one path (or None) per image; fields: extra payload fields per image (both optional).
+    """
+    bad = sorted(set(roles) - set(ROLES))
+    if bad or not roles:
+        raise GapkitError(f"unknown document roles {bad}; known: {', '.join(ROLES)}" if bad else "no document roles")
+    n, m = pe.n_image, pe.n_text
+    image_ids = [str(i) for i in (pe.image_ids or range(n))]
+    if len(set(image_ids)) != n:
+        raise GapkitError("image ids must be unique (they name the documents)")
+    mapping = pe.mapping
+    captions = pe.captions
+    paths = list(image_paths) if image_paths is not None else [None] * n
+    if len(paths) != n:
+        raise GapkitError(f"image_paths: {len(paths)} entries for {n} images")
+    extra = list(fields) if fields is not None else [{}] * n
+
+    def image_payload(i: int) -> dict[str, Any]:
+        p = {**extra[i], "item": image_ids[i]}
+        if paths[i]:
+            p["image_path"] = str(paths[i])
+        return p
+
+    out = []
+    if "image" in roles:
+        out.append(RoleDocs("image", [f"image:{s}" for s in image_ids], list(image_ids),
+                            [image_payload(i) for i in range(n)], _chunked([pe.image], None, n)))
+    if "text" in roles:
+        items = [image_ids[int(i)] for i in mapping]
+        pays = [{"item": items[j], **({"caption": captions[j]} if captions is not None else {})} for j in range(m)]
+        out.append(RoleDocs("text", [f"text:{j}" for j in range(m)], items, pays, _chunked([pe.text], None, m)))
+    if "fused" in roles:
+        first = np.full(n, -1, np.int64)
+        first[mapping[::-1]] = np.arange(m)[::-1]  # the first caption row of every image
+        has = np.flatnonzero(first >= 0)
+        pays = []
+        for i in has:
+            p = image_payload(int(i))
+            if captions is not None:
+                p["caption"] = captions[int(first[i])]
+            pays.append(p)
+        out.append(RoleDocs("fused", [f"fused:{image_ids[i]}" for i in has], [image_ids[i] for i in has], pays,
+                            _chunked([pe.image, pe.text], [has, first[has]], int(has.size))))
+    return out
