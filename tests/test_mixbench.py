@@ -124,3 +124,17 @@ def test_mixbench_centring_lifts_images_on_a_gapped_set():
     assert g["ndcg@10_gain"] == pytest.approx(role["ndcg@10"] - raw["ndcg@10"])
     assert g["ndcg@10_gain_ci_low"] > 0                                           # significant on these queries
     assert g["ndcg@10_gain_ci_low"] <= g["ndcg@10_gain"] <= g["ndcg@10_gain_ci_high"]
+
+
+def test_index_ranker_equals_the_exact_ranking_in_flat_mode(tmp_path):
+    """Through a real index (FAISS flat: exact search) every correction ranks exactly as the NumPy
+    reference, so ids map back to the right documents and both fit the same correction."""
+    from gapkit.evaluate.mixbench import IndexRanker, corpus_pairs, exact_ranker
+
+    fit, test = split_items(gapped_multi_caption(80, 3, seed=4), 0.5, seed=0)
+    corpus = corpus_from_pairs(test, 0.5, seed=0, fused=True)
+    pe, row_of = corpus_pairs(corpus)
+    assert len(row_of) == corpus.docs.shape[0] and sorted(row_of.values()) == list(range(corpus.docs.shape[0]))
+    ranker = IndexRanker(tmp_path, "faiss", {"kind": "flat"})
+    for name in ("none", "role-center", "calibrated"):
+        np.testing.assert_array_equal(ranker(corpus, fit, name), exact_ranker(corpus, fit, name), err_msg=name)

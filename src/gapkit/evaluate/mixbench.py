@@ -21,6 +21,7 @@ so exact and indexed results sit side by side in one record.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -38,8 +39,11 @@ GAIN_KEYS = ("ndcg@10", "recall@10", "image_share@10")
 RAW = "none"
 DEPTH = 10
 
-#: (corpus, correction name, fitted fixer or None for raw) -> (Q, depth) corpus rows, best first (-1 = empty)
-Ranker = Callable[[MixedCorpus, str, Any], np.ndarray]
+FUSE_WEIGHT = 0.5  # the fused documents of corpus_from_pairs: normalise(x + y)
+
+#: (corpus, fit pairs, correction name) -> (Q, depth) corpus rows, best first (-1 = empty slot).
+#: A ranker fits the correction itself (on the fit pairs only), as the system it stands for does.
+Ranker = Callable[[MixedCorpus, PairedEmbeddings, str], np.ndarray]
 
 
 def split_items(pairs: Any, fit_fraction: float = 0.5, seed: int = 0) -> tuple[PairedEmbeddings, PairedEmbeddings]:
@@ -63,18 +67,69 @@ def subset_items(pe: PairedEmbeddings, images: np.ndarray) -> PairedEmbeddings:
     return PairedEmbeddings(np.asarray(pe.image)[images], np.asarray(pe.text)[keep], new_id[m[keep]])
 
 
-def fit_correction(name: str, fit: PairedEmbeddings, params: Mapping[str, Any] | None = None) -> Any:
-    """The fixer `name` fitted on the fit pairs (None for "none" = raw cosine)."""
+def fit_correction(name: str, fit: PairedEmbeddings, corpus: MixedCorpus) -> Any:
+    """The correction `name` fitted on the fit pairs exactly as a search index fits it
+    (gapkit.search.build.fit_correction), with calibrated priors set for THIS corpus; None = raw."""
     if name == RAW:
         return None
-    from ..fixers import create_fixer
+    from ..search.build import fit_correction as index_fit
 
-    return create_fixer(name, **dict(params or {})).fit(fit.image, fit.text, fit.mapping)
+    roles = [r for r in (ROLE_IMAGE, ROLE_TEXT, ROLE_FUSED) if corpus.role_rows(r).size]
+    corr = index_fit(name, fit, roles, None, FUSE_WEIGHT)
+    if corr.kind == "calibrated":
+        corr.set_corpus_priors({r: int(corpus.role_rows(r).size) for r in roles})
+    return corr.fixer
 
 
-def exact_ranker(corpus: MixedCorpus, name: str, fixer: Any) -> np.ndarray:
+def exact_ranker(corpus: MixedCorpus, fit: PairedEmbeddings, name: str) -> np.ndarray:
     """Every document scored with NumPy (the reference every index is compared with)."""
-    return rank_corpus(corpus, fixer, DEPTH)
+    return rank_corpus(corpus, fit_correction(name, fit, corpus), DEPTH)
+
+
+def corpus_pairs(corpus: MixedCorpus) -> tuple[PairedEmbeddings, dict[str, int]]:
+    """The corpus as paired embeddings a search index rebuilds the SAME documents from (its fused
+    document of an image = the image + its first remaining caption, as in corpus_from_pairs),
+    and {index document id: corpus row}."""
+    if corpus.doc_sources is None:
+        raise GapkitError("this corpus has no provenance (build it with corpus_from_pairs)")
+    img_rows = corpus.role_rows(ROLE_IMAGE)
+    img_rows = img_rows[np.argsort(corpus.doc_sources[img_rows, 0])]
+    if not np.array_equal(corpus.doc_sources[img_rows, 0], np.arange(img_rows.size)):
+        raise GapkitError("the corpus must hold every image of its pairs")
+    txt_rows = corpus.role_rows(ROLE_TEXT)
+    txt_rows = txt_rows[np.argsort(corpus.doc_sources[txt_rows, 1])]
+    pe = PairedEmbeddings(corpus.docs[img_rows], corpus.docs[txt_rows], corpus.doc_groups[txt_rows].astype(np.int64))
+    ids = {f"image:{i}": int(r) for i, r in enumerate(img_rows)}
+    ids.update({f"text:{j}": int(r) for j, r in enumerate(txt_rows)})
+    ids.update({f"fused:{int(corpus.doc_groups[r])}": int(r) for r in corpus.role_rows(ROLE_FUSED)})
+    return pe, ids
+
+
+class IndexRanker:
+    """Ranks through a real gapkit.search index (built per correction under `workdir`), e.g.
+    LanceDB or FAISS with an ANN structure; hits are mapped back to corpus rows by document id."""
+
+    def __init__(self, workdir: str | Path, backend: str = "faiss", backend_params: Mapping[str, Any] | None = None,
+                 seed: int = 0) -> None:
+        self.workdir = Path(workdir)
+        self.backend = backend
+        self.backend_params = dict(backend_params or {})
+        self.seed = seed
+
+    def __call__(self, corpus: MixedCorpus, fit: PairedEmbeddings, name: str) -> np.ndarray:
+        from ..search import build_index
+
+        pe, row_of = corpus_pairs(corpus)
+        roles = [r for r in (ROLE_IMAGE, ROLE_TEXT, ROLE_FUSED) if corpus.role_rows(r).size]
+        idx = build_index(pe, out=self.workdir / f"index-{name}", roles=roles, correction=name,
+                          fit=None if name == RAW else fit, backend=self.backend,
+                          backend_params=self.backend_params, fuse_weight=FUSE_WEIGHT, seed=self.seed)
+        hits = idx.search_vectors(corpus.queries, "text", k=DEPTH)
+        top = np.full((corpus.queries.shape[0], DEPTH), -1, np.int64)
+        for q, row in enumerate(hits):
+            for r, h in enumerate(row):
+                top[q, r] = row_of[h.id]
+        return top
 
 
 def corpus_summary(corpus: MixedCorpus) -> dict[str, Any]:
@@ -92,26 +147,50 @@ def mixbench(fit: Any, test: Any, corrections: Iterable[str] = DEFAULT_CORRECTIO
 
     results["corpus"]: sizes and the corpus's image share; for each ranker R (default {"exact"}):
     results[R] = {variant: mean metrics} with variant "none" (raw) and each correction, and
-    results[f"{R}_gain"] = {correction: {key_gain, key_gain_ci_low, key_gain_ci_high}}.
+    results[f"{R}_gain"] = {correction: {key_gain, key_gain_ci_low, key_gain_ci_high}};
+    results[f"{R}_skipped"] = {correction: why} for corrections that cannot be built on this data.
     """
     fit, test = as_paired(fit), as_paired(test)
     corpus = corpus_from_pairs(test, query_fraction, seed, fused=fused)
     names = [RAW, *[c for c in corrections if c != RAW]]
     rankers = dict(rankers or {"exact": exact_ranker})
-    fixers = {}
-    for name in names:
-        if name != RAW:
-            _say(progress, f"mixbench: fitting {name} on {fit.n_image} fit images")
-        fixers[name] = fit_correction(name, fit)
-    results: dict[str, Any] = {"corpus": corpus_summary(corpus)}
+    results: dict[str, Any] = {"corpus": corpus_summary(corpus), "fit": {"n_images": fit.n_image, "n_texts": fit.n_text}}
+    tops: dict[str, dict[str, np.ndarray]] = {}
     for label, ranker in rankers.items():
-        per_query = {}
+        per_query, skipped = {}, {}
+        tops[label] = {}
         for name in names:
-            _say(progress, f"mixbench: {label} ranking, {name}, {corpus.queries.shape[0]} queries")
-            per_query[name] = corpus_per_query(corpus, ranker(corpus, name, fixers[name]), ks=(1, 5, 10))
+            _say(progress, f"mixbench: {label}, {name}: fit on {fit.n_image} images, rank for "
+                           f"{corpus.queries.shape[0]} queries")
+            try:
+                top = ranker(corpus, fit, name)
+            except GapkitError as exc:  # e.g. calibrated on 1:1 pairs: no text-text matches to calibrate
+                if name == RAW:
+                    raise
+                skipped[name] = str(exc)
+                continue
+            tops[label][name] = top
+            per_query[name] = corpus_per_query(corpus, top, ks=(1, 5, 10))
         results[label] = {name: mean_metrics(pq) for name, pq in per_query.items()}
         results[f"{label}_gain"] = gains_table(per_query, RAW, GAIN_KEYS, n_boot=n_boot, seed=seed)
+        if skipped:
+            results[f"{label}_skipped"] = skipped
+    if "exact" in tops:  # how much of the exact top 10 each index finds (ANN recall@10)
+        for label, by_name in tops.items():
+            if label != "exact":
+                results[f"{label}_recall_vs_exact"] = {
+                    name: overlap_at_k(tops["exact"][name], top) for name, top in by_name.items() if name in tops["exact"]}
     return results
+
+
+def overlap_at_k(reference: np.ndarray, found: np.ndarray, k: int = DEPTH) -> float:
+    """Mean over queries of |top-k(reference) & top-k(found)| / |top-k(reference)| (ANN recall@k)."""
+    shares = []
+    for ref, got in zip(reference[:, :k], found[:, :k]):
+        ref = set(ref[ref >= 0].tolist())
+        if ref:
+            shares.append(len(ref & set(got[got >= 0].tolist())) / len(ref))
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def _say(progress: bool, msg: str) -> None:
