@@ -10,7 +10,11 @@ DESCRIPTION = """Evaluate embeddings on one task and write one CLIP_benchmark-co
 
 tasks and their inputs:
   retrieval        paired embeddings (--embeddings/--image+--text[/--text-to-image]/--sample)
-  mixed-retrieval  paired embeddings; a corpus is built from them (--query-fraction, --fused, --seed)
+  mixed-retrieval  paired embeddings; a corpus is built from them (--query-fraction, --fused, --seed);
+                   or --index IDX --queries Q.jsonl: your own labelled queries against a search index
+                   (raw vs the index's correction, paired bootstrap CI of the gain; docs/search.md)
+  mixbench         paired embeddings: held-out labelled-query benchmark of --corrections vs raw,
+                   exactly and through real indexes (--backends), with paired bootstrap CIs
   intra-text       paired embeddings with several captions per image (groups = the image)
   intra-image      --image and --labels (groups = the label)
   zero-shot        --image, --labels and --classifier (class embeddings (C, D) or (C, T, D))
@@ -20,9 +24,11 @@ examples:
   gapkit evaluate --task retrieval --sample clip --out raw.json
   gapkit evaluate --task mixed-retrieval --embeddings test.npy --fixer center --fit calib.npy --out c.json
   gapkit evaluate --task zero-shot --image img.npy --labels y.npy --classifier cls.npy --out zs.json
+  gapkit evaluate --task mixed-retrieval --index runs/idx --queries queries.jsonl --out labelled.json
+  gapkit evaluate --task mixbench --sample clip --backends faiss --out mixbench.json
 """
 
-TASKS = ("retrieval", "mixed-retrieval", "intra-text", "intra-image", "zero-shot", "linear-probe", "fairness")
+TASKS = ("retrieval", "mixed-retrieval", "mixbench", "intra-text", "intra-image", "zero-shot", "linear-probe", "fairness")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +51,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fused", action="store_true", help="mixed-retrieval: add fused image+text documents")
     g.add_argument("--score", default="auto", choices=("auto", "probability", "percentile"),
                    help="mixed-retrieval with --fixer calibrated: which calibrated score ranks the corpus")
+    g.add_argument("--index", metavar="IDX", help="mixed-retrieval: a search index (gapkit index build) to query")
+    g.add_argument("--queries", metavar="PATH",
+                   help="mixed-retrieval with --index: labelled queries, JSON Lines {text|vector, relevant|relevant_items}")
+    g.add_argument("--corrections", default="role-center,center,calibrated",
+                   help="mixbench: comma-separated corrections compared with raw cosine (default %(default)s)")
+    g.add_argument("--backends", default="",
+                   help="mixbench: comma-separated index backends ranked beside the exact search, each with its "
+                        "ANN structure (faiss = HNSW, lancedb = IVF_HNSW_SQ), e.g. faiss,lancedb")
+    g.add_argument("--fit-fraction", type=float, default=0.5,
+                   help="mixbench: share of the images the corrections are fitted on (the rest is queried)")
+    g.add_argument("--n-boot", type=int, default=1000, help="mixed-retrieval --index / mixbench: bootstrap resamples")
     g.add_argument("--test-fraction", type=float, default=0.3, help="linear-probe: held-out share")
     g.add_argument("--seed", type=int, default=0)
     r = p.add_argument_group("record")
@@ -134,6 +151,10 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
 
     if fx is not None and fx.acts_on != "embeddings" and args.task != "mixed-retrieval":
         raise GapkitError(f"fixer '{fx.name}' calibrates scores; it applies to --task mixed-retrieval only")
+    if args.index is not None or args.queries is not None:
+        return _labelled(args, fx)
+    if args.task == "mixbench":
+        return _mixbench(args, fx)
     if args.task in ("retrieval", "mixed-retrieval", "intra-text"):
         pe, inputs = load_from_args(args)
         if args.task == "mixed-retrieval":
@@ -171,6 +192,63 @@ def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
     return ev.denigration(img, _read_list(args.groups), cls, _read_list(args.prompt_categories), offensive), inputs
 
 
+def _labelled(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """--task mixed-retrieval --index IDX --queries Q.jsonl."""
+    from ..errors import GapkitError
+    from ..evaluate.labelled import evaluate_index, read_queries
+    from ..search import open_index
+
+    if args.task != "mixed-retrieval":
+        raise GapkitError("--index / --queries belong to --task mixed-retrieval")
+    _need(args, "index", "queries")
+    given = [f"--{n}" for n in ("embeddings", "image", "text", "sample") if getattr(args, n, None) is not None]
+    if given or fx is not None:
+        raise GapkitError(f"with --index the index's documents and correction are evaluated; drop "
+                          f"{', '.join(given + (['--fixer'] if fx is not None else []))}")
+    _check_n_boot(args)
+    queries = read_queries(args.queries)
+    index = open_index(args.index)
+    return evaluate_index(index, queries, n_boot=args.n_boot, seed=args.seed, progress=True), \
+        {"index": args.index, "queries": args.queries, "index_hash": index.info()["content_hash"]}
+
+
+def _check_n_boot(args: argparse.Namespace) -> None:
+    from ..errors import GapkitError
+
+    if args.n_boot < 1:
+        raise GapkitError(f"--n-boot must be >= 1, got {args.n_boot}")
+
+
+def _mixbench(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """--task mixbench: held-out benchmark of several corrections, exact and through indexes."""
+    import tempfile
+
+    from ..errors import GapkitError
+    from ..evaluate.mixbench import ANN_PARAMS, IndexRanker, exact_ranker, mixbench, split_items
+    from ._common import load_from_args
+
+    if fx is not None:
+        raise GapkitError("mixbench compares --corrections (it fits each itself); drop --fixer")
+    _check_n_boot(args)
+    corrections = [c.strip() for c in args.corrections.split(",") if c.strip()]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(backends) - set(ANN_PARAMS))
+    if unknown:
+        raise GapkitError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(ANN_PARAMS)}")
+    from ..search.correction import check_kind
+
+    for c in corrections:
+        check_kind(c)
+    pe, inputs = load_from_args(args)
+    fit, test = split_items(pe, args.fit_fraction, args.seed)
+    with tempfile.TemporaryDirectory(prefix="gapkit-mixbench-") as tmp:
+        rankers = {"exact": exact_ranker, **{f"{b} (ANN)": IndexRanker(f"{tmp}/{b}", b, ANN_PARAMS[b], seed=args.seed)
+                                             for b in backends}}
+        res = mixbench(fit, test, corrections, rankers=rankers, query_fraction=args.query_fraction,
+                       fused=True, seed=args.seed, n_boot=args.n_boot)
+    return res, inputs
+
+
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluation_record
     from ._common import write_output
@@ -179,8 +257,13 @@ def run(args: argparse.Namespace) -> int:
     fx, fixer_desc = (None, {}) if args.method is None else fixer_from_args(args)
     metrics, inputs = _run_task(args, fx)
     params = {"seed": args.seed, **fixer_desc}
-    if args.task == "mixed-retrieval":
+    if args.task == "mixed-retrieval" and args.index is not None:
+        params.update(n_boot=args.n_boot)
+    elif args.task == "mixed-retrieval":
         params.update(query_fraction=args.query_fraction, fused=args.fused, score=args.score)
+    elif args.task == "mixbench":
+        params.update(query_fraction=args.query_fraction, fit_fraction=args.fit_fraction, n_boot=args.n_boot,
+                      corrections=args.corrections, backends=args.backends)
     rec = evaluation_record(args.task, metrics, model=args.model, dataset=args.dataset,
                             fixer=None if fx is None else fx.name, params=params, inputs=inputs, seed=args.seed)
     write_output(rec, args.out)

@@ -105,6 +105,10 @@ def corpus_pairs(corpus: MixedCorpus) -> tuple[PairedEmbeddings, dict[str, int]]
     return pe, ids
 
 
+#: backend parameters that force each backend's ANN structure even on a small corpus
+ANN_PARAMS: dict[str, dict[str, Any]] = {"faiss": {"kind": "hnsw"}, "lancedb": {"flat_max": 0}}
+
+
 class IndexRanker:
     """Ranks through a real gapkit.search index (built per correction under `workdir`), e.g.
     LanceDB or FAISS with an ANN structure; hits are mapped back to corpus rows by document id."""
