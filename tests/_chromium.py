@@ -205,7 +205,7 @@ def _errors(events: list[dict[str, Any]]) -> list[str]:
         elif m == "Runtime.exceptionThrown":
             out.append("exception: " + str(p.get("exceptionDetails", {}).get("text")))
         elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
-            out.append("log: " + str(p["entry"].get("text")))
+            out.append("log: " + str(p["entry"].get("text")) + (f" ({p['entry']['url']})" if p["entry"].get("url") else ""))
         elif m == "Network.loadingFailed":
             out.append("network: " + str(p.get("errorText")))
     return out

@@ -8,8 +8,8 @@ image share of each top 10; and a JSON API:
     GET  /search?text=...&k=10&role=any&mode=both|corrected|raw&min_probability=P
     POST /search  JSON {"text" | "vector", "k", "role", "mode", "min_probability"}
     POST /search?k=...  with an image as the body (Content-Type image/*; at most max_upload_bytes)
-    GET  /score?text=...&id=DOC or POST /score JSON {"text"|"vector", "id"}: how likely a query
-                                       and an indexed document match
+    GET  /score?text=...&id=image:...  how likely a text and an indexed image match
+    POST /score?text=...  with an image body: how likely the text and the uploaded image match
     GET  /thumb?id=DOC                 a thumbnail of a REGISTERED image of the index (404 otherwise)
 
 Safety: the server binds 127.0.0.1 unless told otherwise; no path from a request reaches the file

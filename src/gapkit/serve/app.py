@@ -4,14 +4,17 @@ Every answer is JSON made of plain Python values; a user mistake (empty query, u
 k <= 0, a vector of the wrong dimension, an image query on an index without an image encoder)
 answers 400 {"error": "<one line>"}; an upload over the limit answers 413 before it is read in
 full. Index calls are serialised by one lock: the backends are not documented as thread-safe and
-FastAPI runs plain endpoints on a thread pool.
+FastAPI runs plain endpoints on a thread pool. This module imports FastAPI (gapkit.serve itself
+does not, so `import gapkit` stays light).
 """
 from __future__ import annotations
 
-import io
 import threading
 from importlib import resources
 from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
 from ..errors import GapkitError
 from . import DEFAULT_MAX_UPLOAD
@@ -103,11 +106,22 @@ class Searcher:
             out[name] = {"hits": rows, "image_share@10": image_share(rows)}
         return out
 
-    def score(self, query: dict[str, Any], doc_id: str) -> dict[str, Any]:
+    def score(self, text: str | None, image: Any = None, doc_id: str | None = None) -> dict[str, Any]:
+        """gapkit.search.score of a text against an uploaded image or an indexed image document."""
+        import numpy as np
+
         from ..search import score
 
+        if not text or not str(text).strip():
+            raise GapkitError("give the text to score: ?text=...")
         with self.lock:
-            return _plain(score(self.index, doc_id=doc_id, **query))
+            if doc_id is not None:
+                row = self.index.row_of(str(doc_id))
+                if self.index.role_of_row(row) != "image":
+                    raise GapkitError(f"'{doc_id}' is a {self.index.role_of_row(row)} document; score compares a "
+                                      "text with an image (give an image document id or upload an image)")
+                image = np.asarray(self.index.vectors[row], np.float32)
+            return _plain(score(self.index, image=image, text=str(text)))
 
 
 def _plain(x: Any) -> Any:
@@ -131,30 +145,19 @@ def _query_from_json(body: dict[str, Any]) -> dict[str, Any]:
     return {"vector": np.asarray(vector, dtype=np.float32)}
 
 
-def decode_image(data: bytes) -> Any:
-    """An uploaded image as a PIL RGB image (header-checked against the pixel limit first)."""
-    from PIL import Image
-
-    from ..data.dataset import oversize, to_rgb
-
+async def read_image(request: Any, limit: int) -> bytes:
+    """The uploaded image bytes (the index decodes them, header-checked against its pixel limit)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in IMAGE_TYPES:
+        raise GapkitError(f"unsupported upload type {ctype or '(none)'}; send one of {', '.join(IMAGE_TYPES)}")
+    data = await _read_bounded(request, limit)
     if not data:
         raise GapkitError("empty upload: send the image as the request body")
-    why = oversize(data)
-    if why:
-        raise GapkitError(f"uploaded image is too large to decode ({why})")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return to_rgb(im)
-    except (OSError, ValueError, Image.DecompressionBombError):
-        raise GapkitError("the upload is not an image PIL can read (PNG, JPEG, GIF, WebP, BMP)") from None
+    return data
 
 
 def create_app(index: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, thumb_px: int = 160) -> Any:
     """FastAPI app serving `index` (an opened gapkit.search index)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response
-
     app = FastAPI(title="gapkit search", docs_url=None, redoc_url=None, openapi_url=None)
     searcher = Searcher(index)
     thumbs = Thumbnails(index, size=thumb_px)
@@ -184,6 +187,10 @@ def create_app(index: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, thumb_
 
         app.add_api_route(route, page, methods=["GET"], include_in_schema=False)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Any:
+        return Response(status_code=204)  # no icon; answering keeps the browser console clean
+
     @app.get("/info")
     def get_info() -> Any:
         return info
@@ -201,9 +208,7 @@ def create_app(index: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, thumb_
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         params = request.query_params
         if ctype.startswith("image/"):
-            if ctype not in IMAGE_TYPES:
-                raise GapkitError(f"unsupported image type {ctype}; send one of {', '.join(IMAGE_TYPES)}")
-            query = {"image": decode_image(await _read_bounded(request, max_upload_bytes))}
+            query = {"image": await read_image(request, max_upload_bytes)}
             opts: dict[str, Any] = dict(params)
             shown: dict[str, Any] = {"image": f"upload ({ctype})"}
         else:
@@ -216,17 +221,14 @@ def create_app(index: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, thumb_
         return {"query": shown, **result}
 
     @app.get("/score")
-    def get_score(id: str, text: str | None = None) -> Any:
-        if text is None:
-            raise GapkitError("give a query: /score?text=...&id=DOC")
-        return searcher.score({"text": text}, id)
+    def get_score(text: str | None = None, id: str | None = None) -> Any:
+        if id is None:
+            raise GapkitError("give an image document: /score?text=...&id=image:... (or POST an image)")
+        return searcher.score(text, doc_id=id)
 
     @app.post("/score")
-    async def post_score(request: Request) -> Any:
-        body = await _json_body(request, max_upload_bytes)
-        if "id" not in body:
-            raise GapkitError('give the document id as "id"')
-        return searcher.score(_query_from_json(body), str(body["id"]))
+    async def post_score(request: Request, text: str | None = None) -> Any:
+        return searcher.score(text, image=await read_image(request, max_upload_bytes))
 
     @app.get("/thumb")
     def get_thumb(id: str) -> Any:

@@ -46,7 +46,6 @@ function renderHit(h, rank) {
   if (h.thumbnail) {
     const img = el("img");
     img.alt = h.role + " " + h.id;
-    img.loading = "lazy";
     img.src = h.thumbnail;
     li.appendChild(img);
   } else {
