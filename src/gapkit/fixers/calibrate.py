@@ -267,7 +267,7 @@ class CalibratedScores(Fixer):
         if self.method == "platt":
             from sklearn.linear_model import LogisticRegression
 
-            lr = LogisticRegression(C=1e4).fit(x[:, None], y, sample_weight=w)
+            lr = LogisticRegression(C=1e4, solver="newton-cholesky").fit(x[:, None], y, sample_weight=w)
             self.tables_[f"{pair}:coef"] = np.array([lr.coef_[0, 0], lr.intercept_[0]])
         else:
             from sklearn.isotonic import IsotonicRegression

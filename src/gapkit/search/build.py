@@ -24,7 +24,7 @@ import numpy as np
 from ..embeddings import PairedEmbeddings, as_paired, load_embeddings
 from ..errors import GapkitError
 from .backends.base import DEFAULT_BACKEND, create_backend
-from .correction import Correction, check_kind, pair_name
+from .correction import Correction, check_kind, check_prior, pair_name
 from .documents import ROLES, RoleDocs, docs_from_pairs, raw_rows
 from .index import FORMAT, FORMAT_VERSION, MixedIndex, content_hash, index_version, open_index
 
@@ -104,7 +104,11 @@ def build_index(source: Any = None, *, out: str | Path, text: Any = None, text_t
     from ..atomic import atomic_dir, check_replaceable_dir, dumps_json
 
     check_kind(correction)
+    bad = sorted(set(roles) - set(ROLES))
+    if bad or not roles:
+        raise GapkitError(f"unknown document roles {bad}; known: {', '.join(ROLES)}" if bad else "no document roles")
     roles = tuple(r for r in ROLES if r in roles)
+    check_prior(prior)
     pe = _as_pairs(source, text, text_to_image)
     docs = docs_from_pairs(pe, roles, image_paths, fields)
     check_replaceable_dir(out)  # before any work: never replace a user's folder

@@ -108,3 +108,15 @@ def check_kind(correction: str) -> None:
 
     if correction != "none" and correction not in available_fixers():
         raise GapkitError(f"unknown correction '{correction}'; use none or a fixer: {', '.join(available_fixers())}")
+
+
+def check_prior(prior: Any) -> None:
+    """None, a number in (0, 1), or {pair: number in (0, 1)} (GapkitError otherwise)."""
+    from ..fixers.calibrate import _check_probability, canonical_pair
+
+    if prior is None:
+        return
+    for k, v in (prior.items() if isinstance(prior, dict) else [("prior", prior)]):
+        if k != "prior":
+            canonical_pair(k)
+        _check_probability(v, f"prior of {k}" if k != "prior" else "prior")

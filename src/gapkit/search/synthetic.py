@@ -14,6 +14,7 @@ million rows never need to be in memory at once.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +26,27 @@ from ..errors import GapkitError
 CHUNK = 65_536
 
 
+@functools.lru_cache(maxsize=4)
+def _joint_gaussian(sample: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Mean (2D,), factors (2D, r) with cov = L L^T, and the RMS norm of the centred image half."""
+    from ..samples import load_sample
+
+    pe = load_sample(sample)
+    x = np.asarray(pe.image, np.float64)
+    y = np.asarray(pe.text, np.float64)
+    z = np.concatenate([x / np.linalg.norm(x, axis=1, keepdims=True),
+                        y / np.linalg.norm(y, axis=1, keepdims=True)], axis=1)
+    mu = z.mean(axis=0)
+    c = z - mu
+    # eigen-decomposition of the small (n, n) Gram matrix instead of an SVD of (n, 2D): same factors
+    w, u = np.linalg.eigh(c @ c.T)
+    keep = w > 1e-10 * w.max()
+    vt = (u[:, keep].T @ c) / np.sqrt(w[keep])[:, None]  # right singular vectors (r, 2D)
+    factors = (vt.T * np.sqrt(w[keep] / (z.shape[0] - 1))).astype(np.float32)
+    rms = float(np.sqrt((c[:, : x.shape[1]] ** 2).sum(axis=1).mean()))
+    return mu, factors, rms
+
+
 class GappedGenerator:
     """Resamples the bundled sample's joint image-text geometry (see module docstring).
 
@@ -32,20 +54,8 @@ class GappedGenerator:
     """
 
     def __init__(self, sample: str = "clip", image_noise: float = 0.6, text_noise: float = 0.6, seed: int = 0) -> None:
-        from ..samples import load_sample
-
-        pe = load_sample(sample)
-        x = np.asarray(pe.image, np.float64)
-        y = np.asarray(pe.text, np.float64)
-        z = np.concatenate([x / np.linalg.norm(x, axis=1, keepdims=True),
-                            y / np.linalg.norm(y, axis=1, keepdims=True)], axis=1)
-        self.dim = x.shape[1]
-        self.mu = z.mean(axis=0)
-        c = z - self.mu
-        _, s, vt = np.linalg.svd(c, full_matrices=False)
-        keep = s > 1e-8 * s[0]
-        self.factors = (vt[keep].T * (s[keep] / np.sqrt(z.shape[0] - 1))).astype(np.float32)  # (2D, r)
-        rms = float(np.sqrt((c[:, : self.dim] ** 2).sum(axis=1).mean()))
+        self.mu, self.factors, rms = _joint_gaussian(sample)
+        self.dim = self.mu.size // 2
         self.image_sd = image_noise * rms / np.sqrt(self.dim)
         self.text_sd = text_noise * rms / np.sqrt(self.dim)
         self.seed = seed

@@ -64,12 +64,22 @@ class LanceBackend(Backend):
             tbl = self._tables[role]
             big = n > int(self.params["flat_max"])
             if big:
-                kw: dict[str, Any] = {"metric": "dot", "index_type": self.params["index_type"],
-                                      "num_partitions": int(self.params["num_partitions"]) or max(1, int(np.sqrt(n) / 2))}
-                if "HNSW" in str(self.params["index_type"]):
-                    kw.update(m=int(self.params["m"]), ef_construction=int(self.params["ef_construction"]))
-                tbl.create_index(**kw)
+                tbl.create_index("vector", config=self._index_config(n))
             self.indexed[role] = big
+
+    def _index_config(self, n: int) -> Any:
+        import lancedb.index as li
+
+        kinds = {"IVF_HNSW_SQ": li.IvfHnswSq, "IVF_HNSW_FLAT": li.IvfHnswFlat, "IVF_HNSW_PQ": li.IvfHnswPq,
+                 "IVF_FLAT": li.IvfFlat, "IVF_SQ": li.IvfSq, "IVF_PQ": li.IvfPq}
+        kind = str(self.params["index_type"]).upper()
+        if kind not in kinds:
+            raise GapkitError(f"lancedb backend: index_type must be one of {', '.join(kinds)}, got '{kind}'")
+        kw: dict[str, Any] = {"distance_type": "dot",
+                              "num_partitions": int(self.params["num_partitions"]) or max(1, int(np.sqrt(n) / 2))}
+        if "HNSW" in kind:
+            kw.update(m=int(self.params["m"]), ef_construction=int(self.params["ef_construction"]))
+        return kinds[kind](**kw)
 
     def search(self, queries: np.ndarray, k: int, role: str) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(queries, dtype=np.float32)
