@@ -31,7 +31,8 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert page.title.startswith("gapkit demo")
     assert len(page.imgs) >= 3 and all(i["src"].startswith("data:image/png;base64,") for i in page.imgs)
     text = " ".join(page.text)
-    for section in ("Pipeline stages", "The gap at a glance", "Fixer comparison", "Evaluation", "Provenance"):
+    for section in ("Pipeline stages", "The gap at a glance", "Which fixer, and did it help?", "Evaluation",
+                    "Provenance"):
         assert section in text
     assert "CLIP ViT-B/16" in text
 

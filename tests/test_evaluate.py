@@ -37,12 +37,12 @@ def test_retrieval_hand_made():
     m = np.array([0, 0, 1, 2])
     r = retrieval(img, txt, m, ks=(1, 2))
     # text -> image ranks: 2, 1, 2, 1
-    assert r["image_retrieval_recall@1"] == 0.5 and r["image_retrieval_recall@2"] == 1.0
-    assert r["image_retrieval_mean_rank"] == 1.5
+    assert r["t2i_recall@1"] == 0.5 and r["t2i_recall@2"] == 1.0
+    assert r["t2i_mean_rank"] == 1.5
     # image -> text: image 0 has caption 1 at rank 1 (any caption counts); image 1: captions
     # sorted by cos to (0,1): t0 (sin50=.77), t2 (sin160=.34), t1, t3 -> rank 2; image 2: t3 first
-    assert r["text_retrieval_recall@1"] == pytest.approx(2 / 3)
-    assert r["text_retrieval_recall@2"] == 1.0
+    assert r["i2t_recall@1"] == pytest.approx(2 / 3)
+    assert r["i2t_recall@2"] == 1.0
 
 
 def test_retrieval_matches_naive_reference():
@@ -54,9 +54,9 @@ def test_retrieval_matches_naive_reference():
     s = unit(img) @ unit(txt).T
     i2t = [naive_best_rank(s[i], m == i) for i in range(30) if (m == i).any()]
     t2i = [naive_best_rank(s[:, j], np.arange(30) == m[j]) for j in range(70)]
-    assert r["text_retrieval_recall@5"] == pytest.approx(np.mean(np.array(i2t) <= 5))
-    assert r["image_retrieval_recall@1"] == pytest.approx(np.mean(np.array(t2i) <= 1))
-    assert r["image_retrieval_median_rank"] == pytest.approx(np.median(t2i))
+    assert r["i2t_recall@5"] == pytest.approx(np.mean(np.array(i2t) <= 5))
+    assert r["t2i_recall@1"] == pytest.approx(np.mean(np.array(t2i) <= 1))
+    assert r["t2i_median_rank"] == pytest.approx(np.median(t2i))
     assert r["n_images_with_caption"] == len(i2t)
 
 

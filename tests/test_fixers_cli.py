@@ -104,7 +104,7 @@ def test_evaluate_and_build(stack, tmp_path):
                  "--fit", str(p), "--model", "toy", "--dataset", "gapped", "--out", str(fixed)]) == 0
     rec = json.loads(raw.read_text())
     assert rec["task"] == "retrieval" and rec["model"] == "toy" and rec["fixer"] is None
-    assert 0 <= rec["metrics"]["image_retrieval_recall@1"] <= 1
+    assert 0 <= rec["metrics"]["t2i_recall@1"] <= 1
     table = tmp_path / "table.csv"
     assert main(["build", str(tmp_path / "r"), "--out", str(table)]) == 0
     rows = list(csv.DictReader(table.open()))
@@ -112,7 +112,7 @@ def test_evaluate_and_build(stack, tmp_path):
     by_task = {r["task"]: r for r in rows}
     assert by_task["mixed-retrieval"]["fixer"] == "center"
     assert by_task["retrieval"]["ndcg@10"] == ""  # metrics a record lacks stay empty
-    assert float(by_task["retrieval"]["text_retrieval_recall@1"]) == rec["metrics"]["text_retrieval_recall@1"]
+    assert float(by_task["retrieval"]["i2t_recall@1"]) == rec["metrics"]["i2t_recall@1"]
 
 
 def test_evaluate_zero_shot_and_fairness_files(tmp_path):

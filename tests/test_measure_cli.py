@@ -45,8 +45,8 @@ def test_separate_files_with_mapping_to_stdout(files, capsys):
     assert code == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["n_text"] == 50 and rec["inputs"]["text_to_image"] == str(files / "map.npy")
-    assert set(rec["metrics"]) == {"rmg", "rmg_ci_low", "rmg_ci_high", "i2t_recall@1", "i2t_recall@1_ci_low",
-                                   "i2t_recall@1_ci_high"}
+    assert set(rec["metrics"]) == {"rmg", "rmg_ci_low", "rmg_ci_high", "rmg_bias", "i2t_recall@1",
+                                   "i2t_recall@1_ci_low", "i2t_recall@1_ci_high"}
 
 
 def test_table_without_out(capsys):

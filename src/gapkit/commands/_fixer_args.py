@@ -51,7 +51,9 @@ def fixer_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             from ..embeddings import load_embeddings
 
             calib = load_embeddings(args.fit)
-        fx.fit(calib.image, calib.text, calib.text_to_image)
+        from ..evaluate.protocol import fit_fixer
+
+        fit_fixer(fx, calib, getattr(args, "seed", 0))  # role-center: query/document roles of the protocol
         desc = {"fixer": fx.name, "fixer_params": fx.get_params(),
                 "fit": args.fit or f"sample:{args.fit_sample}"}
     if args.save_fixer:  # fail now, before any work, if the folder may not be replaced

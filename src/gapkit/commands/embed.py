@@ -43,11 +43,20 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_data_args(p, default_split="test")
+    p.add_argument("--shard", metavar="i/k|auto", help="embed only the i-th of k blocks of images (0-based); "
+                   "'auto' takes i/k from torchrun's RANK/WORLD_SIZE and writes OUT/shard-i-of-k")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="merge shard embed directories into --out")
+    p.add_argument("--out", required=True, metavar="DIR", help="output embed directory (written atomically)")
+
+
+def add_model_data_args(p: argparse.ArgumentParser, default_split: str = "test") -> None:
+    """Encoder, dataset, batching and cache options (shared by `gapkit embed` and `gapkit study`)."""
     p.add_argument("--encoder", metavar="NAME", help="registry name (see `gapkit encoders --list`)")
     p.add_argument("--checkpoint", metavar="PATH", help="local weights for the encoder")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed for random-init encoders and random heads (default 0)")
     p.add_argument("--dataset", metavar="NAME|PATH", help="fashion-mnist, emoji, openclipart, or a data path")
-    p.add_argument("--split", default="test", help="train | val | test | all (default test)")
+    p.add_argument("--split", default=default_split, help=f"train | val | test | all (default {default_split})")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
     p.add_argument("--limit", type=int, help="embed a seeded random subset of this many images")
     p.add_argument("--format", help="user-data format (csv, jsonl, coco, flickr, folder, webdataset)")
@@ -61,19 +70,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sep", metavar="CHAR",
                    help="CSV/TSV separator (open_clip's csv_separator; '\\t' or 'tab' for a tab; default: "
                         "a tab when the header has one, else a comma)")
+    p.add_argument("--root", action="append", default=[], metavar="DIR",
+                   help="allow image paths (absolute, or symlinks) that resolve under DIR (repeatable); "
+                        "the dataset file's folder is always allowed, everything else is refused")
     p.add_argument("--max-pixels", type=int, metavar="N",
                    help="skip images with more pixels than this (read from the header, not decoded) "
                         "for openclipart and user data (default 16000000; 0 = no limit)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for image decoding")
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu (default), cuda, cuda:N, mps, auto")
-    p.add_argument("--shard", metavar="i/k|auto", help="embed only the i-th of k blocks of images (0-based); "
-                   "'auto' takes i/k from torchrun's RANK/WORLD_SIZE and writes OUT/shard-i-of-k")
-    p.add_argument("--merge", nargs="+", metavar="DIR", help="merge shard embed directories into --out")
     p.add_argument("--cache-dir", metavar="DIR", help="cache root (default $GAPKIT_CACHE or ~/.cache/gapkit)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--out", required=True, metavar="DIR", help="output embed directory (written atomically)")
 
 
 # What --out must not look like: it is a directory, and `measure` would read FILE.npz as an array file.
@@ -96,6 +104,11 @@ def _dataset_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kw["sep"] = _SEPARATORS.get(args.sep.lower(), args.sep)
     if args.max_pixels is not None:
         kw["max_pixels"] = args.max_pixels or None
+    if getattr(args, "root", None):
+        for r in args.root:
+            if not Path(r).is_dir():
+                raise GapkitError(f"--root {r}: not a directory")
+        kw["allow_roots"] = [str(Path(r).resolve()) for r in args.root]
     return kw
 
 
@@ -123,9 +136,7 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
-    from ..encoders.extraction import extract_by_spec, merge_embed_dirs, save_embed_dir
-    from ..encoders.registry import get_encoder
+    from ..encoders.extraction import merge_embed_dirs, save_embed_dir
 
     check_out_dir(args.out)
     if args.merge:
@@ -134,7 +145,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.encoder or not args.dataset:
         raise GapkitError("give --encoder and --dataset (or --merge DIRS)")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(args.out)
     if args.shard == "auto":
         rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
@@ -142,23 +152,41 @@ def run(args: argparse.Namespace) -> int:
             raise GapkitError("--shard auto needs RANK and WORLD_SIZE in the environment (run it under torchrun)")
         args.shard = f"{rank}/{world}"
         out = out / f"shard-{rank}-of-{world}"
-    ds = load_dataset(args.dataset, args.split, args.split_seed, limit=args.limit, cache_dir=args.cache_dir,
-                      **_dataset_kwargs(args))
-
-    def make_encoder() -> Any:
-        kw: dict[str, Any] = {"device": args.device}
-        if not args.encoder.startswith(("hf", "sbert")):
-            kw["seed"] = args.seed
-        return get_encoder(args.encoder, checkpoint=args.checkpoint, **kw)
-
-    pe = extract_by_spec(make_encoder, _spec(args), ds, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                         shard=args.shard, batch_size=args.batch_size, num_workers=args.workers,
-                         progress=not args.quiet)
-    # Say which CSV columns were read (auto-detected or given) and what the reader skipped.
-    pe.metadata.update({k: v for k, v in (("dataset_columns", ds.info.get("columns")),
-                                          ("dataset_skipped", ds.info.get("skipped"))) if v})
+    pe, _ = embed_from_args(args, shard=args.shard)
     save_embed_dir(pe, out)
     src = "cache" if pe.metadata.get("from_cache") else "model"
     print(f"{out}: {pe.n_image} images, {pe.n_text} texts, dim {pe.dim} ({pe.metadata['model']}, from {src})",
           file=sys.stderr if args.quiet else sys.stdout)
     return 0
+
+
+def embed_from_args(args: argparse.Namespace, shard: str | None = None) -> tuple[Any, Any]:
+    """(PairedEmbeddings, ImageTextDataset) for the encoder and dataset options of
+    `add_model_data_args`; a repeat of the same request is read from the cache without the model."""
+    from ..data import load_dataset
+    from ..encoders.extraction import extract_by_spec
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ds = load_dataset(args.dataset, args.split, args.split_seed, limit=args.limit, cache_dir=args.cache_dir,
+                      **_dataset_kwargs(args))
+
+    pe = extract_by_spec(lambda: make_encoder(args), _spec(args), ds, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                         shard=shard, batch_size=args.batch_size, num_workers=args.workers,
+                         progress=not args.quiet)
+    # Say which CSV columns were read (auto-detected or given) and what the reader skipped.
+    pe.metadata.update({k: v for k, v in (("dataset_columns", ds.info.get("columns")),
+                                          ("dataset_skipped", ds.info.get("skipped"))) if v})
+    return pe, ds
+
+
+def make_encoder(args: argparse.Namespace) -> Any:
+    """The encoder named by --encoder/--checkpoint/--seed/--device (seeded unless hf/sbert),
+    built once per args (a study embeds its data and then its zero-shot prompts)."""
+    from ..encoders.registry import get_encoder
+
+    if getattr(args, "_encoder", None) is None:
+        kw: dict[str, Any] = {"device": args.device}
+        if not args.encoder.startswith(("hf", "sbert")):
+            kw["seed"] = args.seed
+        args._encoder = get_encoder(args.encoder, checkpoint=args.checkpoint, **kw)
+    return args._encoder

@@ -234,21 +234,24 @@ class ImageTextDataset:
                 f"n_captions={self.n_captions}, classes={len(self.class_names or [])})")
 
 
-def resolve_under(root: str | Path, rel: str) -> Path:
-    """Join `rel` onto `root`, refusing anything that escapes the root.
+def resolve_under(root: str | Path, rel: str, allow_roots: Sequence[str | Path] = ()) -> Path:
+    """Join `rel` onto `root` (or take it as it is when absolute), refusing anything that ends up
+    outside `root` and the extra `allow_roots` (gapkit embed/study --root DIR, repeatable).
 
-    Refused: absolute paths, `..` components, and symlinks that resolve outside the root. A
-    manifest written by someone else must not make gapkit read /etc/passwd.
+    Refused: `..` components, and absolute paths or symlinks that resolve outside every allowed
+    root. A manifest written by someone else must not make gapkit read /etc/passwd; absolute paths
+    and symlinks as open_clip and clip-retrieval CSVs have them are fine under a root the user named.
     """
     if not rel or "\x00" in rel:
         raise GapkitError(f"empty or invalid path {rel!r} in the dataset manifest")
-    p = Path(rel)
-    if p.is_absolute() or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
-        raise GapkitError(f"absolute path {rel!r} in the dataset manifest is refused (paths must be relative to the dataset root)")
     if ".." in Path(rel.replace("\\", "/")).parts:
         raise GapkitError(f"path {rel!r} escapes the dataset root ('..' is refused)")
-    root_r = Path(root).resolve()
-    full = (root_r / p).resolve()
-    if full != root_r and root_r not in full.parents:
-        raise GapkitError(f"path {rel!r} resolves outside the dataset root {root_r}")
+    roots = [Path(root).resolve(), *(Path(r).resolve() for r in allow_roots)]
+    p = Path(rel)
+    absolute = p.is_absolute() or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":")
+    full = p.resolve() if absolute else (roots[0] / p).resolve()
+    if not any(full == r or r in full.parents for r in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        what = f"absolute path {rel!r}" if absolute else f"path {rel!r} (through a symlink)"
+        raise GapkitError(f"{what} resolves outside the dataset root {allowed}; allow its folder with --root DIR")
     return full

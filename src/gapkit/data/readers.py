@@ -66,7 +66,8 @@ def _verify_image(data: bytes | str) -> str | None:
 
 
 def _assemble(root: Path, rows: Iterable[tuple[str, str]], name: str, skips: Skips,
-              verify: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
+              verify: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+              allow_roots: Sequence[str | os.PathLike] = ()) -> ImageTextDataset:
     """Group (relative image path, caption) rows by image into an ImageTextDataset.
 
     Rows of one image may be scattered; images keep the order of their first row, captions the
@@ -75,7 +76,7 @@ def _assemble(root: Path, rows: Iterable[tuple[str, str]], name: str, skips: Ski
     """
     groups: "OrderedDict[str, list[str]]" = OrderedDict()
     for rel, caption in rows:
-        full = resolve_under(root, rel)  # raises on '..' and absolute paths
+        full = resolve_under(root, rel, allow_roots)  # raises on '..' and paths outside the roots
         cap = " ".join(str(caption or "").split())
         if not cap:
             skips.add("empty caption", rel)
@@ -145,7 +146,8 @@ def guess_separator(header: str, suffix: str) -> str:
 
 def read_csv(path: str | os.PathLike, img_key: str | None = None, caption_key: str | None = None,
              sep: str | None = None, root: str | os.PathLike | None = None, strict: bool = False,
-             verify: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
+             verify: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+             allow_roots: Sequence[str | os.PathLike] = ()) -> ImageTextDataset:
     """CSV/TSV with a header row; image paths relative to `root` (default: the file's directory).
 
     img_key / caption_key / sep None: detected from the header (see the module docstring); the
@@ -186,14 +188,15 @@ def read_csv(path: str | os.PathLike, img_key: str | None = None, caption_key: s
         except csv.Error as exc:  # e.g. a field over the csv module's size limit, a NUL byte
             raise GapkitError(f"{path}: line {lineno + 1}: {exc}") from None
 
-    ds = _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels)
+    ds = _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels, allow_roots)
     ds.info["columns"] = {"image": cols[ii], "caption": cols[ci], "sep": sep}
     return ds
 
 
 def read_jsonl(path: str | os.PathLike, img_key: str | None = None, caption_key: str | None = None,
                root: str | os.PathLike | None = None, strict: bool = False, verify: bool = True,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
+               max_pixels: int | None = DEFAULT_MAX_PIXELS,
+             allow_roots: Sequence[str | os.PathLike] = ()) -> ImageTextDataset:
     """JSON lines: one object per line with an image path and a caption (string or list)."""
     path = Path(path)
     skips = Skips(strict)
@@ -218,12 +221,13 @@ def read_jsonl(path: str | os.PathLike, img_key: str | None = None, caption_key:
             for cap in caps:
                 yield obj[ik], cap if isinstance(cap, str) else ""
 
-    return _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels)
+    return _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels, allow_roots)
 
 
 def read_coco(path: str | os.PathLike, root: str | os.PathLike | None = None, strict: bool = False,
               verify: bool = True,
-              max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
+              max_pixels: int | None = DEFAULT_MAX_PIXELS,
+             allow_roots: Sequence[str | os.PathLike] = ()) -> ImageTextDataset:
     """COCO captions JSON (several captions per image); `root` = the image directory
     (default: the JSON's directory)."""
     path = Path(path)
@@ -250,12 +254,13 @@ def read_coco(path: str | os.PathLike, root: str | os.PathLike | None = None, st
             for cap in by_image.get(image_id, []):
                 yield name, cap if isinstance(cap, str) else ""
 
-    return _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels)
+    return _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels, allow_roots)
 
 
 def read_flickr(path: str | os.PathLike, root: str | os.PathLike | None = None, strict: bool = False,
                 verify: bool = True,
-                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
+                max_pixels: int | None = DEFAULT_MAX_PIXELS,
+             allow_roots: Sequence[str | os.PathLike] = ()) -> ImageTextDataset:
     """Flickr8k/30k caption file: 'NAME.jpg#k<TAB>caption' lines or Flickr30k 'name| k| caption'.
 
     `root` defaults to a sibling folder Flicker8k_Dataset / Flickr8k_Dataset / flickr30k-images /
@@ -281,12 +286,13 @@ def read_flickr(path: str | os.PathLike, root: str | os.PathLike | None = None, 
                 continue
             yield name.strip(), cap
 
-    return _assemble(Path(root), rows(), path.name, skips, verify, max_pixels)
+    return _assemble(Path(root), rows(), path.name, skips, verify, max_pixels, allow_roots)
 
 
 def read_folder(root: str | os.PathLike, captions: str | os.PathLike | None = None, strict: bool = False,
                 verify: bool = True,
-                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageTextDataset:
+                max_pixels: int | None = DEFAULT_MAX_PIXELS,
+             allow_roots: Sequence[str | os.PathLike] = ()) -> ImageTextDataset:
     """Images in a directory tree with sidecar NAME.txt captions (one per line), or a captions file:
     JSON {relative name: caption | [captions]} or lines 'relative name<TAB>caption'."""
     root = Path(root)
@@ -326,7 +332,7 @@ def read_folder(root: str | os.PathLike, captions: str | os.PathLike | None = No
             rel, cap = line.split("\t", 1)
             yield rel.strip(), cap
 
-    return _assemble(root, rows(), root.name, skips, verify, max_pixels)
+    return _assemble(root, rows(), root.name, skips, verify, max_pixels, allow_roots)
 
 
 def _tar_member_ok(name: str) -> None:

@@ -4,7 +4,8 @@ with LiT projection heads, on the emoji and openclipart data that ship as Debian
     features  frozen tower features, cached on disk:  image (N, 1280), text (M, 384)
     birth     fresh random heads W_i (1280 -> E), W_t (384 -> E): the gap at initialisation
     tuning    heads trained contrastively (LiT) with the CLIP loss and with gap-closing variants
-    fixers    post-hoc fixers fitted on the training embeddings of the CLIP heads, applied to test
+    fixers    `gapkit study` (gapkit.study) on the CLIP heads: fixers fitted on the training
+              embeddings, compared with raw on test (paired CIs, a recommendation)
     evaluate  zero-shot (openclipart categories), retrieval R@K, mixed-modality NDCG@10
 
 Every stage reads what the previous ones left in the shared context and writes its records under
@@ -249,8 +250,8 @@ def evaluate_embeddings(ctx: dict[str, Any], sets: dict[str, PairedEmbeddings], 
         if not scores_only:
             x, y = _apply(moved, pe.image, "image"), _apply(moved, pe.text, "text")
             r = ev.retrieval(x, y, pe.text_to_image, ks=(1,))
-            out[f"{name} i2t R@1"] = r["text_retrieval_recall@1"]
-            out[f"{name} t2i R@1"] = r["image_retrieval_recall@1"]
+            out[f"{name} i2t R@1"] = r["i2t_recall@1"]
+            out[f"{name} t2i R@1"] = r["t2i_recall@1"]
         corpus = ev.corpus_from_pairs(pe, seed=ctx["seed"])  # raw rows: mixed_retrieval applies the fixer
         out[f"{name} mixed NDCG@10"] = ev.mixed_retrieval(corpus, fixer=fixer)["ndcg@10"]
     labels = _need(ctx, "features", "features")["test"]["openclipart"].labels
@@ -289,16 +290,6 @@ def evaluate(ctx: dict[str, Any]) -> tuple[Any, str]:
 
 
 # ------------------------------------------------------------------------------------- fixers
-FIXERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "shift (close the gap)": ("shift", {}),
-    "mean-centring": ("center", {}),
-    "standardise": ("standardize", {}),
-    "remove top-10 gap dims": ("topk", {"k": 10}),
-    "Procrustes text->image": ("procrustes", {}),
-    "calibrated scores": ("calibrated", {}),
-}
-
-
 def _clip_heads_data(ctx: dict[str, Any]) -> tuple[PairedEmbeddings, dict[str, PairedEmbeddings],
                                                      PairedEmbeddings, np.ndarray | None]:
     """Under the CLIP-tuned heads: training embeddings, test sets, pooled test set, zero-shot prompts."""
@@ -311,27 +302,24 @@ def _clip_heads_data(ctx: dict[str, Any]) -> tuple[PairedEmbeddings, dict[str, P
 
 
 def fixers(ctx: dict[str, Any]) -> tuple[Any, str]:
-    """Fit each fixer on the training embeddings of the CLIP-tuned heads; gap + evaluation on test."""
-    fx_mod = require("gapkit.fixers", "create_fixer")
-    metrics = require("gapkit.metrics", "measure")
-    tr, sets, pooled, classifier = _clip_heads_data(ctx)
-    table: dict[str, dict[str, Any]] = {}
-    for label, (name, params) in [("none (CLIP heads as tuned)", (None, {})), *FIXERS.items()]:
-        fx = None if name is None else fx_mod.create_fixer(name, **params).fit(tr.image, tr.text, tr.text_to_image)
-        row: dict[str, Any] = {}
-        if getattr(fx, "acts_on", "embeddings") != "scores":  # a score fixer leaves the geometry as it is
-            img, txt = _apply(fx, pooled.image, "image"), _apply(fx, pooled.text, "text")
-            geo = metrics.measure(img, txt, pooled.text_to_image, metrics=["geometry"])
-            row.update({k: geo[k] for k in ("centroid_distance", "paired_cosine_mean", "rmg") if k in geo})
-        row.update(evaluate_embeddings(ctx, sets, classifier, fx))
-        table[label] = row
-    d = Path(ctx["out"]) / "towers" / "fixers"
-    rec = new_record("fix", title="Post-hoc fixers on the CLIP-tuned two-tower", seed=ctx["seed"],
-                     params={"fixers": {k: {"name": n, **p} for k, (n, p) in FIXERS.items()},
-                             "fitted_on": "training embeddings", "applied_to": "test embeddings"},
-                     results={"fixers": table})
-    save_record(rec, d / "record.json")
-    return rec, f"{len(FIXERS)} fixers compared with the raw CLIP heads"
+    """`gapkit study` on the CLIP-tuned heads (the same code path): every fixer fitted on the training
+    embeddings, compared with raw on the pooled test set (retrieval, mixed retrieval, zero-shot on
+    the openclipart test images), paired CIs and a recommendation."""
+    from ..study import StudyData, run_study
+
+    tr, _, pooled, classifier = _clip_heads_data(ctx)
+    test = _need(ctx, "features", "features")["test"]
+    # zero-shot classes exist for openclipart only; other images get -1 (left out of zero-shot)
+    labels = np.concatenate([f.labels if (f.name == "openclipart" and f.labels is not None)
+                             else np.full(f.image.shape[0], -1) for f in test.values()])
+    data = StudyData(pooled, "two-tower (EfficientNet-Lite0 + MiniLM), LiT heads tuned with CLIP",
+                     " + ".join(DATASETS), labels=labels, class_prompts=classifier,
+                     inputs={"datasets": list(DATASETS), "calibration": "training split", "evaluation": "test split"})
+    n = 200 if ctx["quick"] else 1000
+    rec = run_study(data, Path(ctx["out"]) / "towers" / "study", seed=ctx["seed"], n_boot=n, n_perm=n, report=False,
+                    verbose=ctx.get("verbose", True), parts=[(tr, pooled, labels)],
+                    split_description="fixers fitted on the training split, evaluated on the test split")
+    return rec, rec["results"]["recommendation"]
 
 
 # ------------------------------------------------------------------------------- shift sweep

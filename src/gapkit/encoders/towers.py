@@ -117,16 +117,25 @@ def make_heads(kind: str, dim: int = 512, seed: int = 0) -> Heads:
         raise GapkitError(f"{p}: unreadable heads file ({type(exc).__name__}: {exc})") from None
 
 
-def save_heads(heads: Heads, path: str | os.PathLike) -> None:
-    """Write linear heads in the format `make_heads(PATH)` reads (atomically)."""
+def _head_layers(heads: Any) -> tuple[Any, Any]:
+    """(image layer, text layer) of tower Heads (.image/.text) or trained LiTHeads (.image_proj/.text_proj)."""
+    if hasattr(heads, "image_proj") and hasattr(heads, "text_proj"):
+        return heads.image_proj, heads.text_proj
+    return getattr(heads, "image", None), getattr(heads, "text", None)
+
+
+def save_heads(heads: Any, path: str | os.PathLike) -> None:
+    """Write linear heads (tower Heads, or LiTHeads from gapkit.train.fit_heads) in the format
+    `make_heads(PATH)` reads (atomically)."""
     from safetensors.torch import save_file
 
     from ..atomic import atomic_path
 
-    if heads.image is None or heads.text is None:
+    image, text = _head_layers(heads)
+    if image is None or text is None:
         raise GapkitError("only linear heads can be saved")
-    tensors = {f"{side}.{k}": v.detach().contiguous() for side in ("image", "text")
-               for k, v in getattr(heads, side).state_dict().items()}
+    tensors = {f"{side}.{k}": v.detach().contiguous() for side, layer in (("image", image), ("text", text))
+               for k, v in layer.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
 

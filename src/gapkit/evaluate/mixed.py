@@ -213,6 +213,16 @@ def corpus_per_query(corpus: MixedCorpus, top: np.ndarray, ks: Iterable[int] = (
     return per_query_metrics(rel, roles, relevant_all.sum(axis=1), has_role, ks)
 
 
+def mixed_per_query(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = (1, 5, 10),
+                    kind: str = "auto") -> dict[str, np.ndarray]:
+    """Per-query values (Q,) of every mixed-retrieval metric of the exact ranking (raw or through
+    `fixer`): ndcg@10, recall@K, image_share@10; <role>_recall@K with NaN for queries that have
+    no relevant document of that role. Means of these are `mixed_retrieval`; paired comparisons
+    of two arms (gapkit.evaluate.compare) resample them."""
+    ks = tuple(ks)
+    return corpus_per_query(corpus, rank_corpus(corpus, fixer, max(max(ks), 10), kind), ks)
+
+
 def mixed_retrieval(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = (1, 5, 10),
                     kind: str = "auto") -> dict[str, float]:
     """Rank the corpus for every query (raw, or through a fitted fixer) and score it.
@@ -220,9 +230,7 @@ def mixed_retrieval(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = 
     kind (score fixers only): "probability", "percentile", or "auto" (probability when both
     pairs have one, else percentile).
     """
-    ks = tuple(ks)
-    top = rank_corpus(corpus, fixer, max(max(ks), 10), kind)
-    out = mean_metrics(corpus_per_query(corpus, top, ks))
+    out = mean_metrics(mixed_per_query(corpus, fixer, ks, kind))
     out["corpus_image_share"] = float((corpus.doc_roles == ROLE_IMAGE).mean())
     out["n_queries"] = int(corpus.queries.shape[0])
     out["n_documents"] = int(corpus.docs.shape[0])

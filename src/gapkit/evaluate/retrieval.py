@@ -1,12 +1,13 @@
-"""Cross-modal retrieval R@K (CLIP_benchmark keys) and intra-modal retrieval.
+"""Cross-modal retrieval R@K and intra-modal retrieval.
 
-    text_retrieval_recall@K  (image -> text): share of images with ANY of their captions in the top K
-    image_retrieval_recall@K (text -> image): share of captions whose image is in the top K
+    i2t_recall@K  (image -> text): share of images with ANY of their captions in the top K
+    t2i_recall@K  (text -> image): share of captions whose image is in the top K
     *_mean_rank / *_median_rank: rank of the best relevant item (1 = first)
 
-The cross-modal ranks come from gapkit.metrics.retrieval (the same tiled ranking as the
-i2t/t2i_recall@K metrics, always exact here); this module adds CLIP_benchmark's key names and
-the rank summaries.
+One vocabulary with `gapkit measure` (i2t/t2i_recall@K): the ranks come from
+gapkit.metrics.retrieval (the same tiled ranking, always exact here); this module adds the rank
+summaries. CLIP_benchmark calls these text_retrieval_recall@K (i2t) and image_retrieval_recall@K
+(t2i).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def retrieval(image: Any, text: Any, text_to_image: Any = None, ks: Iterable[int
     ks = tuple(ks)
     i2t = i2t_ranks(p) + 1  # metrics count strictly better items (0-based); ranks here start at 1
     t2i = t2i_ranks(p) + 1
-    out = {**_summarise("image_retrieval", t2i, ks), **_summarise("text_retrieval", i2t, ks)}
+    out = {**_summarise("t2i", t2i, ks), **_summarise("i2t", i2t, ks)}
     out["n_images_with_caption"] = int(i2t.size)
     out["n_texts"] = int(p.n_text)
     return out

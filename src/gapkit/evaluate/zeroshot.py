@@ -76,6 +76,16 @@ def _to_numpy(x: Any) -> np.ndarray:
 def zero_shot(image: Any, labels: Any, classifier: Any, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
     """Top-k accuracy and mean per-class recall of images (N, D) against class embeddings
     (C, D) or prompt embeddings (C, T, D); labels (N,) integers in [0, C)."""
+    rank, pred, y, n_cls = zero_shot_ranks(image, labels, classifier)
+    out = {f"acc{k}": float((rank <= min(k, n_cls)).mean()) for k in ks}
+    present = np.unique(y)
+    out["mean_per_class_recall"] = float(np.mean([(pred[y == c] == c).mean() for c in present]))
+    out["n"] = int(rank.shape[0])
+    return out
+
+
+def zero_shot_ranks(image: Any, labels: Any, classifier: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(rank of the true class (N,) 1-based, predicted class (N,), labels (N,), number of classes)."""
     x = unit_rows(as_matrix(image, "image embeddings"))
     w = ensemble(classifier)
     y = np.asarray(labels)
@@ -89,9 +99,4 @@ def zero_shot(image: Any, labels: Any, classifier: Any, ks: Sequence[int] = (1, 
     s = x @ w.T
     true = s[np.arange(x.shape[0]), y]
     rank = (s > true[:, None]).sum(axis=1) + 1  # ties resolved in favour of the true class
-    out = {f"acc{k}": float((rank <= min(k, n_cls)).mean()) for k in ks}
-    pred = s.argmax(axis=1)
-    present = np.unique(y)
-    out["mean_per_class_recall"] = float(np.mean([(pred[y == c] == c).mean() for c in present]))
-    out["n"] = int(x.shape[0])
-    return out
+    return rank, s.argmax(axis=1), y, n_cls

@@ -10,13 +10,14 @@ liang-shift-landscape (Liang et al. 2022, Sec. 4.2, Fig. 3b-d)
 
 gap-sweep (Liang Sec. 5.1 / Supp. Fig. 10, and the fixers of SCIENCE.md Sec. 3)
     Any evaluation as a curve over lam (shift) and over fixers, the raw model's point marked.
-    The pairs are split once (seeded) into a calibration half, on which gap vectors and fixers are
-    fitted, and an evaluation half, on which metrics are computed, so no fixer sees its test data.
+    The images are split once (seeded, captions following their image: gapkit.evaluate.protocol)
+    into a calibration half, on which gap vectors and fixers are fitted, and an evaluation half, on
+    which metrics are computed, so no fixer sees its test data.
     Tasks: cross-modal retrieval (R@1/5 both ways) and mixed-modality retrieval (NDCG@10,
     image share of the top 10). fashion-zero-shot-sweep does the same for Fashion-MNIST zero-shot
-    accuracy with LiT heads trained on gapkit's frozen towers. The mixed corpus of 1:1 pairs: half of the evaluation pairs give
-    queries (their captions), documents are all evaluation images plus the captions of the other
-    half; relevant = the query's own image (see gapkit.evaluate.mixed).
+    accuracy with LiT heads trained on gapkit's frozen towers. The mixed corpus is the protocol's
+    (gapkit.evaluate.protocol.mixed_corpus, every caption kept), as in `gapkit evaluate` and
+    `gapkit study`.
 """
 from __future__ import annotations
 
@@ -34,19 +35,24 @@ TAUS = (1 / 100, 1 / 50, 1 / 30, 1 / 20, 1 / 10, 1.0)
 
 
 # ----------------------------------------------------------------------------- shared pieces
-def load_pairs(sample: str | None = "clip", embeddings: str | None = None,
-               pairs: PairedEmbeddings | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """(unit image rows, unit text rows, description) as 1:1 pairs (first caption per image)."""
+def load_paired(sample: str | None = "clip", embeddings: str | None = None,
+                pairs: PairedEmbeddings | None = None) -> tuple[PairedEmbeddings, str]:
+    """(PairedEmbeddings with every caption, description) from a sample, a path or the API."""
     from ..embeddings import load_embeddings
     from ..samples import load_sample
 
     if pairs is not None:
-        pe, name = pairs, "PairedEmbeddings (API)"
-    elif embeddings is not None:
-        pe, name = load_embeddings(embeddings), str(embeddings)
-    else:
-        sample = "clip" if sample is None else sample
-        pe, name = load_sample(sample), f"sample:{sample}"
+        return pairs, "PairedEmbeddings (API)"
+    if embeddings is not None:
+        return load_embeddings(embeddings), str(embeddings)
+    sample = "clip" if sample is None else sample
+    return load_sample(sample), f"sample:{sample}"
+
+
+def load_pairs(sample: str | None = "clip", embeddings: str | None = None,
+               pairs: PairedEmbeddings | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(unit image rows, unit text rows, description) as 1:1 pairs (first caption per image)."""
+    pe, name = load_paired(sample, embeddings, pairs)
     x, y = pe.first_caption_pairs()
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
@@ -163,50 +169,53 @@ def run_landscape(out_dir: Path, quick: bool = False, seed: int = 0, *, sample: 
 
 
 # ----------------------------------------------------------------------------- sweeps
-def split_pairs(x: np.ndarray, y: np.ndarray, seed: int = 0, calib_fraction: float = 0.5):
-    """Seeded split into (calibration x, y) and (evaluation x, y)."""
-    perm = np.random.default_rng(seed).permutation(x.shape[0])
-    k = int(round(calib_fraction * x.shape[0]))
-    c, e = perm[:k], perm[k:]
-    return (x[c], y[c]), (x[e], y[e])
-
-
 def evaluate_pairs(x: np.ndarray, y: np.ndarray, tasks: tuple[str, ...], fixer: Any = None,
-                   seed: int = 0) -> dict[str, float]:
-    """The chosen evaluations of already-transformed unit pairs (fixer only for score fixers)."""
-    from ..evaluate import corpus_from_pairs, mixed_retrieval, retrieval
+                   seed: int = 0, mapping: np.ndarray | None = None) -> dict[str, float]:
+    """The chosen evaluations of already-transformed unit rows x (N, D), y (M, D) with the
+    (M,) text -> image `mapping` (None = 1:1); `fixer` only for score fixers."""
+    from ..evaluate import mixed_retrieval, retrieval
+    from ..evaluate.protocol import mixed_corpus
     from ..metrics import centroid_distance, paired_cosine_mean
 
     out: dict[str, float] = {}
     if "retrieval" in tasks:
-        r = retrieval(x, y, ks=(1, 5, 10))
+        r = retrieval(x, y, mapping, ks=(1, 5, 10))
         out.update({k: v for k, v in r.items() if "recall@" in k or "mean_rank" in k})
     if "mixed-retrieval" in tasks:
-        corpus = corpus_from_pairs(np.stack([x, y]), 0.5, seed)
+        corpus = mixed_corpus(PairedEmbeddings(x, y, mapping), seed)
         m = mixed_retrieval(corpus, fixer)
         out.update({f"mixed_{k}": v for k, v in m.items() if k in ("ndcg@10", "recall@1", "recall@10",
                                                                    "image_share@10", "corpus_image_share")})
-    out["centroid_gap"] = centroid_distance(x, y)
-    out["paired_cosine_mean"] = paired_cosine_mean(x, y)
+    out["centroid_gap"] = centroid_distance(x, y, mapping)
+    out["paired_cosine_mean"] = paired_cosine_mean(x, y, mapping)
     return out
 
 
-def lambda_sweep(calib: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                 lambdas: np.ndarray, tasks: tuple[str, ...], seed: int = 0) -> dict[str, Any]:
+def _unit(pe: PairedEmbeddings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unit image rows, unit text rows, text -> image map) in float64."""
+    x, y = np.asarray(pe.image, np.float64), np.asarray(pe.text, np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), y / np.linalg.norm(y, axis=1, keepdims=True), pe.mapping
+
+
+def lambda_sweep(calib: PairedEmbeddings, test: PairedEmbeddings, lambdas: np.ndarray, tasks: tuple[str, ...],
+                 seed: int = 0) -> dict[str, Any]:
     """Metrics of the evaluation pairs shifted by each lam along the calibration gap direction."""
     from tqdm import tqdm
 
     from ..fixers import shift_pair, signed_gap
+    from ..metrics import gap_vector
 
-    g, d = _unit_gap(*calib)
+    g = gap_vector(calib.image, calib.text, calib.text_to_image)
+    d = g / np.linalg.norm(g)
+    x, y, m_ = _unit(test)
     rows = []
     for lam in tqdm(lambdas, desc="lambda sweep", leave=False):
-        xs, ys = shift_pair(test[0], test[1], d, float(lam))
-        m = evaluate_pairs(xs, ys, tasks, seed=seed)
+        xs, ys = shift_pair(x, y, d, float(lam))
+        m = evaluate_pairs(xs, ys, tasks, seed=seed, mapping=m_)
         m["lambda"] = float(lam)
         m["signed_gap"] = signed_gap(xs, ys, reference=g)
         rows.append(m)
-    return {"points": rows, "raw": evaluate_pairs(*test, tasks, seed=seed)}
+    return {"points": rows, "raw": evaluate_pairs(x, y, tasks, seed=seed, mapping=m_)}
 
 
 def default_fixers() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -217,19 +226,21 @@ def default_fixers() -> dict[str, tuple[str, dict[str, Any]]]:
             "calibrated": ("calibrated", {})}
 
 
-def fixer_sweep(calib: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                tasks: tuple[str, ...], seed: int = 0, fixers: dict | None = None) -> dict[str, Any]:
+def fixer_sweep(calib: PairedEmbeddings, test: PairedEmbeddings, tasks: tuple[str, ...], seed: int = 0,
+                fixers: dict | None = None) -> dict[str, Any]:
     """Metrics of the evaluation pairs raw and after every fixer fitted on the calibration pairs."""
     from ..fixers import create_fixer
 
-    out = {"raw": evaluate_pairs(*test, tasks, seed=seed)}
+    x, y, m_ = _unit(test)
+    out = {"raw": evaluate_pairs(x, y, tasks, seed=seed, mapping=m_)}
     for label, (name, params) in (fixers or default_fixers()).items():
-        fx = create_fixer(name, **params).fit(*calib)
+        fx = create_fixer(name, **params).fit(calib.image, calib.text, calib.text_to_image)
         if fx.acts_on == "scores":  # embeddings unchanged; only the mixed ranking uses the scores
-            m = evaluate_pairs(*test, tuple(t for t in tasks if t == "mixed-retrieval"), fixer=fx, seed=seed)
+            m = evaluate_pairs(x, y, tuple(t for t in tasks if t == "mixed-retrieval"), fixer=fx, seed=seed,
+                               mapping=m_)
             m.update({k: v for k, v in out["raw"].items() if k not in m})
         else:
-            m = evaluate_pairs(fx.transform(test[0], "image"), fx.transform(test[1], "text"), tasks, seed=seed)
+            m = evaluate_pairs(fx.transform(x, "image"), fx.transform(y, "text"), tasks, seed=seed, mapping=m_)
         out[label] = m
     return out
 
@@ -247,12 +258,14 @@ def run_sweep(out_dir: Path, quick: bool = False, seed: int = 0, *, sample: str 
     check_lambda_grid(lam_min, lam_max, lam_step)
     if not 0 < calib_fraction < 1:
         raise GapkitError(f"calib_fraction must be in (0, 1), got {calib_fraction}")
-    x, y, name = load_pairs(sample, embeddings, pairs)
-    calib, test = split_pairs(x, y, seed, calib_fraction)
+    from ..evaluate.protocol import split_images
+
+    pe, name = load_paired(sample, embeddings, pairs)
+    calib, test = split_images(pe, calib_fraction, seed)
     lambdas = np.arange(lam_min, lam_max + 1e-9, lam_step * (2 if quick else 1))
     curve = lambda_sweep(calib, test, lambdas, tasks, seed)
     bars = fixer_sweep(calib, test, tasks, seed)
-    metrics = [m for m in ("image_retrieval_recall@1", "text_retrieval_recall@1", "mixed_ndcg@10",
+    metrics = [m for m in ("t2i_recall@1", "i2t_recall@1", "mixed_ndcg@10",
                            "mixed_image_share@10") if m in curve["raw"]]
     refs = ({"mixed_image_share@10": (curve["raw"]["mixed_corpus_image_share"], "share of images in the corpus")}
             if "mixed_corpus_image_share" in curve["raw"] else None)
@@ -262,8 +275,8 @@ def run_sweep(out_dir: Path, quick: bool = False, seed: int = 0, *, sample: str 
             save_figure(fixer_bars(bars, metrics, title=f"Fixers fitted on a calibration half ({name})",
                                    references=refs), out / "fixer_comparison.png").name]
     rec = new_record("experiment", experiment="gap-sweep", seed=seed,
-                     inputs={"embeddings": name, "n_calibration": int(calib[0].shape[0]),
-                             "n_evaluation": int(test[0].shape[0])},
+                     inputs={"embeddings": name, "n_calibration": calib.n_image, "n_evaluation": test.n_image,
+                             "n_calibration_texts": calib.n_text, "n_evaluation_texts": test.n_text},
                      params={"tasks": list(tasks), "lam_min": lam_min, "lam_max": lam_max,
                              "lam_step": float(lambdas[1] - lambdas[0]) if lambdas.size > 1 else lam_step,
                              "calib_fraction": calib_fraction, "quick": quick,

@@ -5,7 +5,10 @@ The default runs every family; the truly pairwise ones switch to documented samp
 above EXACT_LIMIT rows (their keys then come with _ci_low/_ci_high/_n_sampled) unless
 exact=True, and the cone minimum (no unbiased estimator) is then left out. `ci=True` adds
 95 % CIs (`<key>_ci_low`, `<key>_ci_high`): bootstrap for geometry and cosines, over queries
-for retrieval, the U-statistic variance for exact uniformity (docs/metrics.md).
+for retrieval, the U-statistic variance for exact uniformity (docs/metrics.md); geometry CIs
+are basic-bootstrap intervals with the bootstrap bias beside them (`<key>_bias`, see
+gapkit.metrics.bootstrap). `null=True` adds the permutation null of the gap metrics
+(`<key>_null_p95`, `<key>_p_value`, see gapkit.metrics.null).
 """
 from __future__ import annotations
 
@@ -137,7 +140,9 @@ def _keep(key: str, wanted: set[str] | None, family_of: dict[str, str]) -> bool:
     """Is `key` (or the metric its _ci_low/_ci_high/_n_sampled suffix belongs to) wanted?"""
     if wanted is None:
         return True
-    base = re.sub(r"_(ci_low|ci_high|n_sampled)$", "", key)
+    base = re.sub(r"_(ci_low|ci_high|n_sampled|bias|null_p95|p_value|null_observed)$", "", key)
+    if key == "null_n_perm":
+        return True
     return base in wanted or family_of.get(base) in wanted
 
 
@@ -145,12 +150,15 @@ def measure(image: Any, text: Any = None, text_to_image: Any = None, metrics: Se
             ci: bool = False, n_boot: int = 1000, seed: int = 0, exact: bool = False,
             ks: Sequence[int] = (1, 5, 10), logit_scale: float = 100.0, exact_limit: int = EXACT_LIMIT,
             n_samples: int = 200_000, n_queries: int = 1_000, train_fraction: float = 0.5,
-            folds: int | None = None, progress: bool = False) -> dict[str, float]:
+            folds: int | None = None, progress: bool = False, null: bool = False,
+            n_perm: int = 1000) -> dict[str, float]:
     """Run gap metrics on image (N, D) and text (M, D) embeddings; return one flat dict.
 
     `image` may be a PairedEmbeddings (then `text` is omitted). `metrics`: family names
     (see FAMILIES) or single keys; None = all.
     `exact=True` computes pairwise metrics exactly at any size (O(N^2 D) time, bounded memory).
+    `null=True` (with the geometry family) adds the modality-label permutation null of
+    centroid_distance and rmg: <key>_null_p95 and <key>_p_value from `n_perm` swap patterns.
     The dict holds n_image, n_text, dim and every metric key (docs/metrics.md).
     """
     # NaN, inf or < 0 would make logit_entropy meaningless; 0 is the uniform softmax (entropy log M)
@@ -168,6 +176,10 @@ def measure(image: Any, text: Any = None, text_to_image: Any = None, metrics: Se
         out.update(res)
     if ci:
         out.update(_bootstraps(p, fams, opts, n_boot))
+    if null and "geometry" in fams:
+        from .null import permutation_null
+
+        out.update(permutation_null(p, n_perm=n_perm, seed=seed, observed=out))
     return {k: v for k, v in out.items() if k in ("n_image", "n_text", "dim") or _keep(k, wanted, family_of)}
 
 

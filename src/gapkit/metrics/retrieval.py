@@ -11,7 +11,8 @@ rank < K; no sorting is needed. Images without any caption are not image queries
 recall nor for the entropy). The image->text score tiles serve recall and entropy at once.
 Above EXACT_LIMIT queries (unless exact=True) a uniform sample of `n_queries` queries is scored
 against the FULL gallery: the hit rate (mean entropy) is then an unbiased estimate with a
-normal-approximation 95 % CI (the gallery is never subsampled, since both depend on its size).
+95 % CI (Wilson for recall, normal approximation for the entropy; the gallery is never
+subsampled, since both depend on its size).
 """
 from __future__ import annotations
 
@@ -64,8 +65,16 @@ def t2i_ranks(p: Pairs, queries: np.ndarray | None = None) -> np.ndarray:
 
 
 def _mean_dict(key: str, values: np.ndarray, exact: bool, ci: bool, bounds: tuple[float, float]) -> dict[str, float]:
-    """{key: mean} plus its CI (clipped to `bounds`) when sampled or asked, and n_sampled."""
-    mu, lo, hi = mean_ci(values)
+    """{key: mean} plus its CI (clipped to `bounds`) when sampled or asked, and n_sampled.
+    Hit rates (0/1 values) get Wilson's interval (never [0, 0] for no hit), other means the
+    normal approximation."""
+    if np.isin(values, (0.0, 1.0)).all():
+        from .bootstrap import wilson_interval
+
+        iv = wilson_interval(float(values.sum()), int(values.size))
+        mu, lo, hi = iv.estimate, iv.low, iv.high
+    else:
+        mu, lo, hi = mean_ci(values)
     out = {key: mu}
     if ci or not exact:
         out.update({f"{key}_ci_low": max(lo, bounds[0]), f"{key}_ci_high": min(hi, bounds[1])})

@@ -59,6 +59,14 @@ class Measurement:
     values: dict[str, float]
     cis: dict[str, tuple[float, float]]
     record: Loaded
+    stats: dict[str, float] = field(default_factory=dict)  # <key>_p_value, _null_p95, _bias
+
+    def verdict(self, key: str) -> str:
+        """interpret() of one value, with its permutation null when the record has one."""
+        from .explain import interpret
+
+        return interpret(key, self.values.get(key), self.stats.get(f"{key}_p_value"),
+                         self.stats.get(f"{key}_null_p95"))
 
 
 def _is_record(obj: Any) -> bool:
@@ -180,7 +188,7 @@ def _ci_of(d: dict[str, Any], key: str) -> tuple[float, float] | None:
 
 
 # Results subtrees that are not gap measurements of an embedding set (they get their own sections).
-NOT_MEASUREMENTS = ("ci", "stages", "fixers", "evaluation")
+NOT_MEASUREMENTS = ("ci", "stages", "fixers", "evaluation", "table", "gap_summary")
 
 
 def _walk(d: dict[str, Any], path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
@@ -200,8 +208,10 @@ def measurements(records: list[Loaded]) -> list[Measurement]:
             if len(values) < 2:
                 continue
             cis = {k: ci for k in values if (ci := _ci_of(d, k)) is not None}
+            stats = {f"{k}_{s}": x for k in values for s in ("p_value", "null_p95", "bias")
+                     if (x := _number(d.get(f"{k}_{s}"))) is not None}
             label = f"{loaded.title} / {' / '.join(path)}" if path else loaded.title
-            out.append(Measurement(label, values, cis, loaded))
+            out.append(Measurement(label, values, cis, loaded, stats))
     return out
 
 

@@ -1,7 +1,9 @@
 """Plain-language explanations of the gap metrics, for readers who have not read the papers.
 
 `METRICS[key]` gives a label, what the number is, its range and the reference values of the
-papers; `interpret(key, value)` turns one measured value into a sentence ("0.82: a large gap ...").
+papers; `interpret(key, value, p_value=..., null_p95=...)` turns one measured value into a sentence
+("0.82: a large gap ..."). With a permutation null (gapkit.metrics.null) a value that noise alone
+reaches (p > 0.05) is called "not distinguishable from noise", never graded as a gap.
 Keys follow docs/metrics.md (centroid_distance, paired_cosine_mean, rmg, ...); recall@K keys are
 matched by prefix (i2t_recall@1, t2i_recall@5, ...).
 """
@@ -119,9 +121,21 @@ def info(key: str) -> MetricInfo | None:
     return None
 
 
-def interpret(key: str, value: float) -> str:
-    """One sentence on what `value` of metric `key` means, or '' when there is nothing to say."""
+ALPHA = 0.05
+
+
+def interpret(key: str, value: float, p_value: float | None = None, null_p95: float | None = None) -> str:
+    """One sentence on what `value` of metric `key` means, or '' when there is nothing to say.
+
+    p_value / null_p95 (from the modality-label permutation null): when p > ALPHA the value is
+    within what noise gives, so no gap grade is given."""
     meta = info(key)
     if meta is None or meta.grade is None or value is None or not math.isfinite(float(value)):
         return ""
-    return f"{float(value):.3g}: {meta.grade(float(value))}"
+    v = float(value)
+    null = "" if null_p95 is None else f"; noise alone reaches {float(null_p95):.3g} (95th percentile of a shuffled-label null)"
+    if p_value is not None and math.isfinite(float(p_value)):
+        if float(p_value) > ALPHA:
+            return f"{v:.3g}: not distinguishable from noise (p = {float(p_value):.2g}{null})"
+        return f"{v:.3g}: {meta.grade(v)} (p = {float(p_value):.2g}{null})"
+    return f"{v:.3g}: {meta.grade(v)}"

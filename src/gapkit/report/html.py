@@ -26,7 +26,7 @@ from .. import __version__
 from ..atomic import write_text_atomic
 from ..errors import GapkitError
 from .collect import SUMMARY_KEYS, Figure, Loaded, Measurement, load_inputs, measurements
-from .explain import info, interpret
+from .explain import info
 
 # Results keys (and record kinds) whose tables get their own section: key -> (anchor, title, kinds).
 SECTION_KEYS = {"fixers": ("fixers", "Fixer comparison", ("fix",)),
@@ -195,6 +195,9 @@ def _summary_section(meas: list[Measurement]) -> str:
             v = m.values.get(k)
             ci = m.cis.get(k)
             ci_txt = f"<span class='ci'>95 % CI [{esc(fmt(ci[0]))}, {esc(fmt(ci[1]))}]</span>" if ci else ""
+            if f"{k}_p_value" in m.stats:
+                ci_txt += (f"<br><span class='ci'>null 95th pct {esc(fmt(m.stats[k + '_null_p95']))}, "
+                           f"p = {esc(fmt(m.stats[k + '_p_value']))}</span>")
             cells.append(f"<td class='num'>{esc(fmt(v))}{'<br>' + ci_txt if ci_txt else ''}</td>")
         rows.append(f"<tr><th>{esc(m.label)}</th>{''.join(cells)}</tr>")
     table = _wrap(f"<table><tr><th>embeddings</th>{head}</tr>{''.join(rows)}</table>")
@@ -206,7 +209,7 @@ def _explanations(meas: list[Measurement], keys: Sequence[str]) -> str:
     items = []
     for k in keys:
         meta = info(k)
-        verdicts = [f"{esc(m.label)}: {esc(t)}" for m in meas if k in m.values and (t := interpret(k, m.values[k]))]
+        verdicts = [f"{esc(m.label)}: {esc(t)}" for m in meas if k in m.values and (t := m.verdict(k))]
         extra = f"<br><span class='verdicts'>{'; '.join(verdicts)}.</span>" if verdicts else ""
         items.append(f"<dt>{esc(meta.label)} <code>{esc(k)}</code></dt><dd>{esc(meta.meaning)} {esc(meta.scale)}{extra}</dd>")
     return f"<h3>What the numbers mean</h3><dl class='explain'>{''.join(items)}</dl>"
@@ -291,6 +294,8 @@ def _css() -> str:
 # --------------------------------------------------------------------------- entry points
 def render_html(records: list[Loaded], title: str | None = None) -> str:
     """The whole report page as a string (figures must already be resolved on the records)."""
+    from .study import study_section
+
     title = title or "gapkit modality-gap report"
     meas = measurements(records)
     sections = [
@@ -298,6 +303,7 @@ def render_html(records: list[Loaded], title: str | None = None) -> str:
         _summary_section(meas),
         _figures_section(records),
         *(_keyed_section(records, key, *spec) for key, spec in SECTION_KEYS.items()),
+        study_section(records),
         _records_section(records),
         _provenance_section(records),
     ]

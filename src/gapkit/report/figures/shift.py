@@ -11,10 +11,10 @@ import numpy as np
 from ._style import COLORS, new_figure
 
 LABELS = {
-    "image_retrieval_recall@1": "text→image R@1",
-    "text_retrieval_recall@1": "image→text R@1",
-    "image_retrieval_recall@5": "text→image R@5",
-    "text_retrieval_recall@5": "image→text R@5",
+    "t2i_recall@1": "text→image R@1",
+    "i2t_recall@1": "image→text R@1",
+    "t2i_recall@5": "text→image R@5",
+    "i2t_recall@5": "image→text R@5",
     "mixed_ndcg@10": "mixed corpus NDCG@10",
     "mixed_recall@10": "mixed corpus R@10",
     "mixed_image_share@10": "image share of mixed top-10",
