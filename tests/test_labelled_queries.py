@@ -55,9 +55,9 @@ def test_raw_metrics_match_a_brute_force_ranking(indexed, tmp_path):
     assert res["raw"]["ndcg@10"] == pytest.approx(np.mean(ndcg))
     assert res["raw"]["image_share@10"] == pytest.approx(np.mean(share))
     assert res["corpus"]["relevant_per_query_mean"] == 4          # image + 2 captions + fused
-    g = res["gain"]
-    assert g["ndcg@10_gain"] == pytest.approx(res["corrected"]["ndcg@10"] - res["raw"]["ndcg@10"])
-    assert g["ndcg@10_gain_ci_low"] <= g["ndcg@10_gain"] <= g["ndcg@10_gain_ci_high"]
+    g = res["corrected"]
+    assert g["ndcg@10_diff"] == pytest.approx(res["corrected"]["ndcg@10"] - res["raw"]["ndcg@10"])
+    assert g["ndcg@10_diff_ci_low"] <= g["ndcg@10_diff"] <= g["ndcg@10_diff_ci_high"]
     assert res["corrected"]["image_share@10"] > res["raw"]["image_share@10"]   # the gap buried images
 
 
@@ -93,7 +93,7 @@ def test_cli_writes_a_record_and_refuses_unknown_ids(indexed, tmp_path, capsys):
                  "--n-boot", "100", "--out", str(rec_path)]) == 0
     rec = json.loads(rec_path.read_text())
     assert rec["kind"] == "evaluate" and rec["task"] == "mixed-retrieval"
-    assert rec["results"]["correction"] == "role-center" and "gain" in rec["results"]
+    assert rec["results"]["correction"] == "role-center" and "ndcg@10_diff" in rec["results"]["corrected"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"vector": [float(v) for v in queries[0]], "relevant": ["image:nope"]}) + "\n")
     capsys.readouterr()

@@ -215,7 +215,7 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
     return ev.denigration(img, _read_list(args.groups), cls, _read_list(args.prompt_categories), offensive), inputs, None
 
 
-def _labelled(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _labelled(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], None]:
     """--task mixed-retrieval --index IDX --queries Q.jsonl."""
     from ..errors import GapkitError
     from ..evaluate.labelled import evaluate_index, read_queries
@@ -232,7 +232,7 @@ def _labelled(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
     queries = read_queries(args.queries)
     index = open_index(args.index)
     return evaluate_index(index, queries, n_boot=args.n_boot, seed=args.seed, progress=True), \
-        {"index": args.index, "queries": args.queries, "index_hash": index.info()["content_hash"]}
+        {"index": args.index, "queries": args.queries, "index_hash": index.info()["content_hash"]}, None
 
 
 def _check_n_boot(args: argparse.Namespace) -> None:
@@ -242,12 +242,13 @@ def _check_n_boot(args: argparse.Namespace) -> None:
         raise GapkitError(f"--n-boot must be >= 1, got {args.n_boot}")
 
 
-def _mixbench(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _mixbench(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], None]:
     """--task mixbench: held-out benchmark of several corrections, exact and through indexes."""
     import tempfile
 
     from ..errors import GapkitError
-    from ..evaluate.mixbench import ANN_PARAMS, IndexRanker, exact_ranker, mixbench, split_items
+    from ..evaluate.mixbench import ANN_PARAMS, IndexRanker, exact_ranker, mixbench
+    from ..evaluate.protocol import split_images
     from ._common import load_from_args
 
     if fx is not None:
@@ -263,13 +264,13 @@ def _mixbench(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
     for c in corrections:
         check_kind(c)
     pe, inputs = load_from_args(args)
-    fit, test = split_items(pe, args.fit_fraction, args.seed)
+    fit, test = split_images(pe, args.fit_fraction, args.seed)
     with tempfile.TemporaryDirectory(prefix="gapkit-mixbench-") as tmp:
         rankers = {"exact": exact_ranker, **{f"{b} (ANN)": IndexRanker(f"{tmp}/{b}", b, ANN_PARAMS[b], seed=args.seed)
                                              for b in backends}}
         res = mixbench(fit, test, corrections, rankers=rankers, query_fraction=args.query_fraction,
                        fused=True, seed=args.seed, n_boot=args.n_boot)
-    return res, inputs
+    return res, inputs, None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ A queries file is JSON Lines, one query per line:
 
 Every query is ranked twice by the same index: raw cosine and the index's correction. Reported
 per ranking: NDCG@10 (ideal DCG over all relevant documents in the index), recall@1/5/10,
-{role}_recall@k, image_share@10, and the corpus's image share; and the paired gain of the
-correction over raw with a bootstrap 95 % interval (queries resampled, gapkit.evaluate.paired).
+{role}_recall@k, image_share@10, each with its 95 % interval, and the corpus's image share; and
+the paired difference correction - raw (KEY_diff) with its bootstrap 95 % interval (queries
+resampled; gapkit.evaluate.compare).
 A relevant id the index does not hold is an error (a typo would otherwise lower every score).
 """
 from __future__ import annotations
@@ -27,10 +28,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import GapkitError
-from .mixed import ROLE_FUSED, ROLE_IMAGE, ROLE_TEXT, mean_metrics, per_query_metrics
-from .paired import DEFAULT_N_BOOT, gains_table
+from ..metrics.bootstrap import DEFAULT_N_BOOT
+from .compare import compare, summarize
+from .mixed import ROLE_FUSED, ROLE_IMAGE, ROLE_TEXT, per_query_metrics
 
-GAIN_KEYS = ("ndcg@10", "recall@10", "image_share@10")
 DEPTH = 10
 
 
@@ -160,7 +161,8 @@ def ranking_metrics(index: Any, hits: list[list[Any]], relevant: list[set[int]])
 
 def evaluate_index(index: Any, queries: Sequence[LabelledQuery], n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
                    progress: bool = False) -> dict[str, Any]:
-    """Raw and corrected rankings of the labelled queries, their metrics and the paired gain."""
+    """Raw and corrected rankings of the labelled queries: each metric with its CI, and the
+    corrected ranking's paired difference from raw (KEY_diff, KEY_diff_ci_*)."""
     by_item = item_rows(index) if any(q.relevant_items for q in queries) else None
     relevant = [relevant_rows(index, q, by_item) for q in queries]
     modes = ["raw"] if index.correction.kind == "none" else ["raw", "corrected"]
@@ -172,8 +174,8 @@ def evaluate_index(index: Any, queries: Sequence[LabelledQuery], n_boot: int = D
                    "corpus_image_share": counts.get(ROLE_IMAGE, 0) / max(index.n, 1),
                    "relevant_per_query_mean": float(np.mean([len(r) for r in relevant]))},
         "correction": index.correction.name,
-        **{m: mean_metrics(pq) for m, pq in per_query.items()},
+        "raw": summarize(per_query["raw"], n_boot, seed),
     }
     if "corrected" in per_query:
-        out["gain"] = gains_table(per_query, "raw", GAIN_KEYS, n_boot=n_boot, seed=seed)["corrected"]
+        out["corrected"] = compare(per_query["raw"], per_query["corrected"], n_boot, seed)
     return out

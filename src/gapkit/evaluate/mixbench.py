@@ -5,7 +5,7 @@ PairedEmbeddings), with no labels beyond the pairing itself:
 
     split       images (each with all its captions) are split once into a FIT share, on which every
                 correction is fitted, and a held-out TEST share that is indexed and queried, so no
-                correction ever sees the queries it is scored on;
+                correction ever sees the queries it is scored on (gapkit.evaluate.protocol);
     queries     one caption of each query item (a `query_fraction` of the test images), by vector;
     relevant    that item's image, its other captions and its fused image+caption document;
     distractor  every other indexed document (all other images, captions, fused documents).
@@ -13,8 +13,8 @@ PairedEmbeddings), with no labels beyond the pairing itself:
 Each correction (a fixer name: "role-center", "center", "calibrated", ...) is compared with raw
 cosine on the SAME queries: NDCG@10 (ideal DCG over all relevant documents), recall@10,
 image_share@10 (and the corpus's image share, what image_share@10 would be if modality did not
-matter), as means and as paired gains over raw with bootstrap 95 % intervals (queries resampled,
-gapkit.evaluate.paired). A ranking comes from a *ranker*: `exact` scores every document with
+matter), each with its 95 % interval, and the paired difference from raw on the same queries with
+its bootstrap 95 % interval (queries resampled; gapkit.evaluate.compare). A ranking comes from a *ranker*: `exact` scores every document with
 NumPy (gapkit.evaluate.mixed); a ranker that searches a real index (e.g. ANN) plugs in beside it,
 so exact and indexed results sit side by side in one record.
 """
@@ -28,14 +28,14 @@ import numpy as np
 
 from ..embeddings import PairedEmbeddings, as_paired
 from ..errors import GapkitError
-from .mixed import ROLE_FUSED, ROLE_IMAGE, ROLE_TEXT, MixedCorpus, corpus_from_pairs, corpus_per_query, mean_metrics, rank_corpus
-from .paired import DEFAULT_N_BOOT, gains_table
+from ..metrics.bootstrap import DEFAULT_N_BOOT
+from .compare import compare, summarize
+from .mixed import ROLE_FUSED, ROLE_IMAGE, ROLE_TEXT, MixedCorpus, corpus_per_query, rank_corpus
+from .protocol import mixed_corpus
 
 #: corrections compared with raw cosine by default (GR-CLIP per-role centring, global centring,
 #: calibrated scores)
 DEFAULT_CORRECTIONS = ("role-center", "center", "calibrated")
-#: per-query metrics whose paired gain over raw is reported
-GAIN_KEYS = ("ndcg@10", "recall@10", "image_share@10")
 RAW = "none"
 DEPTH = 10
 
@@ -44,27 +44,6 @@ FUSE_WEIGHT = 0.5  # the fused documents of corpus_from_pairs: normalise(x + y)
 #: (corpus, fit pairs, correction name) -> (Q, depth) corpus rows, best first (-1 = empty slot).
 #: A ranker fits the correction itself (on the fit pairs only), as the system it stands for does.
 Ranker = Callable[[MixedCorpus, PairedEmbeddings, str], np.ndarray]
-
-
-def split_items(pairs: Any, fit_fraction: float = 0.5, seed: int = 0) -> tuple[PairedEmbeddings, PairedEmbeddings]:
-    """Seeded split of the IMAGES into (fit, test) sets; every caption goes with its image."""
-    pe = as_paired(pairs)
-    if not 0 < fit_fraction < 1:
-        raise GapkitError(f"fit_fraction must be in (0, 1), got {fit_fraction}")
-    perm = np.random.default_rng(seed).permutation(pe.n_image)
-    n_fit = int(round(fit_fraction * pe.n_image))
-    if n_fit < 2 or pe.n_image - n_fit < 2:
-        raise GapkitError(f"too few images ({pe.n_image}) to split into fit and test sets")
-    return subset_items(pe, np.sort(perm[:n_fit])), subset_items(pe, np.sort(perm[n_fit:]))
-
-
-def subset_items(pe: PairedEmbeddings, images: np.ndarray) -> PairedEmbeddings:
-    """The pairs of the given image rows (captions follow their image, renumbered)."""
-    new_id = np.full(pe.n_image, -1, np.int64)
-    new_id[images] = np.arange(images.size)
-    m = pe.mapping
-    keep = np.flatnonzero(new_id[m] >= 0)
-    return PairedEmbeddings(np.asarray(pe.image)[images], np.asarray(pe.text)[keep], new_id[m[keep]])
 
 
 def fit_correction(name: str, fit: PairedEmbeddings, corpus: MixedCorpus) -> Any:
@@ -150,12 +129,13 @@ def mixbench(fit: Any, test: Any, corrections: Iterable[str] = DEFAULT_CORRECTIO
     """Run the benchmark (see the module docstring); returns the results of one record.
 
     results["corpus"]: sizes and the corpus's image share; for each ranker R (default {"exact"}):
-    results[R] = {variant: mean metrics} with variant "none" (raw) and each correction, and
-    results[f"{R}_gain"] = {correction: {key_gain, key_gain_ci_low, key_gain_ci_high}};
-    results[f"{R}_skipped"] = {correction: why} for corrections that cannot be built on this data.
+    results[R] = {variant: {KEY, KEY_ci_low, KEY_ci_high[, KEY_diff, KEY_diff_ci_low, KEY_diff_ci_high]}}
+    with variant "none" (raw) and each correction (the _diff keys: correction - raw, paired);
+    results[f"{R}_skipped"] = {correction: why} for corrections that cannot be built on this data;
+    results[f"{R}_recall_vs_exact"] = {variant: share of the exact top 10 the index returned}.
     """
     fit, test = as_paired(fit), as_paired(test)
-    corpus = corpus_from_pairs(test, query_fraction, seed, fused=fused)
+    corpus = mixed_corpus(test, seed, query_fraction, fused=fused)
     names = [RAW, *[c for c in corrections if c != RAW]]
     rankers = dict(rankers or {"exact": exact_ranker})
     results: dict[str, Any] = {"corpus": corpus_summary(corpus), "fit": {"n_images": fit.n_image, "n_texts": fit.n_text}}
@@ -175,8 +155,9 @@ def mixbench(fit: Any, test: Any, corrections: Iterable[str] = DEFAULT_CORRECTIO
                 continue
             tops[label][name] = top
             per_query[name] = corpus_per_query(corpus, top, ks=(1, 5, 10))
-        results[label] = {name: mean_metrics(pq) for name, pq in per_query.items()}
-        results[f"{label}_gain"] = gains_table(per_query, RAW, GAIN_KEYS, n_boot=n_boot, seed=seed)
+        raw = per_query[RAW]
+        results[label] = {name: summarize(raw, n_boot, seed) if name == RAW else compare(raw, pq, n_boot, seed)
+                          for name, pq in per_query.items()}
         if skipped:
             results[f"{label}_skipped"] = skipped
     if "exact" in tops:  # how much of the exact top 10 each index finds (ANN recall@10)
