@@ -302,6 +302,12 @@ MAIN_KEYS = ("ndcg@10", "t2i_recall@1", "i2t_recall@1", "acc1", "zero_shot_acc1"
 def summary_line(rec: dict[str, Any], out: str) -> str:
     """'gapkit evaluate: mixed-retrieval (center) -> m.json; ndcg@10 0.225 [0.193, 0.260], vs raw +0.22 [...]'."""
     m = rec["metrics"]
+    arms = _arms(m)
+    if arms:  # mixbench / labelled queries: NDCG@10 of every arm, and its paired difference from raw
+        parts = [f"{name} {v['ndcg@10']:.3f}" + (f" ({v['ndcg@10_diff']:+.3f} [{v['ndcg@10_diff_ci_low']:+.3f}, "
+                                                  f"{v['ndcg@10_diff_ci_high']:+.3f}])" if "ndcg@10_diff" in v else "")
+                 for name, v in arms.items()]
+        return f"gapkit evaluate: {rec['task']} -> {'stdout' if out == '-' else out}; ndcg@10 " + "; ".join(parts)
     parts = []
     for k in [k for k in MAIN_KEYS if k in m] or [k for k, v in m.items() if isinstance(v, float)][:2]:
         t = f"{k} {m[k]:.3f}"
@@ -312,3 +318,14 @@ def summary_line(rec: dict[str, Any], out: str) -> str:
         parts.append(t)
     arm = rec.get("fixer") or "raw"
     return f"gapkit evaluate: {rec['task']} ({arm}) -> {'stdout' if out == '-' else out}; " + "; ".join(parts)
+
+
+def _arms(m: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{arm label: metrics} of nested results (mixbench: ranker/variant; labelled: raw/corrected)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, v in m.items():
+        if isinstance(v, dict) and "ndcg@10" in v:
+            out[key] = v
+        elif isinstance(v, dict) and v and all(isinstance(x, dict) and "ndcg@10" in x for x in v.values()):
+            out.update({f"{key}/{name}": x for name, x in v.items()})
+    return out
