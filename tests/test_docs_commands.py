@@ -5,6 +5,7 @@ and the slower ones in SLOW (run with `-m slow`). Long-running commands run with
 they have it."""
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -31,6 +32,9 @@ SKIP = {
     "embed --merge": "merges the shards of the skipped command above",
     "study --encoder": "embeds real images with a pretrained model (minutes); `gapkit study` runs on an "
                        "openclipart subset with a tiny open_clip in tests/test_study.py",
+    "serve ": "starts a web server that runs until stopped; the app is tested in tests/test_serve.py "
+              "(TestClient and a live server in headless Chromium)",
+    "index build --dataset emoji --encoder towers": "the pretrained towers on real images (~1 min with a cold cache)",
 }
 # run only with -m slow (seconds to a minute each on 2 loaded cores)
 SLOW = ("reproduce shi-", "reproduce liang-shift-landscape", "reproduce gap-sweep", "simulate sphere")
@@ -106,6 +110,12 @@ def _make_workspace(root: Path) -> Path:
     assert main(["evaluate", "--task", "retrieval", "--embeddings", str(root / "test.npy"),
                  "--out", str(root / "runs" / "eval.json")]) == 0
     (root / "metrics.json").write_text((root / "runs" / "clip" / "record.json").read_text())
+    stack = _pairs(seed=0)  # the pairs of stack.npy: labelled queries for `evaluate --index` (docs/search.md)
+    (root / "queries.jsonl").write_text("".join(
+        json.dumps({"vector": stack.text[i].tolist(), "relevant_items": [str(i)]}) + "\n" for i in range(10)))
+    from gapkit.samples import load_sample
+
+    np.save(root / "query.npy", load_sample("clip").text[0])  # a query of the clip-sample index (README)
     return root
 
 

@@ -1,0 +1,116 @@
+"""The demo's search stage: a served index over its own data, and the labelled-query benchmark.
+
+    RUN/index/               a gapkit search index over the emoji + openclipart TEST images, their
+                             captions and fused image+caption documents, embedded by the demo's
+                             pretrained towers with the CLIP-tuned LiT heads, corrected by calibrated
+                             P(match) fitted on the TRAINING split; `gapkit serve RUN/index` serves it
+    RUN/search/images/       the emoji images as PNG files (the index registers files for thumbnails)
+    RUN/search/<dataset>/record.json   the MixBench-style benchmark per dataset (gapkit.evaluate.mixbench):
+                             corrections fitted on the training split, queries = one caption of half the
+                             test images, raw vs role-center / center / calibrated, exact and through
+                             the index's backend (ANN), with paired 95 % intervals
+
+The stage reads what the `features` and `tuning` stages left (the datasets are reloaded from the
+data cache for their captions and image files) and prints the one command that serves the index.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..embeddings import PairedEmbeddings
+from ..records import new_record, save_record
+from .pipeline import StageSkipped, require
+
+CORRECTION = "calibrated"
+BENCH_CORRECTIONS = ("role-center", "center", "calibrated")
+BACKEND = "lancedb"
+
+
+def search(ctx: dict[str, Any]) -> tuple[Any, str]:
+    """Build RUN/index and the benchmark records; the detail line names the serve command."""
+    from . import towers as tw
+
+    require("gapkit.search", "build_index")
+    arms = ctx.get("arms") or {}
+    if "CLIP" not in arms or "features" not in ctx:
+        raise StageSkipped("needs the CLIP-tuned heads of the 'tuning' stage")
+    heads, out = arms["CLIP"], Path(ctx["out"])
+    train = tw._project(heads, ctx["train"])
+    tests = {name: documents(ctx, name, tw._project(heads, f)) for name, f in ctx["features"]["test"].items()}
+    bench = {name: benchmark(ctx, train, pe, out / "search" / name) for name, pe in tests.items()}
+    index_dir = out / "index"
+    build(ctx, heads, _concat(list(tests.values())), train, index_dir)
+    gains = "; ".join(f"{n} NDCG@10 raw {b['exact']['none']['ndcg@10']:.2f} -> {CORRECTION} "
+                      f"{b['exact'][CORRECTION]['ndcg@10']:.2f}" for n, b in bench.items() if CORRECTION in b["exact"])
+    return {"index": str(index_dir), "benchmark": bench}, f"{gains}; serve it: gapkit serve {index_dir}"
+
+
+def documents(ctx: dict[str, Any], name: str, pe: PairedEmbeddings) -> PairedEmbeddings:
+    """Test embeddings with the dataset's captions, image ids (dataset-prefixed) and image files."""
+    from ..data import load_dataset
+    from ..data.dataset import FileImages
+    from .towers import SIZES
+
+    limit = SIZES[ctx["quick"]]["test"] if (ctx["quick"] or name != "emoji") else None
+    ds = load_dataset(name, split="test", seed=ctx["seed"], limit=limit)
+    if ds.n_images != pe.n_image or len(ds.captions) != pe.n_text:
+        raise StageSkipped(f"{name}: the reloaded test split does not match the embedded one")
+    if isinstance(ds.images, FileImages):
+        paths = list(ds.images.paths)
+    else:  # images held in memory (emoji): write them as PNG files the index can register
+        img_dir = Path(ctx["out"]) / "search" / "images" / name
+        img_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i in range(ds.n_images):
+            p = img_dir / f"{i:05d}.png"
+            ds.images.load(i).save(p)
+            paths.append(str(p))
+    ids = [f"{name}/{s}" for s in (ds.image_ids or range(ds.n_images))]
+    return PairedEmbeddings(pe.image, pe.text, pe.text_to_image, image_ids=ids, captions=list(ds.captions),
+                            metadata={"dataset": name, "image_paths": paths})
+
+
+def _concat(parts: list[PairedEmbeddings]) -> PairedEmbeddings:
+    offsets = np.cumsum([0] + [p.n_image for p in parts[:-1]])
+    return PairedEmbeddings(np.vstack([p.image for p in parts]), np.vstack([p.text for p in parts]),
+                            np.concatenate([p.mapping + o for p, o in zip(parts, offsets)]),
+                            image_ids=[i for p in parts for i in p.image_ids],
+                            captions=[c for p in parts for c in p.captions],
+                            metadata={"image_paths": [x for p in parts for x in p.metadata["image_paths"]]})
+
+
+def build(ctx: dict[str, Any], heads: Any, docs: PairedEmbeddings, fit: PairedEmbeddings, out: Path) -> Any:
+    """The served index: the towers with the CLIP heads as its query encoder (no reload of the towers)."""
+    from ..encoders.towers import save_heads
+    from ..search import build_index
+
+    towers = ctx["towers_encoder"]
+    with tempfile.TemporaryDirectory(prefix="gapkit-heads-") as tmp:
+        path = Path(tmp) / "heads.safetensors"
+        save_heads(heads, path)
+        enc = towers.with_heads(path)
+        return build_index(docs, out=out, correction=CORRECTION, fit=fit, backend=BACKEND, encoder="towers",
+                           encoder_checkpoint=path, encoder_obj=enc, image_paths=docs.metadata["image_paths"],
+                           seed=ctx["seed"], progress=ctx.get("verbose", True))
+
+
+def benchmark(ctx: dict[str, Any], fit: PairedEmbeddings, test: PairedEmbeddings, out: Path) -> dict[str, Any]:
+    """mixbench on one dataset's test split (corrections fitted on the training split); writes a record."""
+    from ..evaluate.mixbench import ANN_PARAMS, IndexRanker, exact_ranker, mixbench
+
+    with tempfile.TemporaryDirectory(prefix="gapkit-mixbench-") as tmp:
+        rankers = {"exact": exact_ranker, f"{BACKEND} (ANN)": IndexRanker(tmp, BACKEND, ANN_PARAMS[BACKEND],
+                                                                           seed=ctx["seed"])}
+        res = mixbench(fit, test, BENCH_CORRECTIONS, rankers=rankers, seed=ctx["seed"],
+                       n_boot=200 if ctx["quick"] else 1000, progress=ctx.get("verbose", True))
+    name = test.metadata.get("dataset", "data")
+    rec = new_record("evaluate", title=f"Mixed-modality search with labelled queries ({name})", seed=ctx["seed"],
+                     params={"corrections": list(BENCH_CORRECTIONS), "backend": BACKEND, "ann": ANN_PARAMS[BACKEND],
+                             "fit": "training split", "queries": "one caption of half the test images"},
+                     results=res, task="mixbench", dataset=name, model="towers + CLIP-tuned LiT heads")
+    save_record(rec, out / "record.json")
+    return res
