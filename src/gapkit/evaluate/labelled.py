@@ -63,6 +63,8 @@ def read_queries(path: str | Path) -> list[LabelledQuery]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise GapkitError(f"{where}: invalid JSON ({exc.msg})") from None
+        except RecursionError:  # absurdly nested JSON
+            raise GapkitError(f"{where}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise GapkitError(f"{where}: each line must be a JSON object")
         out.append(_query(obj, where, len(out)))

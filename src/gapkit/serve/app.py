@@ -63,26 +63,15 @@ def image_share(hits: list[dict[str, Any]], k: int = 10) -> float | None:
     return None if not top else sum(h["role"] == "image" for h in top) / len(top)
 
 
-def _int(value: Any, name: str, default: int) -> int:
+def _number(value: Any, name: str, cast: type = int, default: Any = None) -> Any:
+    """A query parameter or JSON field as int/float (`default` when absent); one-line error otherwise."""
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        return cast(value)
     except (TypeError, ValueError):
-        raise GapkitError(f"{name} must be an integer, got {str(value)[:40]!r}") from None
-
-
-def _float_or_none(value: Any, name: str) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise GapkitError(f"{name} must be a number, got {str(value)[:40]!r}") from None
-
-
-def _bool(value: Any) -> bool:
-    return value is True or str(value).lower() in ("1", "true", "yes", "on")
+        kind = "an integer" if cast is int else "a number"
+        raise GapkitError(f"{name} must be {kind}, got {str(value)[:40]!r}") from None
 
 
 class Searcher:
@@ -201,7 +190,7 @@ def create_app(index: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, thumb_
         if text is None:
             raise GapkitError("give a query: /search?text=...")
         return {"query": {"text": text}, **searcher.search(
-            {"text": text}, _int(k, "k", DEFAULT_K), role, mode, _float_or_none(min_probability, "min_probability"))}
+            {"text": text}, _number(k, "k", int, DEFAULT_K), role, mode, _number(min_probability, "min_probability", float))}
 
     @app.post("/search")
     async def post_search(request: Request) -> Any:
@@ -215,9 +204,9 @@ def create_app(index: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, thumb_
             body = await _json_body(request, max_upload_bytes)
             query, opts = _query_from_json(body), {**dict(params), **body}
             shown = {"text": query["text"]} if "text" in query else {"vector": f"{query['vector'].size} numbers"}
-        result = searcher.search(query, _int(opts.get("k"), "k", DEFAULT_K), str(opts.get("role", "any")),
+        result = searcher.search(query, _number(opts.get("k"), "k", int, DEFAULT_K), str(opts.get("role", "any")),
                                  str(opts.get("mode", "corrected")),
-                                 _float_or_none(opts.get("min_probability"), "min_probability"))
+                                 _number(opts.get("min_probability"), "min_probability", float))
         return {"query": shown, **result}
 
     @app.get("/score")
