@@ -183,7 +183,7 @@ TYPE_AND_SUBMIT = """(() => {
 READ_PAGE = """(() => {
   const col = (name) => Array.from(document.querySelectorAll('#hits-' + name + ' li.hit')).map(li => ({
     id: li.dataset.id, role: li.dataset.role, text: li.querySelector('.caption').textContent,
-    prob: li.querySelector('.prob').textContent,
+    prob: li.querySelector('.prob') ? li.querySelector('.prob').textContent : null,
     img: li.querySelector('img') ? li.querySelector('img').naturalWidth : null}));
   return {corrected: col('corrected'), raw: col('raw'), share: document.getElementById('share-corrected').textContent,
           share_raw: document.getElementById('share-raw').textContent, scripts: document.scripts.length,

@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
     _check_bind(args.host, args.port)
     index = open_index(args.index)
+    if index.query_roles():  # load the query encoder now, so the first query does not wait for it
+        print("gapkit serve: loading the index's query encoder ...", file=sys.stderr, flush=True)
+        index.encoder()
     app = create_app(index, max_upload_bytes=int(args.max_upload_mb * 2**20))
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"gapkit serve: warning: binding {args.host} makes the page reachable from other machines",

@@ -2,8 +2,9 @@
 
     RUN/index/               a gapkit search index over the emoji + openclipart TEST images, their
                              captions and fused image+caption documents, embedded by the demo's
-                             pretrained towers with the CLIP-tuned LiT heads, corrected by calibrated
-                             P(match) fitted on the TRAINING split; `gapkit serve RUN/index` serves it
+                             pretrained towers with the CLIP-tuned LiT heads, with the correction that
+                             scored the best mean NDCG@10 in the benchmark below (fitted on the
+                             TRAINING split); `gapkit serve RUN/index` serves it
     RUN/search/images/       the emoji images as PNG files (the index registers files for thumbnails)
     RUN/search/<dataset>/record.json   the MixBench-style benchmark per dataset (gapkit.evaluate.mixbench):
                              corrections fitted on the training split, queries = one caption of half the
@@ -12,6 +13,9 @@
 
 The stage reads what the `features` and `tuning` stages left (the datasets are reloaded from the
 data cache for their captions and image files) and prints the one command that serves the index.
+The served correction is chosen on the benchmark's queries, which are captions of the indexed
+test images: the index is for exploring, the records are the evaluation (each correction there is
+scored on the same held-out queries, none is chosen by them).
 """
 from __future__ import annotations
 
@@ -25,7 +29,6 @@ from ..embeddings import PairedEmbeddings
 from ..records import new_record, save_record
 from .pipeline import StageSkipped, require
 
-CORRECTION = "calibrated"
 BENCH_CORRECTIONS = ("role-center", "center", "calibrated")
 BACKEND = "lancedb"
 
@@ -43,10 +46,21 @@ def search(ctx: dict[str, Any]) -> tuple[Any, str]:
     tests = {name: documents(ctx, name, tw._project(heads, f)) for name, f in ctx["features"]["test"].items()}
     bench = {name: benchmark(ctx, train, pe, out / "search" / name) for name, pe in tests.items()}
     index_dir = out / "index"
-    build(ctx, heads, _concat(list(tests.values())), train, index_dir)
-    gains = "; ".join(f"{n} NDCG@10 raw {b['exact']['none']['ndcg@10']:.2f} -> {CORRECTION} "
-                      f"{b['exact'][CORRECTION]['ndcg@10']:.2f}" for n, b in bench.items() if CORRECTION in b["exact"])
-    return {"index": str(index_dir), "benchmark": bench}, f"{gains}; serve it: gapkit serve {index_dir}"
+    best = best_correction(bench)
+    build(ctx, heads, _concat(list(tests.values())), train, index_dir, best)
+    gains = "; ".join(f"{n} NDCG@10 raw {b['exact']['none']['ndcg@10']:.2f}, "
+                      + ", ".join(f"{c} {b['exact'][c]['ndcg@10_diff']:+.2f}" for c in BENCH_CORRECTIONS if c in b["exact"])
+                      for n, b in bench.items())
+    return ({"index": str(index_dir), "correction": best, "benchmark": bench},
+            f"{gains}; index corrected by {best}; serve it: gapkit serve {index_dir}")
+
+
+def best_correction(bench: dict[str, dict[str, Any]]) -> str:
+    """The correction with the highest exact NDCG@10 averaged over the datasets (first on ties)."""
+    ok = [c for c in BENCH_CORRECTIONS if all(c in b["exact"] for b in bench.values())]
+    if not ok:
+        raise StageSkipped("no correction could be fitted on the demo's data")
+    return max(ok, key=lambda c: float(np.mean([b["exact"][c]["ndcg@10"] for b in bench.values()])))
 
 
 def documents(ctx: dict[str, Any], name: str, pe: PairedEmbeddings) -> PairedEmbeddings:
@@ -83,7 +97,8 @@ def _concat(parts: list[PairedEmbeddings]) -> PairedEmbeddings:
                             metadata={"image_paths": [x for p in parts for x in p.metadata["image_paths"]]})
 
 
-def build(ctx: dict[str, Any], heads: Any, docs: PairedEmbeddings, fit: PairedEmbeddings, out: Path) -> Any:
+def build(ctx: dict[str, Any], heads: Any, docs: PairedEmbeddings, fit: PairedEmbeddings, out: Path,
+          correction: str) -> Any:
     """The served index: the towers with the CLIP heads as its query encoder (no reload of the towers)."""
     from ..encoders.towers import save_heads
     from ..search import build_index
@@ -93,7 +108,7 @@ def build(ctx: dict[str, Any], heads: Any, docs: PairedEmbeddings, fit: PairedEm
         path = Path(tmp) / "heads.safetensors"
         save_heads(heads, path)
         enc = towers.with_heads(path)
-        return build_index(docs, out=out, correction=CORRECTION, fit=fit, backend=BACKEND, encoder="towers",
+        return build_index(docs, out=out, correction=correction, fit=fit, backend=BACKEND, encoder="towers",
                            encoder_checkpoint=path, encoder_obj=enc, image_paths=docs.metadata["image_paths"],
                            seed=ctx["seed"], progress=ctx.get("verbose", True))
 

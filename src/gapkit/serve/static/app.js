@@ -33,6 +33,9 @@ async function loadInfo() {
     $("index-info").textContent = `index: ${total} documents (${parts.join(", ")})` +
       (corr ? `; correction: ${typeof corr === "string" ? corr : JSON.stringify(corr)}` : "");
     if (corr) $("correction-name").textContent = `(${typeof corr === "string" ? corr : ""})`;
+    if (!(info.calibrated_pairs || []).length) {
+      $("index-info").textContent += "; P(match) needs a calibrated index (gapkit index build --correction calibrated)";
+    }
   } catch (err) {
     $("index-info").textContent = "could not read the index info";
   }
@@ -54,11 +57,12 @@ function renderHit(h, rank) {
   const body = el("div");
   const cap = el("div", "caption");
   cap.appendChild(el("span", "role role-" + h.role, h.role));
-  cap.appendChild(el("span", null, h.caption !== null ? h.caption : h.id));
+  // an image document has no caption: show its id without the role prefix the badge already gives
+  cap.appendChild(el("span", null, h.caption !== null ? h.caption : h.id.replace(/^image:/, "")));
   body.appendChild(cap);
   const meta = el("div", "meta");
-  meta.appendChild(el("span", "prob", "P(match) " + fmt(h.probability, 2)));
-  meta.appendChild(el("span", null, " · score " + fmt(h.score, 3) + " · cosine " + fmt(h.raw_cosine, 3)));
+  if (h.probability !== null) meta.appendChild(el("span", "prob", "P(match) " + fmt(h.probability, 2) + " · "));
+  meta.appendChild(el("span", null, "score " + fmt(h.score, 3) + " · cosine " + fmt(h.raw_cosine, 3)));
   body.appendChild(meta);
   li.appendChild(body);
   return li;
