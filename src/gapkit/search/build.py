@@ -25,7 +25,7 @@ from ..embeddings import PairedEmbeddings, as_paired, load_embeddings
 from ..errors import GapkitError
 from .backends.base import DEFAULT_BACKEND, create_backend
 from .correction import Correction, check_kind, check_prior, pair_name
-from .documents import ROLES, RoleDocs, docs_from_pairs, raw_rows
+from .documents import ROLES, ClipRetrievalSource, RoleDocs, docs_from_pairs, raw_rows
 from .index import FORMAT, FORMAT_VERSION, MixedIndex, content_hash, index_version, open_index
 
 
@@ -48,19 +48,26 @@ def subset_pairs(pe: PairedEmbeddings, images: np.ndarray) -> PairedEmbeddings:
     return PairedEmbeddings(np.asarray(pe.image[images]), np.asarray(pe.text[texts]), pos[pe.mapping[texts]])
 
 
-def _fit_data(pe: PairedEmbeddings, fit: Any, fraction: float, max_images: int, seed: int) -> tuple[PairedEmbeddings, dict[str, Any], list[str]]:
+def _is_clip_retrieval(source: Any) -> bool:
+    return isinstance(source, (str, Path)) and Path(source).is_dir() and (Path(source) / "img_emb").is_dir()
+
+
+def _fit_data(pe: Any, fit: Any, fraction: float, max_images: int, seed: int) -> tuple[PairedEmbeddings, dict[str, Any], list[str]]:
     if fit is not None:
         fpe = _as_pairs(fit)
         return fpe, {"source": str(fit) if isinstance(fit, (str, Path)) else "given", "n_images": fpe.n_image,
                      "n_texts": fpe.n_text}, []
     if not 0 < fraction < 1:
         raise GapkitError(f"fit_fraction must be in (0, 1), got {fraction}")
-    n = max(2, min(int(round(fraction * pe.n_image)), int(max_images)))
-    if n > pe.n_image:
+    n_items = pe.n if isinstance(pe, ClipRetrievalSource) else pe.n_image
+    n = max(2, min(int(round(fraction * n_items)), int(max_images)))
+    if n > n_items:
         raise GapkitError("too few items to hold out calibration data; give fit data")
-    pick = np.sort(np.random.default_rng(seed).choice(pe.n_image, n, replace=False))
-    fpe = subset_pairs(pe, pick)
-    ids = [str(i) for i in (pe.image_ids or range(pe.n_image))]
+    pick = np.sort(np.random.default_rng(seed).choice(n_items, n, replace=False))
+    if isinstance(pe, ClipRetrievalSource):
+        fpe, ids = pe.subset(pick), [str(i) for i in range(n_items)]
+    else:
+        fpe, ids = subset_pairs(pe, pick), [str(i) for i in (pe.image_ids or range(n_items))]
     return fpe, {"source": "held-out share of the indexed items", "fraction": fraction, "seed": seed,
                  "n_images": fpe.n_image, "n_texts": fpe.n_text}, [ids[i] for i in pick]
 
@@ -109,8 +116,14 @@ def build_index(source: Any = None, *, out: str | Path, text: Any = None, text_t
         raise GapkitError(f"unknown document roles {bad}; known: {', '.join(ROLES)}" if bad else "no document roles")
     roles = tuple(r for r in ROLES if r in roles)
     check_prior(prior)
-    pe = _as_pairs(source, text, text_to_image)
-    docs = docs_from_pairs(pe, roles, image_paths, fields)
+    if _is_clip_retrieval(source) and text is None and text_to_image is None:
+        if image_paths is not None or fields is not None:
+            raise GapkitError("image_paths / fields apply to paired embeddings, not to a clip-retrieval folder")
+        pe: Any = ClipRetrievalSource(source)  # streamed shard by shard, never concatenated
+        docs = pe.docs(roles)
+    else:
+        pe = _as_pairs(source, text, text_to_image)
+        docs = docs_from_pairs(pe, roles, image_paths, fields)
     check_replaceable_dir(out)  # before any work: never replace a user's folder
     corr, fit_info, fit_items = Correction(None), None, []
     if correction != "none":
@@ -124,7 +137,7 @@ def build_index(source: Any = None, *, out: str | Path, text: Any = None, text_t
 
         enc = get_encoder(encoder, checkpoint=encoder_checkpoint, **dict(encoder_kwargs or {}))
     if enc is not None:
-        _check_encoder(enc, pe)
+        _check_encoder(enc, pe.dim, getattr(pe, "metadata", {}))
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
         backends = {"raw": create_backend(backend, tmp / "backend-raw", pe.dim, **dict(backend_params or {}))}
@@ -162,13 +175,13 @@ def _source_text(source: Any) -> str:
     return str(source) if isinstance(source, (str, Path)) else type(source).__name__
 
 
-def _check_encoder(enc: Any, pe: PairedEmbeddings) -> None:
+def _check_encoder(enc: Any, dim: int, metadata: dict[str, Any]) -> None:
     """The encoder must produce vectors of the documents' dimension and, when the embeddings
     record which weights made them, those weights."""
-    if int(getattr(enc, "embed_dim", 0) or 0) != pe.dim:
+    if int(getattr(enc, "embed_dim", 0) or 0) != dim:
         raise GapkitError(f"encoder {getattr(enc, 'name', '?')} embeds into {getattr(enc, 'embed_dim', 0)} "
-                          f"dimensions, the documents have {pe.dim}")
-    manifest = pe.metadata.get("manifest") or pe.metadata
+                          f"dimensions, the documents have {dim}")
+    manifest = metadata.get("manifest") or metadata
     want = manifest.get("weights_hash") if isinstance(manifest, dict) else None
     if want and hasattr(enc, "weights_hash") and enc.weights_hash() != want:
         raise GapkitError(f"encoder {enc.name} is not the model these embeddings were made with (weights hash "
