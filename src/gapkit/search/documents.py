@@ -39,8 +39,11 @@ def unit(a: np.ndarray) -> np.ndarray:
 
 
 def fuse(x: np.ndarray, y: np.ndarray, weight: float) -> np.ndarray:
-    """normalise(w unit(x) + (1 - w) unit(y)): (n, D), (n, D) -> (n, D) float32."""
-    return unit(weight * unit(x) + (1 - weight) * unit(y))
+    """normalise(w unit(x) + (1 - w) unit(y)): (n, D), (n, D) -> (n, D) float32 (the fused
+    documents role-center is fitted on: gapkit.fixers.centering.fuse)."""
+    from ..fixers.centering import fuse as fuse_rows
+
+    return fuse_rows(unit(x), unit(y), weight).astype(np.float32)
 
 
 def raw_rows(role: str, parts: Parts, fuse_weight: float) -> np.ndarray:
