@@ -81,7 +81,7 @@ def _fill(backend_name, path, rows_by_role, **params):
 def test_flat_backends_return_the_exact_top_k(name, params, raw_docs, queries, tmp_path):
     rows = {r: raw_docs[r][1] for r in ("image", "text")}
     b = _fill(name, tmp_path / name, rows, **params)
-    q = unit(queries[0][:8]).astype(np.float32)
+    q = unit(queries[0][:4]).astype(np.float32)
     for role, v in rows.items():
         s, got = b.search(q, 10, role)
         full = q.astype(np.float64) @ v.T
@@ -215,8 +215,9 @@ def test_info_describes_the_index(indexes):
     assert info["correction"]["kind"] == "calibrated" and set(info["calibrated_pairs"]) == {"image-text", "text-text", "text-fused"}
     assert info["correction"]["priors"]["image-text"] == pytest.approx(1 / N_ITEMS)
     assert info["fit"]["n_images"] == round(0.2 * N_ITEMS) and len(info["content_hash"]) == 32
-    fit_items = json.loads((indexes["calibrated", "lancedb"].path / "fit_items.json").read_text())
-    assert len(fit_items) == info["fit"]["n_images"]
+    fit_items = indexes["calibrated", "lancedb"].fit_items()
+    assert len(fit_items) == info["fit"]["n_images"] and set(fit_items) <= {str(i) for i in range(N_ITEMS)}
+    assert indexes["none", "exact"].fit_items() == []
 
 
 def _copy(idx, tmp_path):

@@ -111,6 +111,20 @@ class MixedIndex:
             return []
         return ["text", "image"] if enc.get("image", True) else ["text"]
 
+    def fit_items(self) -> list[str]:
+        """Items (image ids) whose pairs fitted the correction: keep them out of evaluation queries.
+        Empty when the correction was fitted on separate data (or there is none)."""
+        f = self.path / "fit_items.json"
+        if not f.is_file():
+            return []
+        try:
+            items = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise GapkitError(f"{f}: unreadable; the index is damaged") from None
+        if not isinstance(items, list):
+            raise GapkitError(f"{f}: expected a JSON list of item ids; the index is damaged")
+        return [str(i) for i in items]
+
     def payload(self, row: int) -> dict[str, Any]:
         return json.loads(self._payloads[row])
 
