@@ -105,6 +105,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--workdir", help="keep data and index here (default: a temporary directory)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--reuse-index", action="store_true", help="with --workdir: query the index built by an earlier run")
+    ap.add_argument("--search-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="query-time backend option (lancedb: nprobes, refine_factor, ef; faiss: ef_search, nprobe)")
     args = ap.parse_args()
     from gapkit.params import parse_key_values
 
@@ -120,14 +123,19 @@ def main() -> None:
     fit = work / "fit.npz"
     if not fit.exists():
         save_embeddings(GappedGenerator(seed=99).pairs(min(20_000, max(500, n_pairs // 10)), 2), fit)
-    print(f"data: {2 * n_pairs} x {gen.dim} float32 in {time.perf_counter() - t0:.1f} s -> {folder}")
+    print(f"data: {2 * n_pairs} x {gen.dim} float32 in {time.perf_counter() - t0:.1f} s -> {folder}", flush=True)
     out = work / f"index-{args.backend}"
-    if out.exists():
-        shutil.rmtree(out)
-    secs, rss = build_in_child(dict(source=str(folder), out=out, roles=("image", "text"), correction="calibrated",
-                                    fit=str(fit), backend=args.backend, backend_params=bparams))
-    print(f"build: {secs:.1f} s, peak RSS {rss:.2f} GiB (target <= 2.5)")
+    secs = rss = float("nan")
+    if not (args.reuse_index and out.exists()):
+        if out.exists():
+            shutil.rmtree(out)
+        secs, rss = build_in_child(dict(source=str(folder), out=out, roles=("image", "text"), correction="calibrated",
+                                        fit=str(fit), backend=args.backend, backend_params=bparams))
+        print(f"build: {secs:.1f} s, peak RSS {rss:.2f} GiB (target <= 2.5)", flush=True)
     idx = open_index(out)
+    sparams = parse_key_values(args.search_param, "--search-param")
+    if sparams:
+        idx.backends["raw"].set_search_params(**sparams)
     qs = GappedGenerator(seed=123).pairs(max(args.queries, args.exact_queries), 1).text
     qs = (qs / np.linalg.norm(qs, axis=1, keepdims=True)).astype(np.float32)
     k = args.k
@@ -152,7 +160,7 @@ def main() -> None:
         return float(np.mean([len({idx.row_of(h.id) for h in a} & set(e.tolist())) / k for a, e in zip(ann, exact)]))
 
     res = {
-        "rows": 2 * n_pairs, "dim": gen.dim, "backend": args.backend, "backend_params": idx.info()["backend"]["raw"],
+        "rows": 2 * n_pairs, "dim": gen.dim, "backend": args.backend, "backend_params": idx.backends["raw"].params,
         "build_seconds": round(secs, 1), "build_peak_rss_gib": round(rss, 3),
         "exact_p50_ms": pct(lat_exact, 50), "exact_p99_ms": pct(lat_exact, 99),
         "raw_ann_p50_ms": pct(lat_raw, 50), "raw_ann_p99_ms": pct(lat_raw, 99),
