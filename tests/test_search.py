@@ -329,3 +329,19 @@ def test_clip_retrieval_folder_streams_shard_by_shard(tmp_path):
     q = unit(GappedGenerator(seed=12).pairs(5, 1).text)
     assert [[h.to_dict() for h in hs] for hs in a.search_vectors(q, k=6)] == \
            [[h.to_dict() for h in hs] for hs in b.search_vectors(q, k=6)]
+
+
+def test_rendered_images_become_registered_thumbnails(pe, tmp_path):
+    """Images that are not files (rendered datasets) are written into the index as thumbnails;
+    image_file returns only those, never a path from outside the index."""
+    from PIL import Image
+
+    colours = np.random.default_rng(0).integers(0, 255, (N_ITEMS, 3))
+    loader = lambda i: Image.new("RGB", (300, 200), tuple(int(c) for c in colours[i]))  # noqa: E731
+    idx = build_index(pe, out=tmp_path / "t", roles=("image", "text"), backend="exact", image_loader=loader)
+    f = idx.image_file("image:7")
+    assert f is not None and f.parent == (tmp_path / "t" / "images").resolve()
+    with Image.open(f) as im:
+        assert max(im.size) <= 256 and im.getpixel((5, 5)) == tuple(int(c) for c in colours[7])
+    assert idx.image_file("text:0") is None and idx.image_file("image:nope") is None
+    assert open_index(idx.path, verify=True).image_file("image:7") == f

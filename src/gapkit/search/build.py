@@ -99,14 +99,17 @@ def build_index(source: Any = None, *, out: str | Path, text: Any = None, text_t
                 encoder: str | None = None, encoder_checkpoint: str | Path | None = None,
                 encoder_kwargs: dict[str, Any] | None = None, encoder_obj: Any = None,
                 image_paths: Sequence[str | None] | None = None, fields: Sequence[dict[str, Any]] | None = None,
-                fuse_weight: float = 0.5, seed: int = 0, progress: bool = False) -> MixedIndex:
+                image_loader: Any = None, fuse_weight: float = 0.5, seed: int = 0,
+                progress: bool = False) -> MixedIndex:
     """Build a MixedIndex over the documents of `source` and write it to `out` (see module docstring).
 
     source: PairedEmbeddings, a path gapkit reads embeddings from (embed dir, clip-retrieval dir,
     .npy/.npz/.safetensors/...), or image rows with text=text rows. correction: "none", a fixer name
     ("center", "role-center", ...) or "calibrated". prior: override of the calibrated priors (a
     number or {pair: number}). encoder: registry name of the model that embedded the documents, so
-    the index can embed text / image queries itself.
+    the index can embed text / image queries itself. image_loader: a function image row -> PIL
+    image for images that are not files (e.g. rendered datasets): they are written into
+    IDX/images/ as PNG thumbnails (longest side THUMB px) and registered as the documents' files.
     """
     from ..atomic import atomic_dir, check_replaceable_dir, dumps_json
 
@@ -123,6 +126,10 @@ def build_index(source: Any = None, *, out: str | Path, text: Any = None, text_t
         docs = pe.docs(roles)
     else:
         pe = _as_pairs(source, text, text_to_image)
+        if image_loader is not None:
+            if image_paths is not None:
+                raise GapkitError("give image_paths or image_loader, not both")
+            image_paths = [f"{IMAGES_DIR}/{i:07d}.png" for i in range(pe.n_image)]  # relative to the index
         docs = docs_from_pairs(pe, roles, image_paths, fields)
     check_replaceable_dir(out)  # before any work: never replace a user's folder
     corr, fit_info, fit_items = Correction(None), None, []
@@ -147,6 +154,8 @@ def build_index(source: Any = None, *, out: str | Path, text: Any = None, text_t
         for b in backends.values():
             b.finish()
         _write_docs(tmp / "docs.parquet", docs)
+        if image_loader is not None:
+            _export_images(tmp / IMAGES_DIR, image_loader, pe.n_image, progress)
         if corr.fixer is not None:
             corr.fixer.save(tmp / "correction")
         if fit_items:
@@ -206,6 +215,21 @@ def _write_vectors(tmp: Path, docs: list[RoleDocs], corr: Correction, backends: 
     bar.close()
 
 
+IMAGES_DIR = "images"
+THUMB = 256
+
+
+def _export_images(folder: Path, loader: Any, n: int, progress: bool) -> None:
+    """PNG thumbnails of images 0..n-1 (longest side <= THUMB) as folder/NNNNNNN.png."""
+    from tqdm.auto import tqdm
+
+    folder.mkdir()
+    for i in tqdm(range(n), desc="thumbnails", unit="img", disable=not progress, file=sys.stderr):
+        im = loader(i).convert("RGB")
+        im.thumbnail((THUMB, THUMB))
+        im.save(folder / f"{i:07d}.png")
+
+
 def _write_docs(path: Path, docs: list[RoleDocs]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -225,9 +249,11 @@ def _write_docs(path: Path, docs: list[RoleDocs]) -> None:
 def build_index_from_dataset(dataset: Any, encoder: str, *, out: str | Path, split: str = "test", limit: int | None = None,
                              split_seed: int = 0, checkpoint: str | Path | None = None,
                              encoder_kwargs: dict[str, Any] | None = None, batch_size: int = 64,
-                             cache_dir: Any = None, progress: bool = False, **kw: Any) -> MixedIndex:
+                             cache_dir: Any = None, progress: bool = False, max_thumbnails: int = 50_000,
+                             **kw: Any) -> MixedIndex:
     """Embed a dataset (name or path; through the embedding cache) with `encoder`, then build_index.
-    Image files of the dataset are registered in the payloads (image_path)."""
+    Image files of the dataset are registered in the payloads (image_path); images that are not
+    files (rendered or array datasets, up to max_thumbnails) are saved as thumbnails in the index."""
     from ..data import load_dataset
     from ..data.dataset import FileImages
     from ..encoders import extract, get_encoder
@@ -236,6 +262,8 @@ def build_index_from_dataset(dataset: Any, encoder: str, *, out: str | Path, spl
         else dataset
     enc = get_encoder(encoder, checkpoint=checkpoint, **dict(encoder_kwargs or {}))
     pe = extract(enc, ds, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
-    paths = list(ds.images.paths) if isinstance(ds.images, FileImages) else None
+    files = isinstance(ds.images, FileImages)
+    paths = list(ds.images.paths) if files else None
+    loader = ds.image if not files and ds.n_images <= max_thumbnails else None  # rendered images: thumbnails
     return build_index(pe, out=out, encoder=encoder, encoder_checkpoint=checkpoint, encoder_kwargs=encoder_kwargs,
-                       encoder_obj=enc, image_paths=paths, progress=progress, **kw)
+                       encoder_obj=enc, image_paths=paths, image_loader=loader, progress=progress, **kw)

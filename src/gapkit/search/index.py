@@ -152,6 +152,11 @@ class MixedIndex:
         if not p:
             return None
         path = Path(p)
+        if not path.is_absolute():  # thumbnails written into the index: must stay inside it
+            root = self.path.resolve()
+            path = (root / path).resolve()
+            if root not in path.parents:
+                return None
         return path if path.is_file() else None
 
     # ------------------------------------------------------------------ queries
