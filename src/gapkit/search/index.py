@@ -191,7 +191,10 @@ class MixedIndex:
 
             q, role = encode_image(self.encoder(), image), "image"
         else:
-            q = np.asarray(vector, dtype=np.float32)
+            try:
+                q = np.asarray(vector, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise GapkitError(f"a query vector must be numbers, got {type(vector).__name__}") from None
             if q.ndim == 2 and q.shape[0] == 1:
                 q = q[0]
             if q.ndim != 1:
