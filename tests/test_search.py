@@ -81,7 +81,7 @@ def _fill(backend_name, path, rows_by_role, **params):
 def test_flat_backends_return_the_exact_top_k(name, params, raw_docs, queries, tmp_path):
     rows = {r: raw_docs[r][1] for r in ("image", "text")}
     b = _fill(name, tmp_path / name, rows, **params)
-    q = unit(queries[0][:8]).astype(np.float32)
+    q = unit(queries[0][:4]).astype(np.float32)
     for role, v in rows.items():
         s, got = b.search(q, 10, role)
         full = q.astype(np.float64) @ v.T
@@ -215,8 +215,9 @@ def test_info_describes_the_index(indexes):
     assert info["correction"]["kind"] == "calibrated" and set(info["calibrated_pairs"]) == {"image-text", "text-text", "text-fused"}
     assert info["correction"]["priors"]["image-text"] == pytest.approx(1 / N_ITEMS)
     assert info["fit"]["n_images"] == round(0.2 * N_ITEMS) and len(info["content_hash"]) == 32
-    fit_items = json.loads((indexes["calibrated", "lancedb"].path / "fit_items.json").read_text())
-    assert len(fit_items) == info["fit"]["n_images"]
+    fit_items = indexes["calibrated", "lancedb"].fit_items()
+    assert len(fit_items) == info["fit"]["n_images"] and set(fit_items) <= {str(i) for i in range(N_ITEMS)}
+    assert indexes["none", "exact"].fit_items() == []
 
 
 def _copy(idx, tmp_path):
@@ -310,3 +311,37 @@ def test_build_never_replaces_a_users_directory(pe, tmp_path):
     with pytest.raises(GapkitError, match="unknown correction 'magic'"):
         build_index(pe, out=tmp_path / "x", correction="magic")
     assert not (tmp_path / "x").exists()
+
+
+def test_clip_retrieval_folder_streams_shard_by_shard(tmp_path):
+    """A 3-shard clip-retrieval folder is indexed shard by shard (never concatenated) and gives
+    the same index as the same pairs loaded in memory."""
+    from gapkit.embeddings import load_embeddings
+
+    gen = GappedGenerator(seed=11)
+    folder = gen.write_clip_retrieval(tmp_path / "cr", 700, shard_rows=300)
+    assert len(list((folder / "img_emb").glob("*.npy"))) == 3
+    pe = load_embeddings(folder)
+    np.testing.assert_allclose(pe.image, gen.pairs(700).image, atol=1e-6)  # BLAS may round differently
+    a = build_index(folder, out=tmp_path / "a", roles=("image", "text"), correction="center", backend="exact")
+    b = build_index(pe, out=tmp_path / "b", roles=("image", "text"), correction="center", backend="exact")
+    assert a.meta["content_hash"] == b.meta["content_hash"]
+    q = unit(GappedGenerator(seed=12).pairs(5, 1).text)
+    assert [[h.to_dict() for h in hs] for hs in a.search_vectors(q, k=6)] == \
+           [[h.to_dict() for h in hs] for hs in b.search_vectors(q, k=6)]
+
+
+def test_rendered_images_become_registered_thumbnails(pe, tmp_path):
+    """Images that are not files (rendered datasets) are written into the index as thumbnails;
+    image_file returns only those, never a path from outside the index."""
+    from PIL import Image
+
+    colours = np.random.default_rng(0).integers(0, 255, (N_ITEMS, 3))
+    loader = lambda i: Image.new("RGB", (300, 200), tuple(int(c) for c in colours[i]))  # noqa: E731
+    idx = build_index(pe, out=tmp_path / "t", roles=("image", "text"), backend="exact", image_loader=loader)
+    f = idx.image_file("image:7")
+    assert f is not None and f.parent == (tmp_path / "t" / "images").resolve()
+    with Image.open(f) as im:
+        assert max(im.size) <= 256 and im.getpixel((5, 5)) == tuple(int(c) for c in colours[7])
+    assert idx.image_file("text:0") is None and idx.image_file("image:nope") is None
+    assert open_index(idx.path, verify=True).image_file("image:7") == f

@@ -5,7 +5,7 @@
                              pretrained towers with the CLIP-tuned LiT heads, with the correction that
                              scored the best mean NDCG@10 in the benchmark below (fitted on the
                              TRAINING split); `gapkit serve RUN/index` serves it
-    RUN/search/images/       the emoji images as PNG files (the index registers files for thumbnails)
+                             (its images are copied into it as thumbnails: the index is self-contained)
     RUN/search/<dataset>/record.json   the MixBench-style benchmark per dataset (gapkit.evaluate.mixbench):
                              corrections fitted on the training split, queries = one caption of half the
                              test images, raw vs role-center / center / calibrated, exact and through
@@ -44,10 +44,11 @@ def search(ctx: dict[str, Any]) -> tuple[Any, str]:
     heads, out = arms["CLIP"], Path(ctx["out"])
     train = tw._project(heads, ctx["train"])
     tests = {name: documents(ctx, name, tw._project(heads, f)) for name, f in ctx["features"]["test"].items()}
-    bench = {name: benchmark(ctx, train, pe, out / "search" / name) for name, pe in tests.items()}
+    bench = {name: benchmark(ctx, train, pe, out / "search" / name) for name, (pe, _) in tests.items()}
     index_dir = out / "index"
     best = best_correction(bench)
-    build(ctx, heads, _concat(list(tests.values())), train, index_dir, best)
+    docs, images = _concat(list(tests.values()))
+    build(ctx, heads, docs, images, train, index_dir, best)
     gains = "; ".join(f"{n} NDCG@10 raw {b['exact']['none']['ndcg@10']:.2f}, "
                       + ", ".join(f"{c} {b['exact'][c]['ndcg@10_diff']:+.2f}" for c in BENCH_CORRECTIONS if c in b["exact"])
                       for n, b in bench.items())
@@ -63,41 +64,37 @@ def best_correction(bench: dict[str, dict[str, Any]]) -> str:
     return max(ok, key=lambda c: float(np.mean([b["exact"][c]["ndcg@10"] for b in bench.values()])))
 
 
-def documents(ctx: dict[str, Any], name: str, pe: PairedEmbeddings) -> PairedEmbeddings:
-    """Test embeddings with the dataset's captions, image ids (dataset-prefixed) and image files."""
+def documents(ctx: dict[str, Any], name: str, pe: PairedEmbeddings) -> tuple[PairedEmbeddings, Any]:
+    """Test embeddings with the dataset's captions and image ids (dataset-prefixed), and a
+    function image row -> PIL image (the index stores thumbnails of them)."""
     from ..data import load_dataset
-    from ..data.dataset import FileImages
     from .towers import SIZES
 
     limit = SIZES[ctx["quick"]]["test"] if (ctx["quick"] or name != "emoji") else None
     ds = load_dataset(name, split="test", seed=ctx["seed"], limit=limit)
     if ds.n_images != pe.n_image or len(ds.captions) != pe.n_text:
         raise StageSkipped(f"{name}: the reloaded test split does not match the embedded one")
-    if isinstance(ds.images, FileImages):
-        paths = list(ds.images.paths)
-    else:  # images held in memory (emoji): write them as PNG files the index can register
-        img_dir = Path(ctx["out"]) / "search" / "images" / name
-        img_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for i in range(ds.n_images):
-            p = img_dir / f"{i:05d}.png"
-            ds.images.load(i).save(p)
-            paths.append(str(p))
     ids = [f"{name}/{s}" for s in (ds.image_ids or range(ds.n_images))]
     return PairedEmbeddings(pe.image, pe.text, pe.text_to_image, image_ids=ids, captions=list(ds.captions),
-                            metadata={"dataset": name, "image_paths": paths})
+                            metadata={"dataset": name}), ds.image
 
 
-def _concat(parts: list[PairedEmbeddings]) -> PairedEmbeddings:
-    offsets = np.cumsum([0] + [p.n_image for p in parts[:-1]])
-    return PairedEmbeddings(np.vstack([p.image for p in parts]), np.vstack([p.text for p in parts]),
-                            np.concatenate([p.mapping + o for p, o in zip(parts, offsets)]),
-                            image_ids=[i for p in parts for i in p.image_ids],
-                            captions=[c for p in parts for c in p.captions],
-                            metadata={"image_paths": [x for p in parts for x in p.metadata["image_paths"]]})
+def _concat(parts: list[tuple[PairedEmbeddings, Any]]) -> tuple[PairedEmbeddings, Any]:
+    """Several datasets as one document set, and one image loader over all of them."""
+    pes = [p for p, _ in parts]
+    offsets = np.cumsum([0] + [p.n_image for p in pes])
+    pe = PairedEmbeddings(np.vstack([p.image for p in pes]), np.vstack([p.text for p in pes]),
+                          np.concatenate([p.mapping + o for p, o in zip(pes, offsets)]),
+                          image_ids=[i for p in pes for i in p.image_ids], captions=[c for p in pes for c in p.captions])
+
+    def image(i: int) -> Any:
+        k = int(np.searchsorted(offsets, i, side="right")) - 1
+        return parts[k][1](i - int(offsets[k]))
+
+    return pe, image
 
 
-def build(ctx: dict[str, Any], heads: Any, docs: PairedEmbeddings, fit: PairedEmbeddings, out: Path,
+def build(ctx: dict[str, Any], heads: Any, docs: PairedEmbeddings, images: Any, fit: PairedEmbeddings, out: Path,
           correction: str) -> Any:
     """The served index: the towers with the CLIP heads as its query encoder (no reload of the towers)."""
     from ..encoders.towers import save_heads
@@ -109,7 +106,7 @@ def build(ctx: dict[str, Any], heads: Any, docs: PairedEmbeddings, fit: PairedEm
         save_heads(heads, path)
         enc = towers.with_heads(path)
         return build_index(docs, out=out, correction=correction, fit=fit, backend=BACKEND, encoder="towers",
-                           encoder_checkpoint=path, encoder_obj=enc, image_paths=docs.metadata["image_paths"],
+                           encoder_checkpoint=path, encoder_obj=enc, image_loader=images,
                            seed=ctx["seed"], progress=ctx.get("verbose", True))
 
 

@@ -25,7 +25,7 @@ from ..embeddings import PairedEmbeddings, as_paired, load_embeddings
 from ..errors import GapkitError
 from .backends.base import DEFAULT_BACKEND, create_backend
 from .correction import Correction, check_kind, check_prior, pair_name
-from .documents import ROLES, RoleDocs, docs_from_pairs, raw_rows
+from .documents import ROLES, ClipRetrievalSource, RoleDocs, docs_from_pairs, raw_rows
 from .index import FORMAT, FORMAT_VERSION, MixedIndex, content_hash, index_version, open_index
 
 
@@ -48,19 +48,26 @@ def subset_pairs(pe: PairedEmbeddings, images: np.ndarray) -> PairedEmbeddings:
     return PairedEmbeddings(np.asarray(pe.image[images]), np.asarray(pe.text[texts]), pos[pe.mapping[texts]])
 
 
-def _fit_data(pe: PairedEmbeddings, fit: Any, fraction: float, max_images: int, seed: int) -> tuple[PairedEmbeddings, dict[str, Any], list[str]]:
+def _is_clip_retrieval(source: Any) -> bool:
+    return isinstance(source, (str, Path)) and Path(source).is_dir() and (Path(source) / "img_emb").is_dir()
+
+
+def _fit_data(pe: Any, fit: Any, fraction: float, max_images: int, seed: int) -> tuple[PairedEmbeddings, dict[str, Any], list[str]]:
     if fit is not None:
         fpe = _as_pairs(fit)
         return fpe, {"source": str(fit) if isinstance(fit, (str, Path)) else "given", "n_images": fpe.n_image,
                      "n_texts": fpe.n_text}, []
     if not 0 < fraction < 1:
         raise GapkitError(f"fit_fraction must be in (0, 1), got {fraction}")
-    n = max(2, min(int(round(fraction * pe.n_image)), int(max_images)))
-    if n > pe.n_image:
+    n_items = pe.n if isinstance(pe, ClipRetrievalSource) else pe.n_image
+    n = max(2, min(int(round(fraction * n_items)), int(max_images)))
+    if n > n_items:
         raise GapkitError("too few items to hold out calibration data; give fit data")
-    pick = np.sort(np.random.default_rng(seed).choice(pe.n_image, n, replace=False))
-    fpe = subset_pairs(pe, pick)
-    ids = [str(i) for i in (pe.image_ids or range(pe.n_image))]
+    pick = np.sort(np.random.default_rng(seed).choice(n_items, n, replace=False))
+    if isinstance(pe, ClipRetrievalSource):
+        fpe, ids = pe.subset(pick), [str(i) for i in range(n_items)]
+    else:
+        fpe, ids = subset_pairs(pe, pick), [str(i) for i in (pe.image_ids or range(n_items))]
     return fpe, {"source": "held-out share of the indexed items", "fraction": fraction, "seed": seed,
                  "n_images": fpe.n_image, "n_texts": fpe.n_text}, [ids[i] for i in pick]
 
@@ -92,14 +99,17 @@ def build_index(source: Any = None, *, out: str | Path, text: Any = None, text_t
                 encoder: str | None = None, encoder_checkpoint: str | Path | None = None,
                 encoder_kwargs: dict[str, Any] | None = None, encoder_obj: Any = None,
                 image_paths: Sequence[str | None] | None = None, fields: Sequence[dict[str, Any]] | None = None,
-                fuse_weight: float = 0.5, seed: int = 0, progress: bool = False) -> MixedIndex:
+                image_loader: Any = None, fuse_weight: float = 0.5, seed: int = 0,
+                progress: bool = False) -> MixedIndex:
     """Build a MixedIndex over the documents of `source` and write it to `out` (see module docstring).
 
     source: PairedEmbeddings, a path gapkit reads embeddings from (embed dir, clip-retrieval dir,
     .npy/.npz/.safetensors/...), or image rows with text=text rows. correction: "none", a fixer name
     ("center", "role-center", ...) or "calibrated". prior: override of the calibrated priors (a
     number or {pair: number}). encoder: registry name of the model that embedded the documents, so
-    the index can embed text / image queries itself.
+    the index can embed text / image queries itself. image_loader: a function image row -> PIL
+    image for images that are not files (e.g. rendered datasets): they are written into
+    IDX/images/ as PNG thumbnails (longest side THUMB px) and registered as the documents' files.
     """
     from ..atomic import atomic_dir, check_replaceable_dir, dumps_json
 
@@ -109,8 +119,18 @@ def build_index(source: Any = None, *, out: str | Path, text: Any = None, text_t
         raise GapkitError(f"unknown document roles {bad}; known: {', '.join(ROLES)}" if bad else "no document roles")
     roles = tuple(r for r in ROLES if r in roles)
     check_prior(prior)
-    pe = _as_pairs(source, text, text_to_image)
-    docs = docs_from_pairs(pe, roles, image_paths, fields)
+    if _is_clip_retrieval(source) and text is None and text_to_image is None:
+        if image_paths is not None or fields is not None:
+            raise GapkitError("image_paths / fields apply to paired embeddings, not to a clip-retrieval folder")
+        pe: Any = ClipRetrievalSource(source)  # streamed shard by shard, never concatenated
+        docs = pe.docs(roles)
+    else:
+        pe = _as_pairs(source, text, text_to_image)
+        if image_loader is not None:
+            if image_paths is not None:
+                raise GapkitError("give image_paths or image_loader, not both")
+            image_paths = [f"{IMAGES_DIR}/{i:07d}.png" for i in range(pe.n_image)]  # relative to the index
+        docs = docs_from_pairs(pe, roles, image_paths, fields)
     check_replaceable_dir(out)  # before any work: never replace a user's folder
     corr, fit_info, fit_items = Correction(None), None, []
     if correction != "none":
@@ -124,7 +144,7 @@ def build_index(source: Any = None, *, out: str | Path, text: Any = None, text_t
 
         enc = get_encoder(encoder, checkpoint=encoder_checkpoint, **dict(encoder_kwargs or {}))
     if enc is not None:
-        _check_encoder(enc, pe)
+        _check_encoder(enc, pe.dim, getattr(pe, "metadata", {}))
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
         backends = {"raw": create_backend(backend, tmp / "backend-raw", pe.dim, **dict(backend_params or {}))}
@@ -134,6 +154,8 @@ def build_index(source: Any = None, *, out: str | Path, text: Any = None, text_t
         for b in backends.values():
             b.finish()
         _write_docs(tmp / "docs.parquet", docs)
+        if image_loader is not None:
+            _export_images(tmp / IMAGES_DIR, image_loader, pe.n_image, progress)
         if corr.fixer is not None:
             corr.fixer.save(tmp / "correction")
         if fit_items:
@@ -162,13 +184,13 @@ def _source_text(source: Any) -> str:
     return str(source) if isinstance(source, (str, Path)) else type(source).__name__
 
 
-def _check_encoder(enc: Any, pe: PairedEmbeddings) -> None:
+def _check_encoder(enc: Any, dim: int, metadata: dict[str, Any]) -> None:
     """The encoder must produce vectors of the documents' dimension and, when the embeddings
     record which weights made them, those weights."""
-    if int(getattr(enc, "embed_dim", 0) or 0) != pe.dim:
+    if int(getattr(enc, "embed_dim", 0) or 0) != dim:
         raise GapkitError(f"encoder {getattr(enc, 'name', '?')} embeds into {getattr(enc, 'embed_dim', 0)} "
-                          f"dimensions, the documents have {pe.dim}")
-    manifest = pe.metadata.get("manifest") or pe.metadata
+                          f"dimensions, the documents have {dim}")
+    manifest = metadata.get("manifest") or metadata
     want = manifest.get("weights_hash") if isinstance(manifest, dict) else None
     if want and hasattr(enc, "weights_hash") and enc.weights_hash() != want:
         raise GapkitError(f"encoder {enc.name} is not the model these embeddings were made with (weights hash "
@@ -193,6 +215,21 @@ def _write_vectors(tmp: Path, docs: list[RoleDocs], corr: Correction, backends: 
     bar.close()
 
 
+IMAGES_DIR = "images"
+THUMB = 256
+
+
+def _export_images(folder: Path, loader: Any, n: int, progress: bool) -> None:
+    """PNG thumbnails of images 0..n-1 (longest side <= THUMB) as folder/NNNNNNN.png."""
+    from tqdm.auto import tqdm
+
+    folder.mkdir()
+    for i in tqdm(range(n), desc="thumbnails", unit="img", disable=not progress, file=sys.stderr):
+        im = loader(i).convert("RGB")
+        im.thumbnail((THUMB, THUMB))
+        im.save(folder / f"{i:07d}.png")
+
+
 def _write_docs(path: Path, docs: list[RoleDocs]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -212,9 +249,11 @@ def _write_docs(path: Path, docs: list[RoleDocs]) -> None:
 def build_index_from_dataset(dataset: Any, encoder: str, *, out: str | Path, split: str = "test", limit: int | None = None,
                              split_seed: int = 0, checkpoint: str | Path | None = None,
                              encoder_kwargs: dict[str, Any] | None = None, batch_size: int = 64,
-                             cache_dir: Any = None, progress: bool = False, **kw: Any) -> MixedIndex:
+                             cache_dir: Any = None, progress: bool = False, max_thumbnails: int = 50_000,
+                             **kw: Any) -> MixedIndex:
     """Embed a dataset (name or path; through the embedding cache) with `encoder`, then build_index.
-    Image files of the dataset are registered in the payloads (image_path)."""
+    Image files of the dataset are registered in the payloads (image_path); images that are not
+    files (rendered or array datasets, up to max_thumbnails) are saved as thumbnails in the index."""
     from ..data import load_dataset
     from ..data.dataset import FileImages
     from ..encoders import extract, get_encoder
@@ -223,6 +262,8 @@ def build_index_from_dataset(dataset: Any, encoder: str, *, out: str | Path, spl
         else dataset
     enc = get_encoder(encoder, checkpoint=checkpoint, **dict(encoder_kwargs or {}))
     pe = extract(enc, ds, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
-    paths = list(ds.images.paths) if isinstance(ds.images, FileImages) else None
+    files = isinstance(ds.images, FileImages)
+    paths = list(ds.images.paths) if files else None
+    loader = ds.image if not files and ds.n_images <= max_thumbnails else None  # rendered images: thumbnails
     return build_index(pe, out=out, encoder=encoder, encoder_checkpoint=checkpoint, encoder_kwargs=encoder_kwargs,
-                       encoder_obj=enc, image_paths=paths, progress=progress, **kw)
+                       encoder_obj=enc, image_paths=paths, image_loader=loader, progress=progress, **kw)

@@ -39,8 +39,11 @@ def unit(a: np.ndarray) -> np.ndarray:
 
 
 def fuse(x: np.ndarray, y: np.ndarray, weight: float) -> np.ndarray:
-    """normalise(w unit(x) + (1 - w) unit(y)): (n, D), (n, D) -> (n, D) float32."""
-    return unit(weight * unit(x) + (1 - weight) * unit(y))
+    """normalise(w unit(x) + (1 - w) unit(y)): (n, D), (n, D) -> (n, D) float32 (the fused
+    documents role-center is fitted on: gapkit.fixers.centering.fuse)."""
+    from ..fixers.centering import fuse as fuse_rows
+
+    return fuse_rows(unit(x), unit(y), weight).astype(np.float32)
 
 
 def raw_rows(role: str, parts: Parts, fuse_weight: float) -> np.ndarray:
@@ -65,16 +68,97 @@ class RoleDocs:
 
 
 def _chunked(arrays: Sequence[Any], rows: Sequence[np.ndarray] | None, n: int) -> Callable[[], Iterator[Parts]]:
-    """Chunks of `arrays` (array k indexed by rows[k] when given; arrays may be memory-mapped)."""
+    """Chunks of `arrays` (array k indexed by rows[k] when given; arrays may be memory-mapped).
+
+    Pages of memory-mapped inputs are released after each contiguous chunk (see
+    gapkit.fixers._stream.release_pages), so streaming a large file does not grow the RSS.
+    """
 
     def gen() -> Iterator[Parts]:
+        from ..fixers._stream import release_pages
+
         for s in range(0, n, CHUNK):
             if rows is None:
                 yield tuple(np.asarray(a[s:s + CHUNK]) for a in arrays)
+                for a in arrays:
+                    if isinstance(a, np.ndarray):
+                        release_pages(a, s, min(s + CHUNK, n))
             else:
                 yield tuple(np.asarray(a[r[s:s + CHUNK]]) for a, r in zip(arrays, rows))
 
     return gen
+
+
+def _concat(gens: Sequence[Callable[[], Iterator[Parts]]]) -> Callable[[], Iterator[Parts]]:
+    def gen() -> Iterator[Parts]:
+        for g in gens:
+            yield from g()
+
+    return gen
+
+
+class ClipRetrievalSource:
+    """A clip-retrieval folder (img_emb/img_emb_K.npy, text_emb/text_emb_K.npy, metadata/) read
+    shard by shard through memory maps: 1:1 pairs, item ids = global row numbers, captions from
+    metadata/*.parquet when present. Never concatenates the shards in memory."""
+
+    def __init__(self, path: Any) -> None:
+        from ..embeddings import iter_clip_retrieval_shards
+
+        self.path = path
+        self.shards = list(iter_clip_retrieval_shards(path))
+        dims = {a.shape[1] for a, _ in self.shards} | {b.shape[1] for _, b in self.shards}
+        if len(dims) != 1:
+            raise GapkitError(f"{path}: shards have different dimensions {sorted(dims)}")
+        self.dim = dims.pop()
+        self.sizes = [a.shape[0] for a, _ in self.shards]
+        self.n = int(sum(self.sizes))
+        self.captions = _clip_retrieval_captions(path, self.n)
+
+    def docs(self, roles: Sequence[str]) -> list[RoleDocs]:
+        ids = [str(i) for i in range(self.n)]
+        cap = (lambda j: {"caption": self.captions[j]}) if self.captions is not None else (lambda j: {})
+        out = []
+        if "image" in roles:
+            out.append(RoleDocs("image", [f"image:{i}" for i in ids], ids, [{"item": i} for i in ids],
+                                _concat([_chunked([a], None, a.shape[0]) for a, _ in self.shards])))
+        if "text" in roles:
+            out.append(RoleDocs("text", [f"text:{i}" for i in ids], ids, [{"item": ids[j], **cap(j)} for j in range(self.n)],
+                                _concat([_chunked([b], None, b.shape[0]) for _, b in self.shards])))
+        if "fused" in roles:
+            out.append(RoleDocs("fused", [f"fused:{i}" for i in ids], ids, [{"item": ids[j], **cap(j)} for j in range(self.n)],
+                                _concat([_chunked([a, b], None, a.shape[0]) for a, b in self.shards])))
+        return out
+
+    def subset(self, rows: np.ndarray) -> PairedEmbeddings:
+        """The 1:1 pairs at global `rows` (sorted), read shard by shard, in memory."""
+        rows = np.sort(np.asarray(rows, np.int64))
+        starts = np.cumsum([0] + self.sizes)
+        img, txt = [], []
+        for k, (a, b) in enumerate(self.shards):
+            sel = rows[(rows >= starts[k]) & (rows < starts[k + 1])] - starts[k]
+            if sel.size:
+                img.append(np.asarray(a[sel], np.float32))
+                txt.append(np.asarray(b[sel], np.float32))
+        return PairedEmbeddings(np.concatenate(img), np.concatenate(txt))
+
+
+def _clip_retrieval_captions(path: Any, n: int) -> list[str] | None:
+    import re
+    from pathlib import Path
+
+    metas = sorted((Path(path) / "metadata").glob("metadata_*.parquet"), key=lambda f: int(re.sub(r"\D", "", f.stem) or 0))
+    if not metas:
+        return None
+    import pyarrow.parquet as pq
+
+    caps: list[str] = []
+    for f in metas:
+        t = pq.read_table(f)
+        if "caption" not in t.column_names:
+            return None
+        caps.extend("" if c is None else str(c) for c in t.column("caption").to_pylist())
+    return caps if len(caps) == n else None
 
 
 def docs_from_pairs(pe: PairedEmbeddings, roles: Sequence[str] = ROLES, image_paths: Sequence[str | None] | None = None,

@@ -111,6 +111,20 @@ class MixedIndex:
             return []
         return ["text", "image"] if enc.get("image", True) else ["text"]
 
+    def fit_items(self) -> list[str]:
+        """Items (image ids) whose pairs fitted the correction: keep them out of evaluation queries.
+        Empty when the correction was fitted on separate data (or there is none)."""
+        f = self.path / "fit_items.json"
+        if not f.is_file():
+            return []
+        try:
+            items = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise GapkitError(f"{f}: unreadable; the index is damaged") from None
+        if not isinstance(items, list):
+            raise GapkitError(f"{f}: expected a JSON list of item ids; the index is damaged")
+        return [str(i) for i in items]
+
     def payload(self, row: int) -> dict[str, Any]:
         return json.loads(self._payloads[row])
 
@@ -138,6 +152,11 @@ class MixedIndex:
         if not p:
             return None
         path = Path(p)
+        if not path.is_absolute():  # thumbnails written into the index: must stay inside it
+            root = self.path.resolve()
+            path = (root / path).resolve()
+            if root not in path.parents:
+                return None
         return path if path.is_file() else None
 
     # ------------------------------------------------------------------ queries
@@ -172,7 +191,10 @@ class MixedIndex:
 
             q, role = encode_image(self.encoder(), image), "image"
         else:
-            q = np.asarray(vector, dtype=np.float32)
+            try:
+                q = np.asarray(vector, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise GapkitError(f"a query vector must be numbers, got {type(vector).__name__}") from None
             if q.ndim == 2 and q.shape[0] == 1:
                 q = q[0]
             if q.ndim != 1:

@@ -92,26 +92,31 @@ class GappedGenerator:
         mapping = np.repeat(np.arange(n), captions) if captions > 1 else None
         return PairedEmbeddings(img, txt, mapping, captions=[f"item {i} caption {j}" for i in range(n) for j in range(captions)])
 
-    def write_clip_retrieval(self, out: str | Path, n: int, shard_rows: int = 262_144) -> Path:
+    def write_clip_retrieval(self, out: str | Path, n: int, shard_rows: int = 250_000) -> Path:
         """n 1:1 pairs as a clip-retrieval folder (img_emb/img_emb_K.npy, text_emb/text_emb_K.npy),
-        written atomically, one chunk at a time through memory maps."""
+        written atomically, one chunk at a time through memory maps; the rows equal pairs(n)."""
         from ..atomic import atomic_dir
+        from ..fixers._stream import release_pages
 
-        if shard_rows % CHUNK:
-            raise GapkitError(f"shard_rows must be a multiple of {CHUNK}")
+        if shard_rows < 1:
+            raise GapkitError("shard_rows must be positive")
         with atomic_dir(out) as tmp:
             (tmp / "img_emb").mkdir()
             (tmp / "text_emb").mkdir()
+            shards = []
             for k, s0 in enumerate(range(0, n, shard_rows)):
                 rows = min(shard_rows, n - s0)
-                mi = np.lib.format.open_memmap(tmp / "img_emb" / f"img_emb_{k}.npy", "w+", np.float32, (rows, self.dim))
-                mt = np.lib.format.open_memmap(tmp / "text_emb" / f"text_emb_{k}.npy", "w+", np.float32, (rows, self.dim))
-                for s in range(0, rows, CHUNK):
-                    img, txt = self.chunk(s0 + s, min(CHUNK, rows - s))
-                    mi[s:s + img.shape[0]], mt[s:s + txt.shape[0]] = img, txt
-                mi.flush()
-                mt.flush()
-                del mi, mt
+                shards.append((s0, [np.lib.format.open_memmap(tmp / sub / f"{sub}_{k}.npy", "w+", np.float32,
+                                                              (rows, self.dim)) for sub in ("img_emb", "text_emb")]))
+            for s, img, txt in self.chunks(n):
+                for s0, maps in shards:  # copy the overlap of this chunk with every shard
+                    lo, hi = max(s, s0), min(s + img.shape[0], s0 + maps[0].shape[0])
+                    if lo < hi:
+                        for mm, src in zip(maps, (img, txt)):
+                            mm[lo - s0:hi - s0] = src[lo - s:hi - s]
+                            mm.flush()
+                            release_pages(mm, lo - s0, hi - s0)
+            del shards
         return Path(out)
 
 
