@@ -104,3 +104,34 @@ def test_index_ranker_equals_the_exact_ranking_in_flat_mode(tmp_path):
     ranker = IndexRanker(tmp_path, "faiss", {"kind": "flat"})
     for name in ("none", "role-center", "calibrated"):
         np.testing.assert_array_equal(ranker(corpus, fit, name), exact_ranker(corpus, fit, name), err_msg=name)
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--backends", "milvus"], "unknown backend"),
+    (["--corrections", "centre"], "unknown correction"),
+    (["--n-boot", "0"], "n-boot"),
+    (["--fixer", "center", "--fit-sample", "clip"], "drop --fixer"),
+])
+def test_mixbench_cli_bad_input_is_one_line(tmp_path, capsys, extra, msg):
+    from gapkit.cli import main
+
+    out = tmp_path / "mb.json"
+    assert main(["evaluate", "--task", "mixbench", "--sample", "clip", *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0] and not out.exists()
+
+
+def test_mixbench_cli_writes_a_record(tmp_path, capsys):
+    import json
+
+    from gapkit.cli import main
+
+    out = tmp_path / "mb.json"
+    assert main(["evaluate", "--task", "mixbench", "--sample", "clip", "--corrections", "center",
+                 "--n-boot", "100", "--out", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["kind"] == "evaluate" and rec["task"] == "mixbench"
+    res = rec["results"]
+    assert res["corpus"]["n_queries"] == 125 and res["corpus"]["corpus_image_share"] == 0.5
+    assert res["exact"]["center"]["ndcg@10_diff_ci_low"] > 0          # centring lifts the buried images
+    assert "exact/center" in capsys.readouterr().out                   # the one-line summary
