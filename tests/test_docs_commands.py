@@ -34,10 +34,10 @@ SKIP = {
                        "openclipart subset with a tiny open_clip in tests/test_study.py",
     "serve ": "starts a web server that runs until stopped; the app is tested in tests/test_serve.py "
               "(TestClient and a live server in headless Chromium)",
-    "index build --dataset emoji --encoder towers": "the pretrained towers on real images (~1 min with a cold cache)",
 }
 # run only with -m slow (seconds to a minute each on 2 loaded cores)
-SLOW = ("reproduce shi-", "reproduce liang-shift-landscape", "reproduce gap-sweep", "simulate sphere")
+SLOW = ("reproduce shi-", "reproduce liang-shift-landscape", "reproduce gap-sweep", "simulate sphere",
+        "index build --dataset emoji --encoder towers", "search runs/emoji-idx")  # the towers on real images
 # placeholders in the docs -> files made by the workspace
 PLACEHOLDERS = {"STACK.npy": "stack.npy", "IMG": "img.npy", "TXT": "txt.npy", "MAP": "map.npy"}
 QUICK = ("reproduce ",)  # executed with --quick appended when absent

@@ -87,12 +87,13 @@ class Searcher:
         if not 1 <= k <= MAX_K:
             raise GapkitError(f"k must be between 1 and {MAX_K}, got {k}")
         out: dict[str, Any] = {}
-        for name in (("corrected", "raw") if mode == "both" else (mode,)):
-            with self.lock:
-                hits = self.index.search(**query, k=k, role=role, raw=name == "raw",
-                                         min_probability=min_probability)
-            rows = [hit_json(h) for h in hits]
-            out[name] = {"hits": rows, "image_share@10": image_share(rows)}
+        with self.lock:
+            q, qrole = self.index.embed_query(**query)  # encode once for both rankings
+            for name in (("corrected", "raw") if mode == "both" else (mode,)):
+                hits = self.index.search_vectors(q, qrole, k=k, role=role, raw=name == "raw",
+                                                 min_probability=min_probability)[0]
+                rows = [hit_json(h) for h in hits]
+                out[name] = {"hits": rows, "image_share@10": image_share(rows)}
         return out
 
     def score(self, text: str | None, image: Any = None, doc_id: str | None = None) -> dict[str, Any]:
