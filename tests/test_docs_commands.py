@@ -32,6 +32,9 @@ SKIP = {
     "embed --merge": "merges the shards of the skipped command above",
     "study --encoder": "embeds real images with a pretrained model (minutes); `gapkit study` runs on an "
                        "openclipart subset with a tiny open_clip in tests/test_study.py",
+    "index build --embeddings runs/emoji-emb --encoder towers": "needs the real towers embeddings of emoji "
+                                                                "(the embed command that makes them is skipped above)",
+    "index info runs/emoji-idx": "describes the index of the command above",
     "serve ": "starts a web server that runs until stopped; the app is tested in tests/test_serve.py "
               "(TestClient and a live server in headless Chromium)",
 }
@@ -116,6 +119,15 @@ def _make_workspace(root: Path) -> Path:
     from gapkit.samples import load_sample
 
     np.save(root / "query.npy", load_sample("clip").text[0])  # a query of the clip-sample index (README)
+    np.save(root / "q.npy", load_sample("clip").text[1])      # ... and of docs/search.md
+    cal = _pairs(seed=5)  # calibration data with two captions per image (calibrated needs text-text matches)
+    np.savez(root / "calib.npz", image=cal.image[:30], text=np.concatenate([cal.text[:30], cal.text[30:]]),
+             text_to_image=np.concatenate([np.arange(30), np.arange(30)]))
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (96, 96), "white")
+    ImageDraw.Draw(im).ellipse([16, 16, 80, 80], fill=(210, 30, 30))
+    im.save(root / "apple.png")
     return root
 
 
