@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..errors import GapkitError
+from ..errors import GapkitError, reading
 from .backends.base import Backend, merge_topk, open_backend
 from .correction import Correction, pair_name
 from .documents import ROLES, unit
@@ -383,12 +383,8 @@ def open_index(path: str | Path, verify: bool = False) -> MixedIndex:
             fixer.set_prior(pair, prior)
     backends = {}
     for name, bm in backends_meta.items():
-        try:
+        with reading(p / f"backend-{name}", "search backend (the index is damaged)"):
             backends[name] = open_backend(p / f"backend-{name}", bm)
-        except GapkitError:
-            raise
-        except Exception as exc:  # a backend library's own error on damaged files
-            raise GapkitError(f"{p}: the {name} search backend is unreadable ({type(exc).__name__}: {exc})") from None
     idx = MixedIndex(p, meta, docs, vectors, backends, Correction(fixer))
     if verify:
         idx.verify()
@@ -400,10 +396,8 @@ def _read_docs(f: Path, n: int) -> dict[str, np.ndarray]:
 
     if not f.is_file():
         raise GapkitError(f"{f}: missing; the index is damaged")
-    try:
+    with reading(f, "document table (the index is damaged)"):
         t = pq.read_table(f, columns=["id", "item", "payload"])
-    except Exception as exc:
-        raise GapkitError(f"{f}: unreadable ({type(exc).__name__}); the index is damaged") from None
     if t.num_rows != n:
         raise GapkitError(f"{f}: {t.num_rows} documents, index.json says {n}; the index is damaged")
     return {c: np.asarray(t.column(c).to_numpy(zero_copy_only=False), dtype=object) for c in ("id", "item", "payload")}
