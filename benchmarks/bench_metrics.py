@@ -8,7 +8,8 @@
    buffers to tracemalloc) of one run of each, in this process. Target: >= 20x faster, >= 50x less
    memory. The tiled cone minimum is shown too (same O(N^2 D) work as the naive path, bounded memory).
 2. The default `measure` report on 100k x 512 float32 pairs (median of repeats). Target: < 20 s on
-   2 cores.
+   2 cores. Then its wall time over N (2.5k ... 100k): the cost must grow smoothly with N (no cliff
+   at the exact/sampled switch); target 20k x 512 < 8 s.
 3. A streaming pass (`measure_stream`) over >= 5M x 512 pairs stored as memory-mapped .npy shards
    in a clip-retrieval directory, in a child process whose peak RSS (VmHWM) is read from /proc.
    Shards are float16 by default (10 GB instead of 20 GB of disk; chunks are upcast to float32).
@@ -130,6 +131,27 @@ def bench_report(n: int, d: int, repeats: int) -> dict:
     return {"seconds": t, "cpu_seconds": cpu, "per_family_s": per_family, "n_keys": len(out)}
 
 
+def bench_scaling(sizes: tuple[int, ...], d: int) -> dict:
+    """The default report's wall time over N (one run each), to show the cost grows smoothly with N
+    (no cliff at the exact/sampled switch, gapkit.metrics._tiles.EXACT_LIMIT). Target: 20k < 8 s."""
+    from gapkit.metrics._tiles import EXACT_LIMIT
+
+    out = {}
+    for n in sizes:
+        x, y = gapped(n, d, seed=2)
+        out[n], _ = timed(lambda: measure(x, y), 1)
+    print(f"default measure() report vs N (D = {d}, exact up to {EXACT_LIMIT}): "
+          + ", ".join(f"{n}: {t:.2f} s" for n, t in out.items()))
+    ratios = [out[b] / out[a] for a, b in zip(sizes, sizes[1:])]
+    print("  ratio of successive sizes: " + ", ".join(f"{r:.2f}" for r in ratios))
+    # side by side at 20k: the old default (exact up to 20,000 rows) vs the current one
+    x, y = gapped(20_000, d, seed=2)
+    t_old, _ = timed(lambda: measure(x, y, exact_limit=20_000), 1)
+    t_new, _ = timed(lambda: measure(x, y), 1)
+    print(f"  20k x {d}: exact up to 20,000 (old default) {t_old:.2f} s, now {t_new:.2f} s: {t_old / t_new:.2f}x faster")
+    return {"seconds_by_n": out, "old_default_20k_s": t_old, "new_default_20k_s": t_new}
+
+
 _CHILD = """
 import json, sys, time
 from gapkit.metrics import measure_stream
@@ -191,7 +213,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--stream-rows", type=int, default=None, help="rows of the streaming pass (default 5M)")
     ap.add_argument("--stream-dtype", default="float16", choices=["float16", "float32"])
-    ap.add_argument("--only", default="cone,report,stream", help="comma-separated parts to run")
+    ap.add_argument("--only", default="cone,report,scaling,stream", help="comma-separated parts to run")
     ap.add_argument("--tmp", default=None, help="directory for the temporary shards")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     a = ap.parse_args()
@@ -202,6 +224,9 @@ def main() -> None:
         results.update(bench_cone(n_cone, 512, a.repeats))
     if "report" in parts:
         results["report"] = bench_report(n_report, 512, a.repeats)
+    if "scaling" in parts:
+        results["scaling"] = bench_scaling((2_500, 5_000, 5_001, 10_000, 20_000) if a.quick else
+                                           (2_500, 5_000, 5_001, 10_000, 20_000, 40_000, 100_000), 512)
     if "stream" in parts:
         results["stream"] = bench_stream(a.stream_rows or n_stream, 512, a.stream_dtype, a.tmp)
     if a.json:

@@ -9,7 +9,6 @@ import shutil
 import numpy as np
 import pytest
 
-from gapkit import load_sample
 from gapkit.cli import main
 from gapkit.embeddings import PairedEmbeddings
 from gapkit.evaluate import mixed_retrieval

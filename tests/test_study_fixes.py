@@ -107,3 +107,34 @@ def test_role_center_from_the_cli_fits_query_and_document_roles(tmp_path):
     assert np.allclose(rc.role_means_[rc.roles_.index("query_text")], q_mean)
     assert np.allclose(rc.role_means_[rc.roles_.index("doc_text")], d_mean)
     assert not np.allclose(q_mean, d_mean)  # so role-center no longer equals center here
+
+
+def test_cli_records_name_model_dataset_and_fixer_in_the_report(tmp_path, capsys):
+    """measure / evaluate / fix on an embed directory: every record and the report say which model,
+    which dataset and which fixer; `fix` writes a record the report shows."""
+    from gapkit.embeddings import PairedEmbeddings
+    from gapkit.encoders.extraction import save_embed_dir
+    from gapkit.report.html import build_report
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(80, 12))
+    for name, shift in (("calib", 0), ("emb", 1)):
+        pe = PairedEmbeddings(z + 2 + shift * 0.1, z - 2 + rng.normal(size=z.shape) * 0.3,
+                              metadata={"model": "my-clip-b32", "dataset": "my_pairs.tsv", "split": "test"})
+        save_embed_dir(pe, tmp_path / name)
+    runs = tmp_path / "runs"
+    emb, calib = str(tmp_path / "emb"), str(tmp_path / "calib")
+    assert main(["measure", "--embeddings", emb, "--metrics", "geometry", "--out", str(runs / "measure.json")]) == 0
+    assert main(["evaluate", "--task", "mixed-retrieval", "--embeddings", emb, "--fixer", "center", "--fit", calib,
+                 "--out", str(runs / "mixed.json")]) == 0
+    assert main(["fix", "--method", "center", "--fit", calib, "--apply", emb, "--out", str(runs / "fixed.npz")]) == 0
+    capsys.readouterr()
+    fix_rec = json.loads((runs / "fixed.npz.record.json").read_text())
+    assert fix_rec["kind"] == "fix" and fix_rec["results"]["fixers"]["center"]["centroid_distance_after"] < 0.2
+    ev = json.loads((runs / "mixed.json").read_text())
+    assert (ev["model"], ev["dataset"], ev["fixer"]) == ("my-clip-b32", "my_pairs.tsv (test)", "center")
+    page = build_report([runs], tmp_path / "r.html", embedding_figures=False).read_text()
+    assert "gap of my-clip-b32 on my_pairs.tsv (test)" in page
+    assert "mixed-retrieval on my_pairs.tsv (test) (my-clip-b32)" in page
+    assert "fix: center fitted on" in page and "Fixer comparison" in page
+    assert "unknown" not in page and "measure: measure" not in page

@@ -88,3 +88,23 @@ def write_output(obj: dict[str, Any], out: str | None) -> None:
         sys.stdout.write(dumps_json(obj) + "\n")
     elif out:
         write_json_atomic(Path(out), obj)
+
+
+def names_of(pe: PairedEmbeddings, inputs: dict[str, Any]) -> tuple[str, str]:
+    """(model, dataset) of loaded embeddings, for records and report titles: from the embed
+    manifest (`gapkit embed` writes model, dataset, split), a bundled sample's description, or
+    else the input file's name, never "unknown"."""
+    meta = pe.metadata or {}
+    man = meta.get("manifest") if isinstance(meta.get("manifest"), dict) else meta
+    if inputs.get("sample"):
+        from ..samples import SAMPLES
+
+        desc = [s.strip() for s in SAMPLES.get(str(inputs["sample"]), "").split(";")]
+        if len(desc) > 1:
+            return desc[0], desc[1]
+    src = inputs.get("embeddings") or inputs.get("image") or inputs.get("sample") or "embeddings"
+    model = man.get("model") or f"embeddings {Path(str(src)).name}"
+    data = man.get("dataset") or Path(str(src)).name
+    if man.get("split") and man.get("split") != "all":
+        data = f"{data} ({man['split']})"
+    return str(model), str(data)

@@ -20,8 +20,9 @@ Run the modality-gap study end to end, offline, on data and models that ship wit
   birth        the gap at birth of fresh projection heads; one cone per random init
   tuning       LiT heads tuned contrastively with CLIP and with gap-closing variants
   evaluate     zero-shot (openclipart categories), retrieval R@1, mixed-modality NDCG@10
-  fixers       post-hoc fixers (shift, centring, standardisation, top-k removal, Procrustes,
-               calibrated scores) fitted on training embeddings, compared on test
+  fixers       `gapkit study` on the CLIP heads: post-hoc fixers (shift, centring, standardisation,
+               top-k removal, Procrustes, calibrated scores) fitted on training embeddings, each
+               compared with raw on test (95 % CIs, paired differences, a recommendation)
   shift_sweep  evaluation as a curve over the gap (shifting along the gap vector)
   temperature  gap and evaluation vs a fixed training temperature
   report       report.html (self-contained) + JSON records in the run directory, printed at the end

@@ -72,8 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test-fraction", type=float, default=0.3, help="linear-probe: held-out share")
     g.add_argument("--seed", type=seed_arg, default=0)
     r = p.add_argument_group("record")
-    r.add_argument("--model", default="unknown", help="model name for the record")
-    r.add_argument("--dataset", default="unknown", help="dataset name for the record")
+    r.add_argument("--model", help="model name for the record (default: from the embed manifest, the "
+                                   "sample's description, or the file name)")
+    r.add_argument("--dataset", help="dataset name for the record (default: as --model)")
     r.add_argument("--out", required=True, metavar="PATH", help="record path (.json), or - for stdout")
 
 
@@ -148,19 +149,24 @@ def _apply(fx: Any, x: Any, modality: str) -> Any:
     return fx.transform(x, modality)
 
 
-def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Returns (metrics, inputs); metrics carry 95 % CIs and, with a fixer, the paired difference
-    from the raw embeddings on the same queries (gapkit.evaluate.compare)."""
-    metrics, inputs, per_query = _task_values(args, fx)
+def _run_task(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+    """Returns (metrics, inputs, model name, dataset name); metrics carry 95 % CIs and, with a
+    fixer, the paired difference from the raw embeddings on the same queries (gapkit.evaluate.compare)."""
+    metrics, inputs, per_query, pe = _task_values(args, fx)
     if per_query is not None:
         from ..evaluate.compare import uncertainty
 
         metrics.update(uncertainty(per_query(None), None if fx is None else per_query(fx), seed=args.seed))
-    return metrics, inputs
+    from ._common import names_of
+
+    model, dataset = names_of(pe, inputs)
+    return metrics, inputs, model, dataset
 
 
-def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """(metrics, inputs, per_query(fixer) -> per-query values, or None for tasks without one)."""
+def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
+    """(metrics, inputs, per_query(fixer) -> per-query values or None for tasks without one,
+    the PairedEmbeddings read (None for single-matrix tasks))."""
+    from ..embeddings import PairedEmbeddings
     from ..evaluate import compare as cmp
     from .. import evaluate as ev
     from ..embeddings import load_array
@@ -181,22 +187,26 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
 
             corpus = mixed_corpus(pe, args.seed, args.query_fraction, fused=args.fused)
             return ev.mixed_retrieval(corpus, fx, kind=args.score), inputs, lambda f: cmp.mixed_per_query_of(
-                pe, f, args.seed, query_fraction=args.query_fraction, fused=args.fused, kind=args.score, prefix="")
+                pe, f, args.seed, query_fraction=args.query_fraction, fused=args.fused, kind=args.score,
+                prefix=""), pe
         img, txt = _apply(fx, pe.image, "image"), _apply(fx, pe.text, "text")
         if args.task == "retrieval":
-            return ev.retrieval(img, txt, pe.text_to_image), inputs, lambda f: cmp.retrieval_per_query(pe, f)
-        return ev.intra_modal_retrieval(txt, pe.mapping, prefix="text_retrieval_intra"), inputs, None
+            return ev.retrieval(img, txt, pe.text_to_image), inputs, lambda f: cmp.retrieval_per_query(pe, f), pe
+        return ev.intra_modal_retrieval(txt, pe.mapping, prefix="text_retrieval_intra"), inputs, None, pe
     _need(args, "image")
-    img = _apply(fx, _read_matrix(args.image, f"--image {args.image}"), "image")
+    raw_img = _read_matrix(args.image, f"--image {args.image}")
+    img = _apply(fx, raw_img, "image")
     inputs: dict[str, Any] = {"image": args.image}
+    named = PairedEmbeddings(raw_img[:1], raw_img[:1])  # no manifest: names come from the file name
     if args.task in ("intra-image", "zero-shot", "linear-probe"):
         _need(args, "labels")
         labels = _read_labels(args.labels)
         inputs["labels"] = args.labels
         if args.task == "intra-image":
-            return ev.intra_modal_retrieval(img, labels, prefix="image_retrieval_intra"), inputs, None
+            return ev.intra_modal_retrieval(img, labels, prefix="image_retrieval_intra"), inputs, None, named
         if args.task == "linear-probe":
-            return ev.linear_probe(img, labels, test_fraction=args.test_fraction, seed=args.seed), inputs, None
+            return (ev.linear_probe(img, labels, test_fraction=args.test_fraction, seed=args.seed), inputs, None,
+                    named)
     _need(args, "classifier")
     cls = load_array(args.classifier, mmap=False)
     inputs["classifier"] = args.classifier
@@ -207,16 +217,21 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
         flat = cls.reshape(-1, cls.shape[-1])
         cls = _apply(fx, flat, "text").reshape(cls.shape)
     if args.task == "zero-shot":
-        raw_img, raw_cls = _read_matrix(args.image, f"--image {args.image}"), load_array(args.classifier, mmap=False)
-        return ev.zero_shot(img, labels, cls), inputs, lambda f: cmp.zero_shot_per_query(raw_img, labels, raw_cls, f)
+        raw_cls = load_array(args.classifier, mmap=False)
+        return (ev.zero_shot(img, labels, cls), inputs,
+                lambda f: cmp.zero_shot_per_query(raw_img, labels, raw_cls, f), named)
     _need(args, "groups", "prompt_categories")
     inputs.update(groups=args.groups, prompt_categories=args.prompt_categories)
     offensive = tuple(s for s in args.offensive.split(",") if s)
-    return ev.denigration(img, _read_list(args.groups), cls, _read_list(args.prompt_categories), offensive), inputs, None
+    return (ev.denigration(img, _read_list(args.groups), cls, _read_list(args.prompt_categories), offensive), inputs,
+            None, named)
 
 
-def _labelled(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], None]:
+def _labelled(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], None, Any]:
     """--task mixed-retrieval --index IDX --queries Q.jsonl."""
+    import numpy as np
+
+    from ..embeddings import PairedEmbeddings
     from ..errors import GapkitError
     from ..evaluate.labelled import evaluate_index, read_queries
     from ..search import open_index
@@ -231,8 +246,12 @@ def _labelled(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
     _check_n_boot(args)
     queries = read_queries(args.queries)
     index = open_index(args.index)
+    info = index.info()
+    vec = np.asarray(index.vectors[:1], np.float32)
+    named = PairedEmbeddings(vec, vec, metadata={"model": (info["encoder"] or {}).get("name") or f"index {args.index}",
+                                                 "dataset": f"index {args.index}"})  # names for the record
     return evaluate_index(index, queries, n_boot=args.n_boot, seed=args.seed, progress=True), \
-        {"index": args.index, "queries": args.queries, "index_hash": index.info()["content_hash"]}, None
+        {"index": args.index, "queries": args.queries, "index_hash": info["content_hash"]}, None, named
 
 
 def _check_n_boot(args: argparse.Namespace) -> None:
@@ -242,7 +261,7 @@ def _check_n_boot(args: argparse.Namespace) -> None:
         raise GapkitError(f"--n-boot must be >= 1, got {args.n_boot}")
 
 
-def _mixbench(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], None]:
+def _mixbench(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], None, Any]:
     """--task mixbench: held-out benchmark of several corrections, exact and through indexes."""
     import tempfile
 
@@ -270,7 +289,7 @@ def _mixbench(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[s
                                              for b in backends}}
         res = mixbench(fit, test, corrections, rankers=rankers, query_fraction=args.query_fraction,
                        fused=True, seed=args.seed, n_boot=args.n_boot)
-    return res, inputs, None
+    return res, inputs, None, pe
 
 
 def run(args: argparse.Namespace) -> int:
@@ -279,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
     from ._fixer_args import fixer_from_args, save_fixer_if_asked
 
     fx, fixer_desc = (None, {}) if args.method is None else fixer_from_args(args)
-    metrics, inputs = _run_task(args, fx)
+    metrics, inputs, model, dataset = _run_task(args, fx)
     params = {"seed": args.seed, **fixer_desc}
     if args.task == "mixed-retrieval" and args.index is not None:
         params.update(n_boot=args.n_boot)
@@ -288,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.task == "mixbench":
         params.update(query_fraction=args.query_fraction, fit_fraction=args.fit_fraction, n_boot=args.n_boot,
                       corrections=args.corrections, backends=args.backends)
-    rec = evaluation_record(args.task, metrics, model=args.model, dataset=args.dataset,
+    rec = evaluation_record(args.task, metrics, model=args.model or model, dataset=args.dataset or dataset,
                             fixer=None if fx is None else fx.name, params=params, inputs=inputs, seed=args.seed)
     write_output(rec, args.out)
     save_fixer_if_asked(args, fx)

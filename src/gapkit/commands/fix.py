@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 HELP = "fit a post-hoc gap fixer and apply it to embeddings (output keeps the input layout)"
-OUTPUT_ARGS = ("out", "save_fixer")
+OUTPUT_ARGS = ("out", "save_fixer", "record")
 DESCRIPTION = """Fit a post-hoc gap fixer on calibration embeddings and apply it.
 
 examples:
@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--apply-text", metavar="PATH", help="a single matrix of text embeddings to transform")
     p.add_argument("--out", required=True, metavar="PATH", help="output file (or directory for clip-retrieval)")
     p.add_argument("--chunk-size", type=int, default=16_384, metavar="ROWS", help="rows per streamed chunk")
+    p.add_argument("--record", metavar="PATH",
+                   help="where to write the run record (JSON; default OUT.record.json beside the output), "
+                        "so `gapkit report` shows the fixer with its gap before and after")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,20 +52,38 @@ def run(args: argparse.Namespace) -> int:
     if cls is not None and cls.acts_on != "embeddings":
         raise GapkitError(f"fixer '{cls.name}' calibrates scores and leaves embeddings unchanged; use it with "
                           "`gapkit evaluate --task mixed-retrieval --fixer ...`")
-    fx, _ = fixer_from_args(args)
+    fx, desc = fixer_from_args(args)
     if fx.acts_on != "embeddings":  # a saved score fixer
         raise GapkitError(f"fixer '{fx.name}' calibrates scores and leaves embeddings unchanged; use it with "
                           "`gapkit evaluate --task mixed-retrieval --fixer ...` (or save it with --save-fixer)")
+    record_path = args.record or f"{str(args.out).rstrip('/')}.record.json"
+    ensure_output_differs(record_path, [*given, args.fit, args.out])
+    results: dict[str, Any] = {"fixer": fx.name}
     if args.apply:
         before, after = _fix_paired(fx, args.apply, args.out, args.chunk_size)
         what = f"gap {before:.4f} -> {after:.4f}"
+        results.update(centroid_distance_before=before, centroid_distance_after=after)
     else:
         modality = "image" if args.apply_image else "text"
         _fix_single(fx, args.apply_image or args.apply_text, modality, args.out, args.chunk_size)
         what = f"{modality} rows"
-    print(f"gapkit fix: {fx.name} -> {args.out} ({what})", file=sys.stderr)
+        results["modality"] = modality
+    _write_record(args, fx, desc, results, record_path)
+    print(f"gapkit fix: {fx.name} -> {args.out} ({what}; record {record_path})", file=sys.stderr)
     save_fixer_if_asked(args, fx)
     return 0
+
+
+def _write_record(args: argparse.Namespace, fx: Any, desc: dict[str, Any], results: dict[str, Any], path: str) -> None:
+    """A "fix" record naming the fixer, what it was fitted on and applied to, and the gap before/after."""
+    from ..atomic import write_json_atomic
+    from ..records import new_record
+
+    src = args.apply or args.apply_image or args.apply_text
+    title = f"fix: {fx.name} fitted on {desc.get('fit') or args.method}, applied to {Path(src).name}"
+    rec = new_record("fix", title=title, params=desc, inputs={"apply": src, "out": args.out},
+                     results={"fixers": {fx.name: results}}, fixer=fx.name)
+    write_json_atomic(path, rec)
 
 
 def _centroid_gap(image: Any, text: Any) -> float:

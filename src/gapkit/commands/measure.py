@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-perm", type=int, default=1000, metavar="P", help="permutations for --null (default 1000)")
     g.add_argument("--n-boot", type=int, default=1000, metavar="B", help="bootstrap resamples (default 1000)")
     g.add_argument("--exact", action="store_true",
-                   help="compute pairwise metrics exactly at any size (default: sampled estimate above 20k rows)")
+                   help="compute pairwise metrics exactly at any size (default: sampled estimate above 5,000 rows)")
     g.add_argument("--seed", type=seed_arg, default=0, help="seed of every sampled step (default 0)")
     g.add_argument("--logit-scale", type=float, default=100.0, help="1/temperature for logit_entropy (default 100)")
     g.add_argument("--train-fraction", type=float, default=0.5,
@@ -76,20 +76,24 @@ def run(args: argparse.Namespace) -> int:
     params = {"metrics": args.metrics, "ci": args.ci, "n_boot": args.n_boot, "exact": args.exact,
               "logit_scale": args.logit_scale, "train_fraction": args.train_fraction, "folds": args.folds,
               "stream": args.stream, "null": args.null, "n_perm": args.n_perm}
+    names: dict[str, str] = {}
     if args.stream:
         values, inputs = _stream(args)
         params["reservoir"] = args.reservoir
     else:
         from ..metrics import measure
+        from ._common import names_of
 
         pe, inputs = load_from_args(args)
+        model, dataset = names_of(pe, inputs)
+        names = {"model": model, "dataset": dataset, "title": f"gap of {model} on {dataset}"}
         values = measure(pe, metrics=_metric_list(args.metrics), ci=args.ci, n_boot=args.n_boot, seed=args.seed,
                          exact=args.exact, logit_scale=args.logit_scale, train_fraction=args.train_fraction,
                          folds=args.folds, progress=sys.stderr.isatty(), null=args.null, n_perm=args.n_perm)
     sizes = {k: values[k] for k in ("n_image", "n_text", "dim")}
     metrics = {k: v for k, v in values.items() if k not in sizes}
     record = new_record("measure", params=params, results=metrics, inputs=inputs, seed=args.seed,
-                        metrics=metrics, **sizes)
+                        metrics=metrics, **sizes, **names)
     if args.out:
         write_output(record, args.out)
         print(summary_line(record, args.out), file=sys.stderr if args.out == "-" else sys.stdout)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 HELP = "your model on your data: gap with CIs and a null, every fixer vs raw on held-out queries, a recommendation"
@@ -53,14 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (written atomically)")
 
 
-def _names(args: argparse.Namespace, pe: Any, default_model: str, default_data: str) -> tuple[str, str]:
-    meta = pe.metadata or {}
-    model = args.model or meta.get("model") or default_model
-    data = args.dataset_name or meta.get("dataset") or default_data
-    split = meta.get("split")
-    if split and split != "all" and not args.dataset_name:
-        data = f"{data} ({split})"
-    return str(model), str(data)
+def _names(args: argparse.Namespace, pe: Any, inputs: dict[str, Any]) -> tuple[str, str]:
+    from ._common import names_of
+
+    model, data = names_of(pe, inputs)
+    return args.model or model, args.dataset_name or data
 
 
 def _from_embeddings(args: argparse.Namespace) -> Any:
@@ -69,17 +65,12 @@ def _from_embeddings(args: argparse.Namespace) -> Any:
     from ..study import StudyData
 
     if args.sample:
-        from ..samples import SAMPLES
-
         pe = load_sample(args.sample)
-        # "CLIP ViT-B/16, pretrained; 500 COCO val2017 pairs; 512-d" -> model, dataset
-        desc = [s.strip() for s in SAMPLES.get(args.sample, "").split(";")]
-        model, data = _names(args, pe, desc[0] or f"sample:{args.sample}",
-                             desc[1] if len(desc) > 1 else f"sample:{args.sample}")
-        return StudyData(pe, model, data, inputs={"sample": args.sample, "embeddings": str(sample_path(args.sample))})
-    pe = load_embeddings(args.embeddings)
-    model, data = _names(args, pe, "unnamed model", Path(args.embeddings).name)
-    return StudyData(pe, model, data, inputs={"embeddings": args.embeddings})
+        inputs = {"sample": args.sample, "embeddings": str(sample_path(args.sample))}
+    else:
+        pe = load_embeddings(args.embeddings)
+        inputs = {"embeddings": args.embeddings}
+    return StudyData(pe, *_names(args, pe, inputs), inputs=inputs)
 
 
 def _from_encoder(args: argparse.Namespace) -> Any:
@@ -87,7 +78,7 @@ def _from_encoder(args: argparse.Namespace) -> Any:
     from .embed import embed_from_args
 
     pe, ds = embed_from_args(args)
-    model, data = _names(args, pe, args.encoder, str(args.dataset))
+    model, data = _names(args, pe, {"embeddings": str(args.dataset)})
     labels, names = ds.labels, ds.class_names
     if args.labels:
         from ..study.labels import read_label_column

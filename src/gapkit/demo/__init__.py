@@ -7,7 +7,7 @@ Stages (each recorded as ran / skipped with the reason / failed with the error):
   birth      the gap at birth of fresh projection heads; cones of several random inits
   tuning     LiT heads tuned with CLIP and with gap-closing losses (gapkit.train.fit_heads)
   evaluate   zero-shot, retrieval and mixed-modality retrieval per training arm (gapkit.evaluate)
-  fixers     post-hoc fixers fitted on training embeddings, compared on test (gapkit.fixers)
+  fixers     `gapkit study` (gapkit.study): fixers fitted on training embeddings, compared with raw on test
   report     the self-contained HTML report of the run directory
 
 `run_demo(out_dir, quick=False, seed=0)` returns the demo record; the CLI prints the run directory.

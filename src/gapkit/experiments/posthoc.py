@@ -228,19 +228,28 @@ def default_fixers() -> dict[str, tuple[str, dict[str, Any]]]:
 
 def fixer_sweep(calib: PairedEmbeddings, test: PairedEmbeddings, tasks: tuple[str, ...], seed: int = 0,
                 fixers: dict | None = None) -> dict[str, Any]:
-    """Metrics of the evaluation pairs raw and after every fixer fitted on the calibration pairs."""
+    """Metrics of the evaluation pairs raw and after every fixer fitted on the calibration pairs,
+    each with its 95 % CI and, for fixers, the paired difference from raw on the same queries
+    (KEY_diff, KEY_diff_ci_low/high; gapkit.evaluate.compare)."""
+    from ..evaluate.compare import compare, per_query, summarize
+    from ..evaluate.protocol import fit_fixer
     from ..fixers import create_fixer
 
     x, y, m_ = _unit(test)
+    unit = PairedEmbeddings(x, y, m_)
     out = {"raw": evaluate_pairs(x, y, tasks, seed=seed, mapping=m_)}
+    raw_pq = per_query(unit, None, seed=seed, tasks=tasks)
+    out["raw"].update(summarize(raw_pq, seed=seed))
     for label, (name, params) in (fixers or default_fixers()).items():
-        fx = create_fixer(name, **params).fit(calib.image, calib.text, calib.text_to_image)
+        fx = fit_fixer(create_fixer(name, **params), calib, seed)
         if fx.acts_on == "scores":  # embeddings unchanged; only the mixed ranking uses the scores
-            m = evaluate_pairs(x, y, tuple(t for t in tasks if t == "mixed-retrieval"), fixer=fx, seed=seed,
-                               mapping=m_)
-            m.update({k: v for k, v in out["raw"].items() if k not in m})
+            sub = tuple(t for t in tasks if t == "mixed-retrieval")
+            m = evaluate_pairs(x, y, sub, fixer=fx, seed=seed, mapping=m_)
+            m.update({k: v for k, v in out["raw"].items() if k not in m and "_ci_" not in k})
         else:
+            sub = tasks
             m = evaluate_pairs(fx.transform(x, "image"), fx.transform(y, "text"), tasks, seed=seed, mapping=m_)
+        m.update(compare(raw_pq, per_query(unit, fx, seed=seed, tasks=sub), seed=seed))
         out[label] = m
     return out
 

@@ -32,13 +32,21 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float
     return p.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
 
 
+def legend_below(ax: Any, ncol: int = 2, **kw: Any) -> Any:
+    """A legend under the axes, outside the plotted area, so it never covers data (save_figure
+    keeps it in the image with a tight bounding box)."""
+    kw.setdefault("fontsize", 7.5)
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False, **kw)
+
+
 def save_figure(fig: Any, path: str | Path, svg: bool = False) -> Path:
-    """Save `fig` as PNG at `path` (suffix forced to .png), plus .svg if asked; close it."""
+    """Save `fig` as PNG at `path` (suffix forced to .png), plus .svg if asked; close it.
+    The bounding box is tight, so legends placed outside the axes are kept."""
     p = Path(path).with_suffix(".png")
     with atomic_path(p) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     if svg:
         with atomic_path(p.with_suffix(".svg")) as tmp:
-            fig.savefig(tmp, format="svg")
+            fig.savefig(tmp, format="svg", bbox_inches="tight")
     plt().close(fig)
     return p

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ...errors import GapkitError
-from ._style import COLORS, new_figure
+from ._style import COLORS, legend_below, new_figure
 
 LINE_COLORS = (COLORS["accent"], COLORS["image"], COLORS["text"], COLORS["fused"], COLORS["neutral"], "#b9770e")
 
@@ -38,7 +38,7 @@ def line_panels(x: Sequence[float], panels: Mapping[str, Mapping[str, Sequence[f
         ax.set_xlabel(xlabel)
         ax.set_ylabel((ylabels or {}).get(ptitle, ""))
         ax.set_title(ptitle)
-        ax.legend(fontsize=8)
+        legend_below(ax, fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -24,7 +24,7 @@ import numpy as np
 from ...errors import GapkitError
 from ...validation import as_matrix, check_pairs, l2_normalize
 from ...metrics.geometry import cone_cosine_mean
-from ._style import COLORS, new_figure
+from ._style import COLORS, legend_below, new_figure
 
 # Qualitative colours for several clouds in one plot (cones); colour-blind-safe ordering first.
 CLOUD_COLORS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442",
@@ -264,8 +264,8 @@ def draw_cosine_histograms(ax: Any, samples: Mapping[str, np.ndarray], title: st
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("density")
     ax.set_title(title or "Cosine similarity: matched vs unmatched")
-    if legend:
-        ax.legend(fontsize=7.5, loc="upper left")
+    if legend:  # below the axes: matched cosines sit where an "upper left" legend would be
+        legend_below(ax, ncol=1)
 
 
 def cosine_histograms(image: Any, text: Any, text_to_image: Any = None, *, title: str | None = None,

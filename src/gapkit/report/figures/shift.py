@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._style import COLORS, new_figure
+from ._style import COLORS, legend_below, new_figure
 
 LABELS = {
     "t2i_recall@1": "text→image R@1",
@@ -101,7 +101,7 @@ def sweep_figure(curve: dict[str, Any], metrics: Sequence[str], title: str = "Me
         _reference(ax, m, references)
         ax.set_xlabel("signed remaining gap")
         ax.set_title(LABELS.get(m, m))
-        ax.legend(fontsize=7, loc="best")
+        legend_below(ax, fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -118,8 +118,8 @@ def fixer_bars(results: dict[str, dict[str, float]], metrics: Sequence[str], tit
         ax.bar(range(len(names)), vals, color=colors)
         ax.axhline(vals[0], color=COLORS["image"], ls="--", lw=1, label="raw")
         _reference(ax, m, references)
-        if references and m in references:
-            ax.legend(fontsize=7, loc="upper left")
+        if references and m in references:  # below the axes: the bars fill the upper left
+            legend_below(ax, fontsize=7)
         for i, v in enumerate(vals):
             if np.isfinite(v):
                 ax.text(i, v, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
