@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import GapkitError
 from . import DEFAULT_MAX_UPLOAD
@@ -205,9 +206,10 @@ def create_app(index: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, thumb_
             body = await _json_body(request, max_upload_bytes)
             query, opts = _query_from_json(body), {**dict(params), **body}
             shown = {"text": query["text"]} if "text" in query else {"vector": f"{query['vector'].size} numbers"}
-        result = searcher.search(query, _number(opts.get("k"), "k", int, DEFAULT_K), str(opts.get("role", "any")),
-                                 str(opts.get("mode", "corrected")),
-                                 _number(opts.get("min_probability"), "min_probability", float))
+        # encoding and ranking take a while: off the event loop, like the plain (def) endpoints
+        result = await run_in_threadpool(
+            searcher.search, query, _number(opts.get("k"), "k", int, DEFAULT_K), str(opts.get("role", "any")),
+            str(opts.get("mode", "corrected")), _number(opts.get("min_probability"), "min_probability", float))
         return {"query": shown, **result}
 
     @app.get("/score")
@@ -218,7 +220,7 @@ def create_app(index: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, thumb_
 
     @app.post("/score")
     async def post_score(request: Request, text: str | None = None) -> Any:
-        return searcher.score(text, image=await read_image(request, max_upload_bytes))
+        return await run_in_threadpool(searcher.score, text, await read_image(request, max_upload_bytes))
 
     @app.get("/thumb")
     def get_thumb(id: str) -> Any:
