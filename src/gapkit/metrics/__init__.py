@@ -13,6 +13,7 @@ from .entropy import logit_entropy
 from .gapstats import gap_statistics
 from .geometry import (GeometryAccumulator, alignment_loss, centroid_distance, cone_cosine_mean, gap_vector,
                        geometry_metrics, paired_cosine_mean, paired_distance_mean, rmg)
+from .null import permutation_null
 from .pairwise import cone_cosine_min, uniformity
 from .report import FAMILIES, measure
 from .retrieval import recall_at_k, retrieval_metrics
@@ -26,5 +27,5 @@ __all__ = [
     "cone_cosine_mean", "cone_cosine_min", "rmg", "geometry_metrics", "uniformity", "recall_at_k", "retrieval_metrics",
     "linear_separability", "logit_entropy", "singular_values", "effective_rank", "gap_dimension_shares",
     "spectrum_metrics", "gap_statistics", "mmd_rbf", "sliced_wasserstein", "distribution_metrics",
-    "cosine_distributions", "cosine_summary", "bootstrap_ci", "geometry_bootstrap",
+    "cosine_distributions", "cosine_summary", "bootstrap_ci", "geometry_bootstrap", "permutation_null",
 ]
