@@ -617,5 +617,27 @@ def _other_cases() -> list[Case]:
     return cs
 
 
+def _study_cases() -> list[Case]:
+    cs = [_c(f"study-emb-{k}", "study", "--embeddings", v, "--quiet", "--out", "{out}/s", expect=e)
+          for k, (v, e) in BAD_EMBEDDINGS.items()]
+    cs += [_c(f"study-out-{k}", "study", "--embeddings", "{embdir}", "--quiet", "--out", v, expect=e)
+           for k, (v, e) in BAD_DIR_OUTS.items()]
+    base = ("study", "--sample", "clip", "--quiet", "--out", "{out}/s")
+    cs += [
+        _c("study-no-input", "study", "--out", "{out}/s", expect="give"),
+        _c("study-two-inputs", *base, "--embeddings", "{embdir}", expect="give"),
+        _c("study-sample-unknown", "study", "--sample", "nope", "--out", "{out}/s"),
+        _c("study-fixers", *base, "--fixers", "center,nope", expect="unknown fixer"),
+        _c("study-fixers-empty", *base, "--fixers", ",", expect="empty"),
+        _c("study-folds", *base, "--folds", "1", expect="folds"),
+        _c("study-folds-and-fraction", *base, "--folds", "3", "--calib-fraction", "0.5"),
+        _c("study-calib-fraction", *base, "--calib-fraction", "2", expect="fraction"),
+        _c("study-n-boot", *base, "--n-boot", "2", expect="--n-boot"),
+        _c("study-labels-without-data", *base, "--labels", "category", expect="--labels"),
+        _c("study-encoder-without-dataset", "study", "--encoder", "towers", "--out", "{out}/s", expect="--dataset"),
+    ]
+    return cs
+
+
 CASES: list[Case] = [*_measure_cases(), *_fix_cases(), *_evaluate_cases(), *_embed_cases(), *_train_cases(),
-                     *_other_cases()]
+                     *_other_cases(), *_study_cases()]

@@ -243,7 +243,8 @@ def _keyed_section(records: list[Loaded], key: str, anchor: str, title: str, kin
         for where, v in found:
             sub = f" <small>({esc(where)})</small>" if where != key else ""
             parts.append(f"<h3>{esc(r.title)}{sub}</h3>{_value_html(v)}")
-        if not found and r.record.get("kind") in kinds:
+        # a study's per-arm records are shown by the study section (one table, paired differences)
+        if not found and r.record.get("kind") in kinds and r.record.get("task") != "held-out":
             parts.append(f"<h3>{esc(r.title)}</h3>{_value_html(r.record['results'])}")
     return _section(anchor, title, "".join(parts)) if parts else ""
 

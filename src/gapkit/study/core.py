@@ -196,6 +196,8 @@ def run_study(data: StudyData, out_dir: str | Path, *, fixers: str | Sequence[st
     specs = parse_fixers(fixers)
     if folds is not None and (not isinstance(folds, int) or folds < 2):
         raise GapkitError(f"--folds must be an integer >= 2, got {folds}")
+    if folds is None and parts is None and not 0 < calib_fraction < 1:
+        raise GapkitError(f"--calib-fraction must be in (0, 1), got {calib_fraction}")
     pe = data.pairs
     _say(f"{data.model} on {data.dataset}: {pe.n_image} images, {pe.n_text} captions, dim {pe.dim}", verbose)
     gap = measure_gap(pe, seed, n_boot, n_perm)
