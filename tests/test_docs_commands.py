@@ -5,6 +5,7 @@ and the slower ones in SLOW (run with `-m slow`). Long-running commands run with
 they have it."""
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -31,9 +32,15 @@ SKIP = {
     "embed --merge": "merges the shards of the skipped command above",
     "study --encoder": "embeds real images with a pretrained model (minutes); `gapkit study` runs on an "
                        "openclipart subset with a tiny open_clip in tests/test_study.py",
+    "index build --embeddings runs/emoji-emb --encoder towers": "needs the real towers embeddings of emoji "
+                                                                "(the embed command that makes them is skipped above)",
+    "index info runs/emoji-idx": "describes the index of the command above",
+    "serve ": "starts a web server that runs until stopped; the app is tested in tests/test_serve.py "
+              "(TestClient and a live server in headless Chromium)",
 }
 # run only with -m slow (seconds to a minute each on 2 loaded cores)
-SLOW = ("reproduce shi-", "reproduce liang-shift-landscape", "reproduce gap-sweep", "simulate sphere")
+SLOW = ("reproduce shi-", "reproduce liang-shift-landscape", "reproduce gap-sweep", "simulate sphere",
+        "index build --dataset emoji --encoder towers", "search runs/emoji-idx")  # the towers on real images
 # placeholders in the docs -> files made by the workspace
 PLACEHOLDERS = {"STACK.npy": "stack.npy", "IMG": "img.npy", "TXT": "txt.npy", "MAP": "map.npy"}
 QUICK = ("reproduce ",)  # executed with --quick appended when absent
@@ -106,6 +113,21 @@ def _make_workspace(root: Path) -> Path:
     assert main(["evaluate", "--task", "retrieval", "--embeddings", str(root / "test.npy"),
                  "--out", str(root / "runs" / "eval.json")]) == 0
     (root / "metrics.json").write_text((root / "runs" / "clip" / "record.json").read_text())
+    stack = _pairs(seed=0)  # the pairs of stack.npy: labelled queries for `evaluate --index` (docs/search.md)
+    (root / "queries.jsonl").write_text("".join(
+        json.dumps({"vector": stack.text[i].tolist(), "relevant_items": [str(i)]}) + "\n" for i in range(10)))
+    from gapkit.samples import load_sample
+
+    np.save(root / "query.npy", load_sample("clip").text[0])  # a query of the clip-sample index (README)
+    np.save(root / "q.npy", load_sample("clip").text[1])      # ... and of docs/search.md
+    cal = _pairs(seed=5)  # calibration data with two captions per image (calibrated needs text-text matches)
+    np.savez(root / "calib.npz", image=cal.image[:30], text=np.concatenate([cal.text[:30], cal.text[30:]]),
+             text_to_image=np.concatenate([np.arange(30), np.arange(30)]))
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (96, 96), "white")
+    ImageDraw.Draw(im).ellipse([16, 16, 80, 80], fill=(210, 30, 30))
+    im.save(root / "apple.png")
     return root
 
 

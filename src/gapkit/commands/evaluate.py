@@ -14,7 +14,11 @@ DESCRIPTION = """Evaluate embeddings on one task and write one CLIP_benchmark-co
 
 tasks and their inputs:
   retrieval        paired embeddings (--embeddings/--image+--text[/--text-to-image]/--sample)
-  mixed-retrieval  paired embeddings; a corpus is built from them (--query-fraction, --fused, --seed)
+  mixed-retrieval  paired embeddings; a corpus is built from them (--query-fraction, --fused, --seed);
+                   or --index IDX --queries Q.jsonl: your own labelled queries against a search index
+                   (raw vs the index's correction, paired bootstrap CI of the gain; docs/search.md)
+  mixbench         paired embeddings: held-out labelled-query benchmark of --corrections vs raw,
+                   exactly and through real indexes (--backends), with paired bootstrap CIs
   intra-text       paired embeddings with several captions per image (groups = the image)
   intra-image      --image and --labels (groups = the label)
   zero-shot        --image, --labels and --classifier (class embeddings (C, D) or (C, T, D))
@@ -27,9 +31,11 @@ With a fixer, every retrieval / mixed / zero-shot value is also computed raw on 
 the record carries KEY with its 95 % CI and KEY_diff (fixer - raw) with a paired bootstrap CI.
 The mixed corpus follows the protocol of gapkit.evaluate.protocol (every caption kept).
   gapkit evaluate --task zero-shot --image img.npy --labels y.npy --classifier cls.npy --out zs.json
+  gapkit evaluate --task mixed-retrieval --index runs/idx --queries queries.jsonl --out labelled.json
+  gapkit evaluate --task mixbench --sample clip --backends faiss --out mixbench.json
 """
 
-TASKS = ("retrieval", "mixed-retrieval", "intra-text", "intra-image", "zero-shot", "linear-probe", "fairness")
+TASKS = ("retrieval", "mixed-retrieval", "mixbench", "intra-text", "intra-image", "zero-shot", "linear-probe", "fairness")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,6 +58,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fused", action="store_true", help="mixed-retrieval: add fused image+text documents")
     g.add_argument("--score", default="auto", choices=("auto", "probability", "percentile"),
                    help="mixed-retrieval with --fixer calibrated: which calibrated score ranks the corpus")
+    g.add_argument("--index", metavar="IDX", help="mixed-retrieval: a search index (gapkit index build) to query")
+    g.add_argument("--queries", metavar="PATH",
+                   help="mixed-retrieval with --index: labelled queries, JSON Lines {text|vector, relevant|relevant_items}")
+    g.add_argument("--corrections", default="role-center,center,calibrated",
+                   help="mixbench: comma-separated corrections compared with raw cosine (default %(default)s)")
+    g.add_argument("--backends", default="",
+                   help="mixbench: comma-separated index backends ranked beside the exact search, each with its "
+                        "ANN structure (faiss = HNSW, lancedb = IVF_HNSW_SQ), e.g. faiss,lancedb")
+    g.add_argument("--fit-fraction", type=float, default=0.5,
+                   help="mixbench: share of the images the corrections are fitted on (the rest is queried)")
+    g.add_argument("--n-boot", type=int, default=1000, help="mixed-retrieval --index / mixbench: bootstrap resamples")
     g.add_argument("--test-fraction", type=float, default=0.3, help="linear-probe: held-out share")
     g.add_argument("--seed", type=seed_arg, default=0)
     r = p.add_argument_group("record")
@@ -159,6 +176,10 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
 
     if fx is not None and fx.acts_on != "embeddings" and args.task != "mixed-retrieval":
         raise GapkitError(f"fixer '{fx.name}' calibrates scores; it applies to --task mixed-retrieval only")
+    if args.index is not None or args.queries is not None:
+        return _labelled(args, fx)
+    if args.task == "mixbench":
+        return _mixbench(args, fx)
     if args.task in ("retrieval", "mixed-retrieval", "intra-text"):
         pe, inputs = load_from_args(args)
         if args.task == "mixed-retrieval":
@@ -206,6 +227,71 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
             None, named)
 
 
+def _labelled(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], None, Any]:
+    """--task mixed-retrieval --index IDX --queries Q.jsonl."""
+    import numpy as np
+
+    from ..embeddings import PairedEmbeddings
+    from ..errors import GapkitError
+    from ..evaluate.labelled import evaluate_index, read_queries
+    from ..search import open_index
+
+    if args.task != "mixed-retrieval":
+        raise GapkitError("--index / --queries belong to --task mixed-retrieval")
+    _need(args, "index", "queries")
+    given = [f"--{n}" for n in ("embeddings", "image", "text", "sample") if getattr(args, n, None) is not None]
+    if given or fx is not None:
+        raise GapkitError(f"with --index the index's documents and correction are evaluated; drop "
+                          f"{', '.join(given + (['--fixer'] if fx is not None else []))}")
+    _check_n_boot(args)
+    queries = read_queries(args.queries)
+    index = open_index(args.index)
+    info = index.info()
+    vec = np.asarray(index.vectors[:1], np.float32)
+    named = PairedEmbeddings(vec, vec, metadata={"model": (info["encoder"] or {}).get("name") or f"index {args.index}",
+                                                 "dataset": f"index {args.index}"})  # names for the record
+    return evaluate_index(index, queries, n_boot=args.n_boot, seed=args.seed, progress=True), \
+        {"index": args.index, "queries": args.queries, "index_hash": info["content_hash"]}, None, named
+
+
+def _check_n_boot(args: argparse.Namespace) -> None:
+    from ..errors import GapkitError
+
+    if args.n_boot < 1:
+        raise GapkitError(f"--n-boot must be >= 1, got {args.n_boot}")
+
+
+def _mixbench(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dict[str, Any], None, Any]:
+    """--task mixbench: held-out benchmark of several corrections, exact and through indexes."""
+    import tempfile
+
+    from ..errors import GapkitError
+    from ..evaluate.mixbench import ANN_PARAMS, IndexRanker, exact_ranker, mixbench
+    from ..evaluate.protocol import split_images
+    from ._common import load_from_args
+
+    if fx is not None:
+        raise GapkitError("mixbench compares --corrections (it fits each itself); drop --fixer")
+    _check_n_boot(args)
+    corrections = [c.strip() for c in args.corrections.split(",") if c.strip()]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(backends) - set(ANN_PARAMS))
+    if unknown:
+        raise GapkitError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(ANN_PARAMS)}")
+    from ..search.correction import check_kind
+
+    for c in corrections:
+        check_kind(c)
+    pe, inputs = load_from_args(args)
+    fit, test = split_images(pe, args.fit_fraction, args.seed)
+    with tempfile.TemporaryDirectory(prefix="gapkit-mixbench-") as tmp:
+        rankers = {"exact": exact_ranker, **{f"{b} (ANN)": IndexRanker(f"{tmp}/{b}", b, ANN_PARAMS[b], seed=args.seed)
+                                             for b in backends}}
+        res = mixbench(fit, test, corrections, rankers=rankers, query_fraction=args.query_fraction,
+                       fused=True, seed=args.seed, n_boot=args.n_boot)
+    return res, inputs, None, pe
+
+
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluation_record
     from ._common import write_output
@@ -214,8 +300,13 @@ def run(args: argparse.Namespace) -> int:
     fx, fixer_desc = (None, {}) if args.method is None else fixer_from_args(args)
     metrics, inputs, model, dataset = _run_task(args, fx)
     params = {"seed": args.seed, **fixer_desc}
-    if args.task == "mixed-retrieval":
+    if args.task == "mixed-retrieval" and args.index is not None:
+        params.update(n_boot=args.n_boot)
+    elif args.task == "mixed-retrieval":
         params.update(query_fraction=args.query_fraction, fused=args.fused, score=args.score)
+    elif args.task == "mixbench":
+        params.update(query_fraction=args.query_fraction, fit_fraction=args.fit_fraction, n_boot=args.n_boot,
+                      corrections=args.corrections, backends=args.backends)
     rec = evaluation_record(args.task, metrics, model=args.model or model, dataset=args.dataset or dataset,
                             fixer=None if fx is None else fx.name, params=params, inputs=inputs, seed=args.seed)
     write_output(rec, args.out)
@@ -230,6 +321,12 @@ MAIN_KEYS = ("ndcg@10", "t2i_recall@1", "i2t_recall@1", "acc1", "zero_shot_acc1"
 def summary_line(rec: dict[str, Any], out: str) -> str:
     """'gapkit evaluate: mixed-retrieval (center) -> m.json; ndcg@10 0.225 [0.193, 0.260], vs raw +0.22 [...]'."""
     m = rec["metrics"]
+    arms = _arms(m)
+    if arms:  # mixbench / labelled queries: NDCG@10 of every arm, and its paired difference from raw
+        parts = [f"{name} {v['ndcg@10']:.3f}" + (f" ({v['ndcg@10_diff']:+.3f} [{v['ndcg@10_diff_ci_low']:+.3f}, "
+                                                  f"{v['ndcg@10_diff_ci_high']:+.3f}])" if "ndcg@10_diff" in v else "")
+                 for name, v in arms.items()]
+        return f"gapkit evaluate: {rec['task']} -> {'stdout' if out == '-' else out}; ndcg@10 " + "; ".join(parts)
     parts = []
     for k in [k for k in MAIN_KEYS if k in m] or [k for k, v in m.items() if isinstance(v, float)][:2]:
         t = f"{k} {m[k]:.3f}"
@@ -240,3 +337,14 @@ def summary_line(rec: dict[str, Any], out: str) -> str:
         parts.append(t)
     arm = rec.get("fixer") or "raw"
     return f"gapkit evaluate: {rec['task']} ({arm}) -> {'stdout' if out == '-' else out}; " + "; ".join(parts)
+
+
+def _arms(m: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{arm label: metrics} of nested results (mixbench: ranker/variant; labelled: raw/corrected)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, v in m.items():
+        if isinstance(v, dict) and "ndcg@10" in v:
+            out[key] = v
+        elif isinstance(v, dict) and v and all(isinstance(x, dict) and "ndcg@10" in x for x in v.values()):
+            out.update({f"{key}/{name}": x for name, x in v.items()})
+    return out

@@ -13,7 +13,7 @@ Stage = tuple[str, str, Callable[..., Any]]
 
 def plan(quick: bool) -> list[Stage]:
     """The ordered stages (the report stage is run last by run_demo)."""
-    from . import towers
+    from . import search, towers
 
     return [
         ("samples", "measuring the bundled real CLIP embeddings (COCO, Liang et al. 2022)", samples),
@@ -26,6 +26,7 @@ def plan(quick: bool) -> list[Stage]:
         ("fixers", "post-hoc fixers on the CLIP-tuned heads", towers.fixers),
         ("shift_sweep", "evaluation vs the gap: shifting along the gap vector", towers.shift_sweep),
         ("temperature", "gap and evaluation vs a fixed training temperature", towers.temperature),
+        ("search", "mixed-modality search: the served index and labelled-query benchmark", search.search),
     ]
 
 

@@ -177,6 +177,18 @@ class TowerEncoder(Encoder):
     def modules(self) -> list[torch.nn.Module]:
         return [self.image_model, self.text_model, self.heads]
 
+    def with_heads(self, path: str | os.PathLike) -> "TowerEncoder":
+        """A copy with trained heads read from `path` that SHARES these towers (no second load of
+        EfficientNet and MiniLM); equal to TowerEncoder(heads=str(path)) on the same device."""
+        import copy
+
+        enc = copy.copy(self)
+        enc.heads = make_heads(str(path), self.dim)
+        enc.kind, enc.name = "trained", f"towers:{path}"
+        enc.embed_dim = int(enc.heads.image.weight.shape[0])
+        enc.preprocessing = {**self.preprocessing, "heads": str(path)}
+        return enc
+
     def weights_hash(self) -> str:
         return state_hash(self.heads, extra=(_towers_hash(self), self.name, self.preprocessing))
 

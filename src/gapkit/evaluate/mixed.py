@@ -12,7 +12,8 @@ every image below the texts. Metrics (binary relevance, relevant = same group id
 
 Scoring with a fixer: an embedding fixer transforms the queries (role "query_text" when the
 fixer knows roles, else "text") and each document by its role; a score fixer ("calibrated") maps
-each raw cosine through the calibration of its modality pair (text-image or text-text).
+each raw cosine through the calibration of its modality pair (text-image, text-text or
+text-fused), as P(match) with the fixer's priors, or as a percentile.
 
 Building a corpus from image-caption pairs (`corpus_from_pairs`): a random `query_fraction` of the
 images become query groups; one caption of each becomes a query and the image plus its other
@@ -39,7 +40,9 @@ class MixedCorpus:
     """Text queries (Q, D) with group ids (Q,); documents (n, D) with roles and group ids.
 
     fused_parts holds the (image, text) rows (n_fused, 2, D) each fused document was built from,
-    in the order of the fused documents, so fixers can transform the parts.
+    in the order of the fused documents, so fixers can transform the parts. Provenance, when the
+    corpus comes from pairs: doc_sources (n, 2) = (image row, caption row) each document was made
+    from (-1 = none; a fused document has both), query_sources (Q,) = the caption row of each query.
     """
 
     queries: np.ndarray
@@ -48,6 +51,8 @@ class MixedCorpus:
     doc_roles: np.ndarray
     doc_groups: np.ndarray
     fused_parts: np.ndarray | None = None
+    doc_sources: np.ndarray | None = None
+    query_sources: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.queries.shape[1] != self.docs.shape[1]:
@@ -92,6 +97,8 @@ def corpus_from_pairs(pairs: Any, query_fraction: float = 0.5, seed: int = 0, fu
     docs = [img, txt[doc_texts]]
     roles = [np.full(img.shape[0], ROLE_IMAGE), np.full(doc_texts.size, ROLE_TEXT)]
     groups = [np.arange(img.shape[0]), m[doc_texts]]
+    sources = [np.stack([np.arange(img.shape[0]), np.full(img.shape[0], -1)], axis=1),
+               np.stack([np.full(doc_texts.size, -1), doc_texts], axis=1)]
     parts = None
     if fused:
         keep_img, first_idx = np.unique(m[doc_texts], return_index=True)
@@ -99,8 +106,9 @@ def corpus_from_pairs(pairs: Any, query_fraction: float = 0.5, seed: int = 0, fu
         docs.append(fuse_rows(parts[:, 0], parts[:, 1]))
         roles.append(np.full(keep_img.size, ROLE_FUSED))
         groups.append(keep_img)
+        sources.append(np.stack([keep_img, doc_texts[first_idx]], axis=1))
     return MixedCorpus(txt[q_texts], q_imgs, np.concatenate(docs), np.concatenate(roles).astype(object),
-                       np.concatenate(groups), parts)
+                       np.concatenate(groups), parts, np.concatenate(sources).astype(np.int64), q_texts)
 
 
 def _knows_roles(fixer: Any) -> bool:
@@ -132,48 +140,87 @@ def _scorer(corpus: MixedCorpus, fixer: Any, kind: str):
     q, d = _transformed(corpus, None if getattr(fixer, "acts_on", "embeddings") == "scores" else fixer)
     if getattr(fixer, "acts_on", "embeddings") != "scores":
         return lambda q0, q1: q[q0:q1] @ d.T
-    if corpus.role_rows(ROLE_FUSED).size:
-        raise GapkitError("calibrated scores have no calibration for fused documents; drop them or use "
+    pair_of = {ROLE_IMAGE: "image-text", ROLE_TEXT: "text-text", ROLE_FUSED: "text-fused"}
+    present = {role: rows for role in pair_of if (rows := corpus.role_rows(role)).size}
+    known = set(fixer.tables_) if hasattr(fixer, "tables_") else set()
+    missing = [pair_of[r] for r in present if f"{pair_of[r]}:neg_quantiles" not in known]
+    if missing:
+        raise GapkitError(f"calibrated scores have no calibration for {', '.join(missing)} "
+                          f"({', '.join(r for r in present if pair_of[r] in missing)} documents); drop them or use "
                           "an embedding fixer")
     if kind == "auto":
-        kind = "probability" if {"image-text", "text-text"} <= set(fixer.prob_pairs_) else "percentile"
-    pair_of = {ROLE_IMAGE: "image-text", ROLE_TEXT: "text-text"}
+        kind = "probability" if {pair_of[r] for r in present} <= set(fixer.prob_pairs_) else "percentile"
 
     def score(q0: int, q1: int) -> np.ndarray:
         s = q[q0:q1] @ d.T
-        for role, pair in pair_of.items():
-            rows = corpus.role_rows(role)
-            s[:, rows] = fixer.calibrate(s[:, rows], pair, kind)
+        for role, rows in present.items():
+            s[:, rows] = fixer.calibrate(s[:, rows], pair_of[role], kind)
         return s
 
     return score
 
 
+def rank_corpus(corpus: MixedCorpus, fixer: Any = None, depth: int = 10, kind: str = "auto") -> np.ndarray:
+    """(Q, depth) document rows of every query's best documents, best first, scored exactly (all
+    documents) raw or through a fitted fixer (see the module docstring)."""
+    return top_k(_scorer(corpus, fixer, kind), corpus.queries.shape[0], depth)
+
+
+def per_query_metrics(relevant: np.ndarray, roles: np.ndarray, n_relevant: np.ndarray,
+                      relevant_roles: dict[str, np.ndarray] | None = None,
+                      ks: Iterable[int] = (1, 5, 10)) -> dict[str, np.ndarray]:
+    """Metrics of each query's ranked list, one (Q,) array per key.
+
+    relevant: (Q, depth) bool, whether the document at rank r is relevant to query q;
+    roles: (Q, depth) role of that document ("" where a list is shorter than depth);
+    n_relevant: (Q,) number of relevant documents of q in the whole corpus (the ideal DCG puts
+    them all first); relevant_roles: {role: (Q,) bool} whether q has a relevant document of that
+    role (its {role}_recall@k is NaN where it has none, so it drops out of means).
+
+        ndcg@10         sum_r rel_r / log2(r + 1) over the top 10, over the same sum of the ideal list
+        recall@k        1 if any relevant document is in the top k
+        image_share@10  images among the filled top-10 slots (NaN for an empty list)
+    """
+    ks = tuple(ks)
+    out: dict[str, np.ndarray] = {"ndcg@10": ndcg_at_k(relevant, relevant, n_relevant, 10)}
+    for k in ks:
+        out[f"recall@{k}"] = relevant[:, :k].any(axis=1).astype(np.float64)
+        for role, has in (relevant_roles or {}).items():
+            if has.any():
+                hit = (relevant[:, :k] & (roles[:, :k] == role)).any(axis=1).astype(np.float64)
+                out[f"{role}_recall@{k}"] = np.where(has, hit, np.nan)
+    filled = (roles[:, :10] != "").sum(axis=1)
+    images = (roles[:, :10] == ROLE_IMAGE).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["image_share@10"] = np.where(filled > 0, images / np.maximum(filled, 1), np.nan)
+    return out
+
+
+def mean_metrics(per_query: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean of each per-query metric over the queries where it is defined (not NaN)."""
+    return {k: float(np.nanmean(v)) for k, v in per_query.items() if np.isfinite(v).any()}
+
+
+def corpus_per_query(corpus: MixedCorpus, top: np.ndarray, ks: Iterable[int] = (1, 5, 10)) -> dict[str, np.ndarray]:
+    """per_query_metrics of a ranking `top` (Q, depth) of corpus rows (-1 = empty slot)."""
+    filled = top >= 0
+    rows = np.where(filled, top, 0)
+    rel = (corpus.doc_groups[rows] == corpus.query_groups[:, None]) & filled
+    roles = np.where(filled, corpus.doc_roles[rows], "").astype(object)
+    relevant_all = corpus.doc_groups[None, :] == corpus.query_groups[:, None]  # (Q, n)
+    has_role = {role: (relevant_all & (corpus.doc_roles == role)[None, :]).any(axis=1)
+                for role in (ROLE_IMAGE, ROLE_TEXT, ROLE_FUSED)}
+    return per_query_metrics(rel, roles, relevant_all.sum(axis=1), has_role, ks)
+
+
 def mixed_per_query(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = (1, 5, 10),
                     kind: str = "auto") -> dict[str, np.ndarray]:
-    """Per-query values (Q,) of every mixed-retrieval metric (see the module doc): ndcg@10,
-    recall@K, image_share@10 as floats; <role>_recall@K as floats with NaN for queries that have
+    """Per-query values (Q,) of every mixed-retrieval metric of the exact ranking (raw or through
+    `fixer`): ndcg@10, recall@K, image_share@10; <role>_recall@K with NaN for queries that have
     no relevant document of that role. Means of these are `mixed_retrieval`; paired comparisons
     of two arms (gapkit.evaluate.compare) resample them."""
     ks = tuple(ks)
-    depth = max(max(ks), 10)
-    score = _scorer(corpus, fixer, kind)
-    n_q = corpus.queries.shape[0]
-    top = top_k(score, n_q, depth)
-    rel = corpus.doc_groups[top] == corpus.query_groups[:, None]
-    roles = corpus.doc_roles[top]
-    relevant_all = corpus.doc_groups[None, :] == corpus.query_groups[:, None]  # (Q, n)
-    n_rel = relevant_all.sum(axis=1)
-    out: dict[str, np.ndarray] = {"ndcg@10": ndcg_at_k(top, rel, n_rel, 10)}
-    for k in ks:
-        out[f"recall@{k}"] = rel[:, :k].any(axis=1).astype(np.float64)
-        for role in (ROLE_IMAGE, ROLE_TEXT, ROLE_FUSED):
-            has = (relevant_all & (corpus.doc_roles == role)[None, :]).any(axis=1)
-            if has.any():  # only queries that have a relevant document of this role count
-                hit = (rel[:, :k] & (roles[:, :k] == role)).any(axis=1)
-                out[f"{role}_recall@{k}"] = np.where(has, hit.astype(np.float64), np.nan)
-    out["image_share@10"] = (roles[:, :10] == ROLE_IMAGE).mean(axis=1)
-    return out
+    return corpus_per_query(corpus, rank_corpus(corpus, fixer, max(max(ks), 10), kind), ks)
 
 
 def mixed_retrieval(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = (1, 5, 10),
@@ -183,8 +230,7 @@ def mixed_retrieval(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = 
     kind (score fixers only): "probability", "percentile", or "auto" (probability when both
     pairs have one, else percentile).
     """
-    per = mixed_per_query(corpus, fixer, ks, kind)
-    out: dict[str, float] = {k: float(np.nanmean(v)) for k, v in per.items()}
+    out = mean_metrics(mixed_per_query(corpus, fixer, ks, kind))
     out["corpus_image_share"] = float((corpus.doc_roles == ROLE_IMAGE).mean())
     out["n_queries"] = int(corpus.queries.shape[0])
     out["n_documents"] = int(corpus.docs.shape[0])
