@@ -1,0 +1,195 @@
+"""The Ray engine: shards as Ray tasks, states merged by Ray tasks in a fixed binary tree.
+
+Connection (`connect`): with an address ("auto", "HOST:PORT" or "ray://HOST:PORT") an existing
+cluster is joined; without one a local instance is started (or the one already running in this
+process is reused). A TCP probe of HOST:PORT comes first, because `ray.init` on an address where
+nothing listens retries for minutes; an unreachable cluster is one GapkitError line.
+
+Failures: a GapkitError raised inside a task reaches the caller as itself (one line, not Ray's
+traceback dump). Ray re-runs a task whose worker process died (up to `max_retries` times, Ray's own
+retry); when that is exhausted, or a node is lost, the caller gets one GapkitError line and every
+shard already written stays in place, so a rerun resumes.
+
+Object store: every ObjectRef of a run is dropped before the call returns, so the objects are
+released (reference counting) and repeated runs in one process do not grow the store.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+from ..errors import GapkitError
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+INSTALL_HINT = "the Ray engine needs Ray: pip install 'gapkit[ray]'"
+#: Ray's own task retry on a dead worker process (Ray's default is 3 as well; stated here on purpose)
+MAX_RETRIES = 3
+
+
+def require_ray() -> Any:
+    """Import Ray or raise one GapkitError line saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise GapkitError(INSTALL_HINT) from None
+    return ray
+
+
+def _auto_address() -> str | None:
+    """The address `ray.init(address="auto")` would use: $RAY_ADDRESS, else the file `ray start` writes."""
+    env = os.environ.get("RAY_ADDRESS")
+    if env:
+        return env
+    f = Path("/tmp/ray/ray_current_cluster")  # written by `ray start --head`, removed by `ray stop`
+    try:
+        text = f.read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def probe_address(address: str, timeout: float = 3.0) -> None:
+    """Raise one GapkitError line unless something accepts TCP connections at HOST:PORT."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise GapkitError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise GapkitError(f"no Ray cluster reachable at {address} ({exc.strerror or exc}); start one with "
+                          "`ray start --head` or check --address") from None
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Make sure this process is connected to Ray; returns True when this call started it."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
+                          "configure_logging": True}
+    if address:
+        target = _auto_address() if address == "auto" else address
+        if target is None:
+            raise GapkitError("--address auto: no running Ray cluster found on this machine (start one with "
+                              "`ray start --head`, or give --address HOST:PORT)")
+        probe_address(target)
+        kw["address"] = target
+    else:
+        kw["num_cpus"] = num_cpus
+    try:
+        ray.init(**kw)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = address or "a local instance"
+        raise GapkitError(f"could not connect to Ray at {where}: {str(exc).splitlines()[0]}") from None
+    return True
+
+
+def _reraise(exc: BaseException, desc: str) -> None:
+    """Turn Ray's wrapped failures into one GapkitError line (or the task's own GapkitError)."""
+    ray = require_ray()
+    rex = ray.exceptions
+    if isinstance(exc, rex.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, GapkitError):
+            raise type(cause)(str(cause)) from None
+        if isinstance(cause, BaseException):
+            raise cause
+    died = tuple(getattr(rex, n) for n in ("WorkerCrashedError", "RayActorError", "NodeDiedError",
+                                           "ObjectLostError", "OwnerDiedError", "ActorDiedError") if hasattr(rex, n))
+    if isinstance(exc, died):
+        raise GapkitError(f"a Ray worker died during {desc} ({type(exc).__name__}); finished shards are kept, "
+                          "rerun the same command to resume") from None
+    raise exc
+
+
+class RayEngine:
+    """Map shards over Ray tasks (one CPU each) and merge their states in a tree on the cluster."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, progress: bool = False,
+                 max_in_flight: int | None = None) -> None:
+        self.address = address
+        self.progress = progress
+        self.max_in_flight = max_in_flight
+        self._started = connect(address, num_cpus)
+        self.ray = require_ray()
+
+    # ------------------------------------------------------------------ helpers
+    def _remote(self, fn: Callable[..., Any]) -> Any:
+        return self.ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(fn)
+
+    def _submit(self, fn: Callable[[T], S], items: Sequence[T], desc: str) -> list[Any]:
+        """Submit one task per item (at most max_in_flight unfinished at a time); returns the refs in
+        item order after every task has finished, with progress on the driver."""
+        task = self._remote(fn)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(items), desc=desc, unit="shard")
+        refs: list[Any] = []
+        pending: list[Any] = []
+        limit = self.max_in_flight or len(items) or 1
+        for it in items:
+            if len(pending) >= limit:
+                done, pending = self.ray.wait(pending, num_returns=1)
+                bar and bar.update(len(done))
+            ref = task.remote(it)
+            refs.append(ref)
+            pending.append(ref)
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            bar and bar.update(len(done))
+        bar and bar.close()
+        return refs
+
+    # ------------------------------------------------------------------ the interface
+    def map(self, fn: Callable[[T], S], items: Sequence[T], *, desc: str = "shards") -> list[S]:
+        refs: list[Any] = []
+        try:
+            refs = self._submit(fn, items, desc)
+            return list(self.ray.get(refs))
+        except Exception as exc:  # noqa: BLE001 - translated, never swallowed
+            _reraise(exc, desc)
+            raise
+        finally:
+            del refs  # drop every ObjectRef: the store frees the objects
+
+    def map_reduce(self, fn: Callable[[T], S], items: Sequence[T], merge: Callable[[S, S], S], *,
+                   desc: str = "shards") -> S:
+        if not items:
+            raise GapkitError("nothing to merge (no shards)")
+        merge_task = self._remote(merge)
+        level: list[Any] = []
+        try:
+            level = self._submit(fn, items, desc)
+            while len(level) > 1:  # the same fixed tree as tree_order, each merge a task near its inputs
+                nxt = [merge_task.remote(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+                if len(level) % 2:
+                    nxt.append(level[-1])
+                level = nxt
+            return self.ray.get(level[0])
+        except Exception as exc:  # noqa: BLE001
+            _reraise(exc, desc)
+            raise
+        finally:
+            del level
+
+    def close(self) -> None:
+        """Shut down the local Ray instance if this engine started it (a joined cluster keeps running)."""
+        if self._started and self.ray.is_initialized():
+            self.ray.shutdown()
+        self._started = False
+
+    def __enter__(self) -> "RayEngine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
