@@ -69,16 +69,18 @@ def probe_address(address: str, timeout: float = 3.0) -> None:
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Make sure this process is connected to Ray; returns True when this call started it."""
     ray = require_ray()
-    if ray.is_initialized():
-        return False
-    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
-                          "configure_logging": True}
-    if address:
+    target = None
+    if address:  # probed even when this process is connected already: a wrong address is an error
         target = _auto_address() if address == "auto" else address
         if target is None:
             raise GapkitError("--address auto: no running Ray cluster found on this machine (start one with "
                               "`ray start --head`, or give --address HOST:PORT)")
         probe_address(target)
+    if ray.is_initialized():
+        return False
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
+                          "configure_logging": True}
+    if target:
         kw["address"] = target
     else:
         kw["num_cpus"] = num_cpus
