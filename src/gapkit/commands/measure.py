@@ -101,10 +101,10 @@ def _stream(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     from ..metrics import measure_stream
 
     if not args.embeddings or args.image or args.text or args.sample:
-        raise GapkitError("--stream and --engine read one --embeddings path (a shard folder or a .npy stack)")
+        raise GapkitError("--stream reads one --embeddings path (a shard folder or a .npy stack; so does --engine)")
     if args.ci or args.exact or args.metrics:
-        raise GapkitError("--stream and --engine compute a fixed set of metrics; --ci, --exact and --metrics "
-                          "do not apply")
+        raise GapkitError("--stream computes its fixed set of metrics (so does --engine); --ci, --exact and "
+                          "--metrics do not apply")
     if args.reservoir < 2:
         raise GapkitError(f"--reservoir must be at least 2, got {args.reservoir}")
     if not Path(args.embeddings).exists():
