@@ -204,3 +204,165 @@ def test_fix_fixer_without_stats_fits_in_process_and_bad_input(tmp_path, ray_ses
                  "--out", str(tmp_path / "mine"), "--engine", "local"]) == 2
     assert "refusing to replace" in _one_error_line(capsys)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+# ----------------------------------------------------------------------------------- embed
+TINY = {"embed_dim": 24, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tmp_path_factory):
+    p = tmp_path_factory.mktemp("cfg") / "gapkit-tiny-ray.json"
+    p.write_text(json.dumps(TINY))
+    return p
+
+
+@pytest.fixture(scope="module")
+def emoji(tmp_path_factory):
+    from gapkit.data import load_dataset
+
+    return load_dataset("emoji", "test", seed=0, limit=11, cache_dir=tmp_path_factory.mktemp("data"))
+
+
+class SlowMaker:
+    """device -> the tiny open_clip encoder, whose encode_image sleeps a little: a window in which the
+    test can kill the encoder actor mid-run. Pickled by value to the Ray workers."""
+
+    def __init__(self, cfg, delay=0.0):
+        self.cfg, self.delay = str(cfg), delay
+
+    def __call__(self, device):
+        import time
+
+        from gapkit.encoders import get_encoder
+
+        enc = get_encoder(f"open_clip:{self.cfg}", seed=0, device=device)
+        inner, delay = enc.encode_image, self.delay
+
+        def slow(images):
+            time.sleep(delay)
+            return inner(images)
+
+        enc.encode_image = slow
+        return enc
+
+
+def _pairs_of(folder):
+    import pyarrow.parquet as pq
+
+    x, y = _concat(folder)
+    metas = sorted((folder / "metadata").glob("*.parquet"), key=lambda f: int(f.stem.split("_")[-1]))
+    meta = {c: sum((pq.read_table(f).column(c).to_pylist() for f in metas), []) for c in ("image_id", "caption")}
+    return x, y, meta
+
+
+def _assert_equals_sequential(folder, seq):
+    x, y, meta = _pairs_of(folder)
+    np.testing.assert_allclose(x, seq.image[seq.text_to_image], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, seq.text, rtol=1e-5, atol=1e-6)
+    assert meta["caption"] == list(seq.captions)
+    assert meta["image_id"] == [seq.image_ids[i] for i in seq.text_to_image]
+
+
+def _encoder_actor_pids():
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if b"MapWorker" in f.read():
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+def test_embed_ray_equals_sequential(tmp_path, ray_session, tiny_cfg, emoji):
+    from gapkit.encoders import extract
+    from gapkit.encoders.sharded_extraction import embed_to_shards
+
+    seq = extract(SlowMaker(tiny_cfg)("cpu"), emoji, batch_size=8, use_cache=False, progress=False)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # SlowMaker travels to the workers
+    man = embed_to_shards(SlowMaker(tiny_cfg), emoji, tmp_path / "s", engine="ray", batch_size=4, shard_rows=9,
+                          progress=False)
+    assert man["resumed_shards"] == 0 and man["n_rows"] == len(emoji.captions)
+    _assert_equals_sequential(tmp_path / "s", seq)
+    again = embed_to_shards(SlowMaker(tiny_cfg), emoji, tmp_path / "s", engine="ray", progress=False,
+                            batch_size=4, shard_rows=9)  # every shard complete: no Ray work at all
+    assert again["resumed_shards"] == again["n_shards"]
+
+
+@pytest.mark.slow  # ~150 s on a loaded 2-core machine: the killed actor is restarted (a fresh torch import)
+def test_embed_ray_resumes_after_a_killed_worker(tmp_path, ray_session, tiny_cfg, emoji):
+    import signal
+    import threading
+    import time
+
+    from gapkit.encoders import extract
+    from gapkit.encoders.sharded_extraction import embed_to_shards, shard_paths
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # SlowMaker travels to the workers
+    seq = extract(SlowMaker(tiny_cfg)("cpu"), emoji, batch_size=8, use_cache=False, progress=False)
+    out = tmp_path / "shards"
+    result = {}
+
+    def job():
+        try:
+            result["manifest"] = embed_to_shards(SlowMaker(tiny_cfg, 0.4), emoji, out, engine="ray", batch_size=3,
+                                                 shard_rows=9, progress=False)
+        except GapkitError as exc:
+            result["error"] = str(exc)
+
+    t = threading.Thread(target=job)
+    t.start()
+    killed = []
+    deadline = time.time() + 240
+    while t.is_alive() and time.time() < deadline:  # kill the encoder actor once shard 0 is written
+        if not killed and shard_paths(out, 0)[2].exists():
+            for pid in _encoder_actor_pids():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        time.sleep(0.1)
+    t.join(timeout=60)
+    assert killed, "the run ended before the test could kill a worker"
+    assert "error" not in result or "\n" not in result["error"]  # failed in one line, or Ray restarted the actor
+    first = [p.stat().st_mtime_ns for p in shard_paths(out, 0)]
+    again = embed_to_shards(SlowMaker(tiny_cfg), emoji, out, engine="ray", batch_size=3, shard_rows=9, progress=False)
+    assert again["n_shards"] == -(-len(emoji.captions) // 9) and again["resumed_shards"] >= 1
+    assert [p.stat().st_mtime_ns for p in shard_paths(out, 0)] == first  # the finished shard was kept
+    _assert_equals_sequential(out, seq)
+    from gapkit.metrics import measure_stream
+
+    assert measure_stream(out, engine="ray")["n_image"] == len(emoji.captions)
+
+
+def test_embed_cli_local_engine_resume_lock_and_plan(tmp_path, tiny_cfg, emoji, capsys):
+    import fcntl
+
+    from gapkit.encoders import extract
+    from gapkit.encoders.sharded_extraction import LOCK_FILE, shard_paths
+
+    seq = extract(SlowMaker(tiny_cfg)("cpu"), emoji, batch_size=8, use_cache=False, progress=False)
+    out = tmp_path / "e"
+    cmd = ["embed", "--encoder", f"open_clip:{tiny_cfg}", "--dataset", "emoji", "--limit", "11",
+           "--cache-dir", str(tmp_path / "c"), "--quiet", "--engine", "local", "--batch-size", "4",
+           "--shard-rows", "9", "--out", str(out)]
+    assert main(cmd) == 0
+    _assert_equals_sequential(out, seq)
+    keep = [p.stat().st_mtime_ns for k in (0, 2, 3) for p in shard_paths(out, k)]
+    shard_paths(out, 1)[1].unlink()  # a shard interrupted between its files
+    assert main(cmd) == 0
+    assert [p.stat().st_mtime_ns for k in (0, 2, 3) for p in shard_paths(out, k)] == keep
+    _assert_equals_sequential(out, seq)
+    capsys.readouterr()
+    with open(out / LOCK_FILE, "r+") as f:  # another running job holds the folder
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(cmd) == 2
+        assert "another running job" in _one_error_line(capsys)
+    assert main([*cmd[:-2], "--seed", "1", "--out", str(out)]) == 2  # other weights: not this job's folder
+    assert "another embedding job" in _one_error_line(capsys)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "a.txt").write_text("x")
+    assert main([*cmd[:-1], str(tmp_path / "mine")]) == 2
+    assert "refusing to replace" in _one_error_line(capsys)

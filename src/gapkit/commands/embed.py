@@ -37,6 +37,13 @@ examples:
   torchrun --nproc-per-node 4 -m gapkit embed --encoder towers --dataset emoji --shard auto --out parts
   gapkit embed --merge parts/shard-* --out full
   gapkit measure --embeddings runs/emoji-towers
+  gapkit embed --encoder towers --dataset openclipart --engine ray --address auto --actors 4 --out shards
+  gapkit measure --embeddings shards --engine ray --address auto
+
+With --engine (local or ray) the output is a resumable clip-retrieval shard folder (img_emb/,
+text_emb/, metadata/ + manifest.json; one row per image-caption pair, in caption order): Ray Data
+decodes images in CPU tasks and encodes them in --actors encoder actors (--gpus-per-worker GPUs
+each); a rerun skips shards that are complete. See docs/scale.md.
 """
 
 
@@ -72,6 +79,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, metavar="DIR", help="output embed directory (written atomically)")
+    from ._common import add_engine_args
+
+    add_engine_args(p)
+    g = p.add_argument_group("sharded extraction (--engine)")
+    g.add_argument("--actors", type=int, default=1, metavar="N", help="encoder actors (model copies) on Ray (default 1)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                   help="GPUs per encoder actor (default 0: CPU); the actor encodes on its GPU")
+    g.add_argument("--shard-rows", type=int, default=100_000, metavar="S",
+                   help="image-caption pairs per output shard (default 100000)")
 
 
 # What --out must not look like: it is a directory, and `measure` would read FILE.npz as an array file.
@@ -134,6 +150,11 @@ def run(args: argparse.Namespace) -> int:
         raise GapkitError("give --encoder and --dataset (or --merge DIRS)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(args.out)
+    from ._common import check_engine_args
+
+    check_engine_args(args)
+    if args.engine and (args.shard or args.merge):
+        raise GapkitError("--engine writes its own shards; --shard and --merge do not apply")
     if args.shard == "auto":
         rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
         if rank is None or world is None:
@@ -142,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         out = out / f"shard-{rank}-of-{world}"
     ds = load_dataset(args.dataset, args.split, args.split_seed, limit=args.limit, cache_dir=args.cache_dir,
                       **_dataset_kwargs(args))
+    if args.engine:
+        return _run_sharded(args, ds)
 
     def make_encoder() -> Any:
         kw: dict[str, Any] = {"device": args.device}
@@ -158,5 +181,36 @@ def run(args: argparse.Namespace) -> int:
     save_embed_dir(pe, out)
     src = "cache" if pe.metadata.get("from_cache") else "model"
     print(f"{out}: {pe.n_image} images, {pe.n_text} texts, dim {pe.dim} ({pe.metadata['model']}, from {src})",
+          file=sys.stderr if args.quiet else sys.stdout)
+    return 0
+
+
+class EncoderMaker:
+    """A picklable `device -> Encoder` for the workers: registry name, checkpoint and seed."""
+
+    def __init__(self, name: str, checkpoint: str | None, seed: int) -> None:
+        self.name, self.checkpoint, self.seed = name, checkpoint, seed
+
+    def __call__(self, device: str) -> Any:
+        from ..encoders.registry import get_encoder
+
+        kw: dict[str, Any] = {"device": device}
+        if not self.name.startswith(("hf", "sbert")):
+            kw["seed"] = self.seed
+        return get_encoder(self.name, checkpoint=self.checkpoint, **kw)
+
+
+def _run_sharded(args: argparse.Namespace, ds: Any) -> int:
+    """--engine local|ray: a resumable clip-retrieval shard folder (gapkit.encoders.sharded_extraction)."""
+    from ..encoders.sharded_extraction import embed_to_shards
+
+    if args.device != "cpu":
+        raise GapkitError("with --engine, the device follows --gpus-per-worker (each actor uses its own GPU)")
+    make = EncoderMaker(args.encoder, str(Path(args.checkpoint).resolve()) if args.checkpoint else None, args.seed)
+    man = embed_to_shards(make, ds, args.out, engine=args.engine, address=args.address, batch_size=args.batch_size,
+                          shard_rows=args.shard_rows, actors=args.actors, gpus_per_actor=args.gpus_per_worker,
+                          progress=not args.quiet, spec=_spec(args))
+    print(f"{args.out}: {man['n_rows']} image-caption pairs in {man['n_shards']} shards, dim {man['dim']} "
+          f"({man['model']}, engine {args.engine}, {man['resumed_shards']} shards already complete)",
           file=sys.stderr if args.quiet else sys.stdout)
     return 0

@@ -8,12 +8,16 @@ floating-point result however many workers took part and whichever finished firs
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from ..errors import GapkitError
 
 T = TypeVar("T")
 S = TypeVar("S")
+C = TypeVar("C")  # a pipeline's shared context (dataset, encoder spec)
+B = TypeVar("B")
+M = TypeVar("M")
+R = TypeVar("R")
 
 ENGINES = ("local", "ray")
 
@@ -29,6 +33,13 @@ class Engine(Protocol):
     def map_reduce(self, fn: Callable[[T], S], items: Sequence[T], merge: Callable[[S, S], S], *,
                    desc: str = "shards") -> S:
         """tree_order(merge, [fn(item) for item in items]) without moving every state to the driver."""
+
+    def pipeline(self, items: Sequence[T], prepare: Callable[[C, T], B], load: Callable[[C, str], M],
+                 apply: Callable[[M, C, B], R], *, context: C, actors: int = 1, gpus_per_actor: float = 0.0,
+                 cpus_per_actor: float = 1.0, desc: str = "batches") -> Iterator[R]:
+        """Yield apply(model, context, prepare(context, item)) for every item, in item order, where
+        prepare runs as CPU tasks and model = load(context, device) is built once per actor
+        (`actors` of them, each with `gpus_per_actor` GPUs). Items and results are dicts of arrays."""
 
     def close(self) -> None:
         """Release what the engine started (a local Ray instance it created); idempotent."""
@@ -68,6 +79,19 @@ class LocalEngine:
     def map_reduce(self, fn: Callable[[T], S], items: Sequence[T], merge: Callable[[S, S], S], *,
                    desc: str = "shards") -> S:
         return tree_order(merge, self.map(fn, items, desc=desc))
+
+    def pipeline(self, items: Sequence[T], prepare: Callable[[C, T], B], load: Callable[[C, str], M],
+                 apply: Callable[[M, C, B], R], *, context: C, actors: int = 1, gpus_per_actor: float = 0.0,
+                 cpus_per_actor: float = 1.0, desc: str = "batches") -> Iterator[R]:
+        """One model in this process (on the GPU when one is asked for and present)."""
+        device = "cpu"
+        if gpus_per_actor > 0:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = load(context, device)
+        for it in items:
+            yield apply(model, context, prepare(context, it))
 
     def close(self) -> None:
         pass

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from ..errors import GapkitError
 
@@ -92,15 +92,31 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     return True
 
 
+def _gapkit_cause(exc: BaseException | None, depth: int = 0) -> GapkitError | None:
+    """The GapkitError a task raised, found through Ray's wrappers (RayTaskError.cause, Ray Data's
+    UserCodeException, __cause__ / __context__ chains)."""
+    if exc is None or depth > 8:
+        return None
+    if isinstance(exc, GapkitError) and "Traceback" not in str(exc):
+        return exc
+    for nxt in (getattr(exc, "cause", None), exc.__cause__, exc.__context__):
+        if isinstance(nxt, BaseException) and nxt is not exc:
+            found = _gapkit_cause(nxt, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
 def _reraise(exc: BaseException, desc: str) -> None:
     """Turn Ray's wrapped failures into one GapkitError line (or the task's own GapkitError)."""
     ray = require_ray()
     rex = ray.exceptions
+    own = _gapkit_cause(exc)
+    if own is not None:
+        raise type(own)(str(own).splitlines()[0]) from None
     if isinstance(exc, rex.RayTaskError):
         cause = getattr(exc, "cause", None)
-        if isinstance(cause, GapkitError):
-            raise type(cause)(str(cause)) from None
-        if isinstance(cause, BaseException):
+        if isinstance(cause, BaseException) and not isinstance(cause, (rex.RayError,)):
             raise cause
     died = tuple(getattr(rex, n) for n in ("WorkerCrashedError", "RayActorError", "NodeDiedError",
                                            "ObjectLostError", "OwnerDiedError", "ActorDiedError") if hasattr(rex, n))
@@ -184,6 +200,37 @@ class RayEngine:
         finally:
             del level
 
+    def pipeline(self, items: Sequence[dict[str, int]], prepare: Callable[[Any, Any], Any],
+                 load: Callable[[Any, str], Any], apply: Callable[[Any, Any, Any], Any], *, context: Any,
+                 actors: int = 1, gpus_per_actor: float = 0.0, cpus_per_actor: float = 1.0,
+                 desc: str = "batches") -> Iterator[dict[str, Any]]:
+        """Ray Data: one block per item; `prepare` as CPU tasks (map_batches with a function), then
+        `apply` in a pool of `actors` actors that each call `load` once (map_batches with a callable
+        class, num_gpus=gpus_per_actor), results streamed back in item order (preserve_order)."""
+        import ray.data
+
+        dctx = ray.data.DataContext.get_current()
+        dctx.execution_options.preserve_order = True  # results in item order: deterministic output
+        dctx.enable_progress_bars = False  # the driver shows its own bar (rows written)
+        dctx.print_on_execution_start = False
+        ds = None
+        try:
+            ds = ray.data.from_items(list(items), override_num_blocks=max(1, len(items)))
+            # ray_remote_args_fn keeps Ray Data from fusing this stage into the actors: decoding
+            # stays in CPU tasks that run beside the (GPU) actors instead of inside them.
+            ds = ds.map_batches(_prepare_batch, fn_kwargs={"prepare": prepare, "context": context},
+                                batch_size=1, batch_format="numpy", ray_remote_args_fn=_one_cpu)
+            ds = ds.map_batches(_ModelActor, fn_constructor_kwargs={"load": load, "apply": apply, "context": context,
+                                                                    "device": "cuda" if gpus_per_actor > 0 else "cpu"},
+                                batch_size=None, batch_format="numpy", concurrency=actors, num_gpus=gpus_per_actor,
+                                num_cpus=cpus_per_actor)
+            yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+        except Exception as exc:  # noqa: BLE001
+            _reraise(exc, desc)
+            raise
+        finally:
+            del ds
+
     def close(self) -> None:
         """Shut down the local Ray instance if this engine started it (a joined cluster keeps running)."""
         if self._started and self.ray.is_initialized():
@@ -195,3 +242,25 @@ class RayEngine:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _one_cpu() -> dict[str, Any]:
+    return {"num_cpus": 1}
+
+
+def _prepare_batch(batch: dict[str, Any], prepare: Callable[[Any, Any], Any], context: Any) -> dict[str, Any]:
+    """Ray Data CPU task: a one-row batch of item columns -> prepare(context, item)."""
+    item = {k: int(v[0]) for k, v in batch.items()}
+    return prepare(context, item)
+
+
+class _ModelActor:
+    """Ray Data actor: load the model once, then apply it to every block it is given."""
+
+    def __init__(self, load: Callable[[Any, str], Any], apply: Callable[[Any, Any, Any], Any], context: Any,
+                 device: str) -> None:
+        self.model = load(context, device)
+        self.apply, self.context = apply, context
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return self.apply(self.model, self.context, batch)
