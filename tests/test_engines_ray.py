@@ -366,3 +366,79 @@ def test_embed_cli_local_engine_resume_lock_and_plan(tmp_path, tiny_cfg, emoji, 
     (tmp_path / "mine" / "a.txt").write_text("x")
     assert main([*cmd[:-1], str(tmp_path / "mine")]) == 2
     assert "refusing to replace" in _one_error_line(capsys)
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _stop_group(proc):
+    """Stop one `ray start --block` node: SIGTERM to its process group (only the processes this test
+    started), SIGKILL if it is still there after 30 s."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@pytest.mark.slow  # starts a real two-node Ray cluster on this machine (~3 min on 2 loaded cores)
+def test_two_node_cluster_embed(tmp_path, tiny_cfg):
+    """`ray start --head` + a second `ray start --address` on other ports (one CPU each), then
+    `gapkit embed --engine ray --address`: both nodes did work (the manifest names the nodes that ran
+    decode tasks or the encoder actor); both nodes are always stopped, by their process groups."""
+    import time
+
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    head, *ports = _free_ports(7)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=os.pathsep.join(sys.path), RAY_AUTH_MODE="disabled")  # a private test cluster
+    common = ["--num-cpus", "1", "--disable-usage-stats", "--block"]
+    nodes = []
+    try:
+        nodes.append(subprocess.Popen([ray_bin, "start", "--head", "--port", str(head), "--include-dashboard",
+                                       "false", *common], env=env, start_new_session=True,
+                                      stdout=open(tmp_path / "head.log", "w"), stderr=subprocess.STDOUT))
+        deadline = time.time() + 180
+        while True:  # wait for the head's GCS port
+            try:
+                socket.create_connection(("127.0.0.1", head), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline and nodes[0].poll() is None, (tmp_path / "head.log").read_text()[-2000:]
+                time.sleep(1)
+        flags = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+                 "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")
+        other_ports = [x for f, port in zip(flags, ports) for x in (f, str(port))]  # the head took the defaults
+        nodes.append(subprocess.Popen([ray_bin, "start", "--address", f"127.0.0.1:{head}", *other_ports, *common],
+                                      env=env, start_new_session=True,
+                                      stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT))
+        out = tmp_path / "shards"
+        cmd = [sys.executable, "-m", "gapkit", "embed", "--encoder", f"open_clip:{tiny_cfg}", "--dataset", "emoji",
+               "--limit", "11", "--cache-dir", str(tmp_path / "c"), "--quiet", "--engine", "ray", "--address",
+               f"127.0.0.1:{head}", "--batch-size", "2", "--shard-rows", "6", "--out", str(out)]
+        deadline = time.time() + 180
+        while "Ray runtime started" not in (tmp_path / "worker.log").read_text():  # the second node joined
+            assert time.time() < deadline and nodes[1].poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+            time.sleep(1)
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        man = json.loads((out / "manifest.json").read_text())
+        assert len(man["nodes"]) == 2, man["nodes"]
+        assert man["n_rows"] == _concat(out)[1].shape[0]
+    finally:
+        for proc in reversed(nodes):
+            _stop_group(proc)

@@ -204,18 +204,20 @@ def embed_to_shards(make_encoder: Callable[[str], Any], ds: Any, out: str | os.P
         todo = [k for k in range(n_shards) if not shard_complete(out, k, min(shard_rows, n_rows - k * shard_rows))]
         ctx = EmbedContext(ds, encoder.preprocess, make_encoder, plan["weights_hash"])
         t0 = time.perf_counter()
+        nodes: list[str] = []
         if todo:
             eng = get_engine(engine, address=address, progress=False)
             try:
                 _run(eng, ctx, out, todo, n_rows, int(shard_rows), batch_size, int(actors), float(gpus_per_actor),
                      float(cpus_per_actor), progress)
+                nodes = sorted(getattr(eng, "nodes_used", ()))
             finally:
                 if eng is not engine:
                     eng.close()
         manifest = build_manifest(encoder, ds, None, None, fp)
         manifest.update(layout="clip-retrieval", rows="one per (image, caption) pair, in caption order",
                         n_rows=n_rows, n_shards=n_shards, shard_rows=int(shard_rows), dim=int(encoder.embed_dim),
-                        engine=getattr(engine, "name", engine), resumed_shards=n_shards - len(todo),
+                        engine=getattr(engine, "name", engine), resumed_shards=n_shards - len(todo), nodes=nodes,
                         seconds=round(time.perf_counter() - t0, 3))
         write_json_atomic(out / "manifest.json", manifest)
     return manifest

@@ -20,6 +20,8 @@ import socket
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
+import numpy as np
+
 from ..errors import GapkitError
 
 T = TypeVar("T")
@@ -138,6 +140,8 @@ class RayEngine:
         self.max_in_flight = max_in_flight
         self._started = connect(address, num_cpus)
         self.ray = require_ray()
+        #: ids of the Ray nodes that ran pipeline work (decode tasks or actors) in this engine's runs
+        self.nodes_used: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
     def _remote(self, fn: Callable[..., Any]) -> Any:
@@ -224,7 +228,10 @@ class RayEngine:
                                                                     "device": "cuda" if gpus_per_actor > 0 else "cpu"},
                                 batch_size=None, batch_format="numpy", concurrency=actors, num_gpus=gpus_per_actor,
                                 num_cpus=cpus_per_actor)
-            yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                for col in (_NODE_PREPARE, _NODE_APPLY):  # where the work ran (reported, then dropped)
+                    self.nodes_used.update(str(v) for v in np.unique(batch.pop(col)))
+                yield batch
         except Exception as exc:  # noqa: BLE001
             _reraise(exc, desc)
             raise
@@ -248,10 +255,22 @@ def _one_cpu() -> dict[str, Any]:
     return {"num_cpus": 1}
 
 
+_NODE_PREPARE, _NODE_APPLY = "_gapkit_node_prepare", "_gapkit_node_apply"
+
+
+def _node_column(batch: dict[str, Any], name: str) -> dict[str, Any]:
+    """Tag every row with the id of the node that processed it (the driver reports and drops it)."""
+    import ray
+
+    n = len(next(iter(batch.values()))) if batch else 0
+    batch[name] = np.full(n, ray.get_runtime_context().get_node_id())
+    return batch
+
+
 def _prepare_batch(batch: dict[str, Any], prepare: Callable[[Any, Any], Any], context: Any) -> dict[str, Any]:
     """Ray Data CPU task: a one-row batch of item columns -> prepare(context, item)."""
     item = {k: int(v[0]) for k, v in batch.items()}
-    return prepare(context, item)
+    return _node_column(prepare(context, item), _NODE_PREPARE)
 
 
 class _ModelActor:
@@ -263,4 +282,7 @@ class _ModelActor:
         self.apply, self.context = apply, context
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return self.apply(self.model, self.context, batch)
+        tag = batch.pop(_NODE_PREPARE)
+        out = self.apply(self.model, self.context, batch)
+        out[_NODE_PREPARE] = tag
+        return _node_column(out, _NODE_APPLY)
