@@ -143,6 +143,17 @@ def test_mixed_dimensions_and_unreachable_cluster_are_one_line(tmp_path, capsys)
     assert not (tmp_path / "fixed").exists()
 
 
+def test_embed_unreachable_cluster_leaves_no_folder(tmp_path, tiny_cfg, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["embed", "--encoder", f"open_clip:{tiny_cfg}", "--dataset", "emoji", "--limit", "5", "--quiet",
+                 "--cache-dir", str(tmp_path / "c"), "--engine", "ray", "--address", f"127.0.0.1:{port}",
+                 "--out", str(tmp_path / "e")]) == 2
+    assert "no Ray cluster reachable" in _one_error_line(capsys)
+    assert not (tmp_path / "e").exists()
+
+
 def test_object_store_released_across_runs(tmp_path, ray_session):
     write_clip_retrieval(tmp_path / "cr")
     worker = ray._private.worker.global_worker.core_worker

@@ -142,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
     from ..encoders.registry import get_encoder
 
     check_out_dir(args.out)
+    from ._common import check_engine_args
+
+    check_engine_args(args)
+    if args.engine and (args.shard or args.merge):
+        raise GapkitError("--engine writes its own shards; --shard and --merge do not apply")
     if args.merge:
         pe = merge_embed_dirs(args.merge, args.out)
         print(f"merged {len(args.merge)} shards -> {args.out} ({pe.n_image} images, {pe.n_text} texts, dim {pe.dim})")
@@ -150,11 +155,6 @@ def run(args: argparse.Namespace) -> int:
         raise GapkitError("give --encoder and --dataset (or --merge DIRS)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(args.out)
-    from ._common import check_engine_args
-
-    check_engine_args(args)
-    if args.engine and (args.shard or args.merge):
-        raise GapkitError("--engine writes its own shards; --shard and --merge do not apply")
     if args.shard == "auto":
         rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
         if rank is None or world is None:

@@ -193,33 +193,42 @@ def embed_to_shards(make_encoder: Callable[[str], Any], ds: Any, out: str | os.P
     out = Path(out)
     n_rows = len(ds.captions)
     n_shards = -(-n_rows // shard_rows)
-    with hold_output(out):
-        encoder = make_encoder("cpu")
-        if hasattr(encoder, "prepare"):
-            encoder.prepare(ds, batch_size=batch_size, progress=progress)
-        fp = dataset_fingerprint(ds)
-        plan = {"format": "gapkit-embed-shards", "model": encoder.name, "weights_hash": encoder.weights_hash(),
-                "dataset_fingerprint": fp, "n_rows": n_rows, "shard_rows": int(shard_rows), "spec": spec}
-        _check_plan(out, plan)
-        todo = [k for k in range(n_shards) if not shard_complete(out, k, min(shard_rows, n_rows - k * shard_rows))]
-        ctx = EmbedContext(ds, encoder.preprocess, make_encoder, plan["weights_hash"])
-        t0 = time.perf_counter()
-        nodes: list[str] = []
-        if todo:
-            eng = get_engine(engine, address=address, progress=False)
-            try:
-                _run(eng, ctx, out, todo, n_rows, int(shard_rows), batch_size, int(actors), float(gpus_per_actor),
+    rows_of = [min(shard_rows, n_rows - k * shard_rows) for k in range(n_shards)]
+    encoder = make_encoder("cpu")  # on the driver: hash, manifest, preprocess (before OUT is touched)
+    if hasattr(encoder, "prepare"):
+        encoder.prepare(ds, batch_size=batch_size, progress=progress)
+    fp = dataset_fingerprint(ds)
+    plan = {"format": "gapkit-embed-shards", "model": encoder.name, "weights_hash": encoder.weights_hash(),
+            "dataset_fingerprint": fp, "n_rows": n_rows, "shard_rows": int(shard_rows), "spec": spec}
+    check_replaceable_dir(out)
+
+    def todo() -> list[int]:
+        return [k for k in range(n_shards) if not shard_complete(out, k, rows_of[k])]
+
+    # Connect before OUT is created, so an unreachable cluster leaves nothing behind.
+    eng = get_engine(engine, address=address, progress=False) if todo() else None
+    nodes: list[str] = []
+    t0 = time.perf_counter()
+    try:
+        with hold_output(out):
+            _check_plan(out, plan)
+            left = todo()  # again, under the lock
+            if left and eng is None:
+                eng = get_engine(engine, address=address, progress=False)
+            if left:
+                ctx = EmbedContext(ds, encoder.preprocess, make_encoder, plan["weights_hash"])
+                _run(eng, ctx, out, left, n_rows, int(shard_rows), batch_size, int(actors), float(gpus_per_actor),
                      float(cpus_per_actor), progress)
                 nodes = sorted(getattr(eng, "nodes_used", ()))
-            finally:
-                if eng is not engine:
-                    eng.close()
-        manifest = build_manifest(encoder, ds, None, None, fp)
-        manifest.update(layout="clip-retrieval", rows="one per (image, caption) pair, in caption order",
-                        n_rows=n_rows, n_shards=n_shards, shard_rows=int(shard_rows), dim=int(encoder.embed_dim),
-                        engine=getattr(engine, "name", engine), resumed_shards=n_shards - len(todo), nodes=nodes,
-                        seconds=round(time.perf_counter() - t0, 3))
-        write_json_atomic(out / "manifest.json", manifest)
+            manifest = build_manifest(encoder, ds, None, None, fp)
+            manifest.update(layout="clip-retrieval", rows="one per (image, caption) pair, in caption order",
+                            n_rows=n_rows, n_shards=n_shards, shard_rows=int(shard_rows), dim=int(encoder.embed_dim),
+                            engine=getattr(engine, "name", engine), resumed_shards=n_shards - len(left), nodes=nodes,
+                            seconds=round(time.perf_counter() - t0, 3))
+            write_json_atomic(out / "manifest.json", manifest)
+    finally:
+        if eng is not None and eng is not engine:
+            eng.close()
     return manifest
 
 

@@ -150,26 +150,23 @@ class RayEngine:
     def _submit(self, fn: Callable[[T], S], items: Sequence[T], desc: str) -> list[Any]:
         """Submit one task per item (at most max_in_flight unfinished at a time); returns the refs in
         item order after every task has finished, with progress on the driver."""
-        task = self._remote(fn)
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(items), desc=desc, unit="shard")
+        task = self._remote(fn)
         refs: list[Any] = []
         pending: list[Any] = []
         limit = self.max_in_flight or len(items) or 1
-        for it in items:
-            if len(pending) >= limit:
+        with tqdm(total=len(items), desc=desc, unit="shard", disable=not self.progress) as bar:
+            for it in items:
+                if len(pending) >= limit:
+                    done, pending = self.ray.wait(pending, num_returns=1)
+                    bar.update(len(done))
+                ref = task.remote(it)
+                refs.append(ref)
+                pending.append(ref)
+            while pending:
                 done, pending = self.ray.wait(pending, num_returns=1)
-                bar and bar.update(len(done))
-            ref = task.remote(it)
-            refs.append(ref)
-            pending.append(ref)
-        while pending:
-            done, pending = self.ray.wait(pending, num_returns=1)
-            bar and bar.update(len(done))
-        bar and bar.close()
+                bar.update(len(done))
         return refs
 
     # ------------------------------------------------------------------ the interface
