@@ -22,7 +22,7 @@ def test_simulate_writes_record_and_figures(tmp_path, capsys):
     tr = res["traces"]
     assert tr["epoch"][0] == 0 and tr["epoch"][-1] == 300 and len(tr["centroid_distance"]) == len(tr["epoch"])
     assert len(res["snapshots"]["indices"]) == 30
-    assert sorted(p.name for p in figs.iterdir()) == ["run_distances.png", "run_snapshots.png"]
+    assert sorted(p.name for p in figs.iterdir() if not p.name.startswith(".")) == ["run_distances.png", "run_snapshots.png"]
 
 
 @pytest.mark.parametrize("args, words", [

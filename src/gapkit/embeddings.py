@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .atomic import atomic_dir, atomic_path
-from .errors import GapkitError, GapkitTypeError
+from .errors import GapkitError, GapkitTypeError, reading
 from .validation import as_matrix, check_mapping, check_pairs, first_caption_rows, l2_normalize
 
 IMAGE_KEYS = ("image", "images", "image_emb", "img_emb", "img", "image_embeddings", "image_features")
@@ -156,6 +156,7 @@ def _read_dict(p: Path) -> dict[str, np.ndarray]:
     suffix = p.suffix.lower()
     try:
         if suffix == ".npz":
+            _check_npz_sizes(p)
             with np.load(p, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         if suffix == ".safetensors":
@@ -173,6 +174,29 @@ def _read_dict(p: Path) -> dict[str, np.ndarray]:
     except Exception as exc:  # zip, header and I/O errors of the three libraries
         raise GapkitError(f"{p}: unreadable {suffix} file ({type(exc).__name__}: {exc})") from None
     raise GapkitError(f"{p}: not an array-dictionary format")
+
+
+# An .npz whose members decompress to more than this many times their compressed size, and to
+# more than NPZ_BOMB_BYTES in all, is refused before any member is read: embeddings (float data)
+# compress by ~1.1x, a zip bomb by 1000x.
+NPZ_MAX_RATIO = 100
+NPZ_BOMB_BYTES = 256 * 2**20
+
+
+def _check_npz_sizes(p: Path) -> None:
+    """Bound what reading the .npz `p` would allocate, from the zip directory, before reading it."""
+    import zipfile
+
+    from .validation import check_allocation
+
+    with zipfile.ZipFile(p) as zf:
+        infos = zf.infolist()
+    raw = sum(i.file_size for i in infos)
+    packed = max(sum(i.compress_size for i in infos), 1)
+    if raw > NPZ_BOMB_BYTES and raw > NPZ_MAX_RATIO * packed:
+        raise GapkitError(f"{p}: its arrays decompress to {raw / 2**30:.1f} GiB from {packed / 2**20:.1f} MiB "
+                          f"(ratio {raw / packed:,.0f}); refusing a likely zip bomb (save real data as .npy or .safetensors)")
+    check_allocation(raw, f"reading {p}")
 
 
 def _read_torch(p: Path) -> dict[str, np.ndarray]:
@@ -383,16 +407,16 @@ def load_mapping(path: str | Path) -> np.ndarray:
             return _read_npy(p, mmap=False)
         if suffix == ".json":
             data = json.loads(p.read_text(encoding="utf-8"))
-            if not isinstance(data, list):
+            if not isinstance(data, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in data):
                 raise GapkitError(f"{p}: expected a JSON list of integers")
-            return np.asarray(data)
+            return np.asarray(data, dtype=np.int64)
         if suffix in (".txt", ".csv", ".tsv", ""):
             lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
             return np.asarray([int(ln) for ln in lines], dtype=np.int64)
-    except (ValueError, json.JSONDecodeError) as exc:
+    except (ValueError, OverflowError, RecursionError, json.JSONDecodeError) as exc:
         if isinstance(exc, GapkitError):
             raise
-        raise GapkitError(f"{p}: unreadable text_to_image map ({exc})") from None
+        raise GapkitError(f"{p}: unreadable text_to_image map ({type(exc).__name__}: {exc})") from None
     return load_array(p, mmap=False)
 
 
@@ -417,8 +441,15 @@ def iter_clip_retrieval_shards(path: str | Path) -> Iterator[tuple[np.ndarray, n
         )
     if [f.name.split("_")[-1] for f in imgs] != [f.name.split("_")[-1] for f in txts]:
         raise GapkitError(f"{root}: image and text shards do not match ({len(imgs)} vs {len(txts)} files)")
+    dim = None
     for fi, ft in zip(imgs, txts):
         a, b = _read_npy(fi, True), _read_npy(ft, True)
+        for arr, f in ((a, fi), (b, ft)):
+            if arr.ndim != 2:
+                raise GapkitError(f"{f}: a shard must be a 2-D (rows, dim) array, got shape {arr.shape}")
+            dim = arr.shape[1] if dim is None else dim
+            if arr.shape[1] != dim:
+                raise GapkitError(f"{f}: dimension {arr.shape[1]} differs from the other shards ({dim})")
         if a.shape[0] != b.shape[0]:
             raise GapkitError(f"{fi.name} has {a.shape[0]} rows but {ft.name} has {b.shape[0]}")
         yield a, b
@@ -436,7 +467,8 @@ def _read_clip_retrieval(root: Path) -> tuple[np.ndarray, np.ndarray, list[str] 
 
         caps: list[str] = []
         for f in metas:
-            t = pq.read_table(f)
+            with reading(f, "clip-retrieval metadata parquet"):
+                t = pq.read_table(f)
             if "caption" not in t.column_names:
                 caps = []
                 break

@@ -136,3 +136,74 @@ def first_caption_rows(text_to_image: np.ndarray) -> tuple[np.ndarray, np.ndarra
     The convention for metrics defined on 1:1 pairs when an image has several captions.
     """
     return np.unique(text_to_image, return_index=True)
+
+
+# ---- settings that reach the machine: seeds, devices, threads, memory -------------------------
+MAX_SEED = 2**32 - 1  # the range every RNG gapkit seeds accepts (NumPy, torch, numba, Python)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A seed must be an integer in [0, 2**32 - 1]."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise GapkitError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    return int(seed)
+
+
+def check_threads(threads: Any, name: str = "threads") -> int:
+    """0 (library default) or a thread count no larger than 4x the machine's cores."""
+    import os
+
+    limit = 4 * (os.cpu_count() or 1)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= int(threads) <= limit:
+        raise GapkitError(f"{name} must be an integer in [0, {limit}] (0 = default; this machine has "
+                          f"{os.cpu_count()} cores), got {threads!r}")
+    return int(threads)
+
+
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
+
+
+def check_device(device: Any, name: str = "device") -> str:
+    """'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; an accelerator that is not there is an error
+    (never a silent fall-back to the CPU)."""
+    text = str(device)
+    kind, _, index = text.partition(":")
+    if kind not in DEVICE_KINDS or (index and (kind != "cuda" or not index.isdigit())):
+        raise GapkitError(f"{name} must be one of auto, cpu, cuda, cuda:N, mps; got {text!r}")
+    if kind in ("auto", "cpu"):
+        return text
+    import torch
+
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise GapkitError(f"{name} {text}: CUDA is not available on this machine (use cpu or auto)")
+        if index and int(index) >= torch.cuda.device_count():
+            raise GapkitError(f"{name} {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise GapkitError(f"{name} mps: Apple MPS is not available on this machine")
+    return text
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux; else physical)."""
+    import os
+
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_allocation(n_bytes: float, what: str) -> None:
+    """Refuse, before allocating, work that needs more memory than is available."""
+    avail = available_memory()
+    if n_bytes > 0.9 * avail:
+        raise GapkitError(f"{what} needs about {n_bytes / 2**30:,.1f} GiB of memory; "
+                          f"{avail / 2**30:,.1f} GiB are available")

@@ -11,6 +11,30 @@ from ..embeddings import PairedEmbeddings, load_embeddings
 from ..errors import GapkitError
 
 
+def seed_arg(text: str) -> int:
+    """argparse type of every --seed: an integer in [0, 2**32 - 1] (checked before any work)."""
+    from ..validation import check_seed
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give an integer") from None
+    try:
+        return check_seed(value)
+    except GapkitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def device_arg(text: str) -> str:
+    """argparse type of every --device: auto, cpu, cuda, cuda:N, mps; an absent accelerator is an error."""
+    from ..validation import check_device
+
+    try:
+        return check_device(text)
+    except GapkitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_embedding_args(p: argparse.ArgumentParser, prefix: str = "", required: bool = True) -> None:
     """--embeddings FILE | --image FILE --text FILE [--text-to-image FILE] | --sample NAME."""
     g = p.add_argument_group("input embeddings")

@@ -51,7 +51,9 @@ def collect(paths: list[str]) -> list[dict]:
                 continue
             row = {k: rec.get(k) for k in ID_COLUMNS[:-1]}
             row["source"] = str(f)
-            row.update({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})
+            # a metric may not overwrite an identifying column (a record naming a metric "model")
+            row.update({(f"metric_{k}" if k in ID_COLUMNS else str(k)): v for k, v in metrics.items()
+                        if not isinstance(v, (dict, list))})
             rows.append(row)
     if not rows:
         raise GapkitError("no evaluation records found")
@@ -67,8 +69,21 @@ def to_csv(rows: list[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=list(ID_COLUMNS) + metric_cols, restval="", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        w.writerow({k: _cell(v) for k, v in r.items()})
     return buf.getvalue()
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): text cells
+# that do get a leading apostrophe, which spreadsheets show as text. Numbers are written as numbers.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(v: object) -> object:
+    if v is None:
+        return ""
+    if isinstance(v, str) and v.startswith(FORMULA_START):
+        return "'" + v
+    return v
 
 
 def run(args: argparse.Namespace) -> int:

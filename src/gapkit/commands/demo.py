@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import seed_arg  # noqa: E402
+
 HELP = "run the whole study (measure -> explain -> fix -> evaluate -> HTML report) offline"
 DESCRIPTION = """\
 Run the modality-gap study end to end, offline, on data and models that ship with gapkit:
@@ -53,15 +55,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="sub-minute smoke version (small subsets, PCA only)")
     p.add_argument("--out", metavar="RUN_DIR", default=None,
                    help="run directory (default: runs/demo-YYYYmmdd-HHMMSS)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of every stage (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed of every stage (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..demo import run_demo
+    from ..demo import default_run_dir, run_demo
+    from ..outputs import run_directory
 
-    rec = run_demo(args.out, quick=args.quick, seed=args.seed)
+    with run_directory(args.out or default_run_dir()) as out:
+        rec = run_demo(out, quick=args.quick, seed=args.seed)
     stages = rec["results"]["stages"]
     ran = sum(s["status"] == "ran" for s in stages.values())
     skipped = [n for n, s in stages.items() if s["status"] == "skipped"]

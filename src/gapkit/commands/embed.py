@@ -10,6 +10,8 @@ from typing import Any
 from ..embeddings import ARRAY_SUFFIXES, PICKLE_SUFFIXES
 from ..errors import GapkitError
 
+from ._common import device_arg, seed_arg  # noqa: E402
+
 HELP = "embed a dataset's images and captions with an encoder (cached; --shard i/k, --merge)"
 DESCRIPTION = """Embed the images and captions of a dataset with an encoder and write an embed directory
 (--out names a directory, not a file):
@@ -50,7 +52,7 @@ each); a rerun skips shards that are complete. See docs/scale.md.
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", metavar="NAME", help="registry name (see `gapkit encoders --list`)")
     p.add_argument("--checkpoint", metavar="PATH", help="local weights for the encoder")
-    p.add_argument("--seed", type=int, default=0, help="seed for random-init encoders and random heads (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed for random-init encoders and random heads (default 0)")
     p.add_argument("--dataset", metavar="NAME|PATH", help="fashion-mnist, emoji, openclipart, or a data path")
     p.add_argument("--split", default="test", help="train | val | test | all (default test)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
@@ -71,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "for openclipart and user data (default 16000000; 0 = no limit)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for image decoding")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu (default), cuda, cuda:N, mps, auto")
     p.add_argument("--shard", metavar="i/k|auto", help="embed only the i-th of k blocks of images (0-based); "
                    "'auto' takes i/k from torchrun's RANK/WORLD_SIZE and writes OUT/shard-i-of-k")
     p.add_argument("--merge", nargs="+", metavar="DIR", help="merge shard embed directories into --out")

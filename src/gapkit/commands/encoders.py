@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import seed_arg  # noqa: E402
+
 HELP = "list the available encoders (models) or describe one"
+OUTPUT_ARGS: tuple[str, ...] = ()
 DESCRIPTION = """List the encoder registry, or build one encoder and print its name, dimension,
 weights hash and preprocessing.
 
@@ -18,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="list registry prefixes with a description and an example")
     p.add_argument("--info", metavar="NAME", help="build encoder NAME and describe it")
     p.add_argument("--checkpoint", metavar="PATH", help="local weights for --info")
-    p.add_argument("--seed", type=int, default=None, help="init seed for random-init encoders")
+    p.add_argument("--seed", type=seed_arg, default=None, help="init seed for random-init encoders")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ._common import seed_arg  # noqa: E402
+
 HELP = "zero-shot / retrieval / mixed-modality / intra-modal / probe / fairness evaluation -> JSON record"
+OUTPUT_ARGS = ("out", "save_fixer")
 DESCRIPTION = """Evaluate embeddings on one task and write one CLIP_benchmark-compatible JSON record.
 
 tasks and their inputs:
@@ -46,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--score", default="auto", choices=("auto", "probability", "percentile"),
                    help="mixed-retrieval with --fixer calibrated: which calibrated score ranks the corpus")
     g.add_argument("--test-fraction", type=float, default=0.3, help="linear-probe: held-out share")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=seed_arg, default=0)
     r = p.add_argument_group("record")
     r.add_argument("--model", default="unknown", help="model name for the record")
     r.add_argument("--dataset", default="unknown", help="dataset name for the record")

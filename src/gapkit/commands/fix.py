@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 HELP = "fit a post-hoc gap fixer and apply it to embeddings (output keeps the input layout)"
+OUTPUT_ARGS = ("out", "save_fixer")
 DESCRIPTION = """Fit a post-hoc gap fixer on calibration embeddings and apply it.
 
 examples:

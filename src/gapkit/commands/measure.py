@@ -19,6 +19,8 @@ from typing import Any
 
 from ._common import add_embedding_args, add_engine_args, check_engine_args, load_from_args, write_output
 
+from ._common import seed_arg  # noqa: E402
+
 HELP = "measure the modality gap of image/text embeddings (every metric of docs/metrics.md)"
 DESCRIPTION = __doc__
 
@@ -32,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-boot", type=int, default=1000, metavar="B", help="bootstrap resamples (default 1000)")
     g.add_argument("--exact", action="store_true",
                    help="compute pairwise metrics exactly at any size (default: sampled estimate above 20k rows)")
-    g.add_argument("--seed", type=int, default=0, help="seed of every sampled step (default 0)")
+    g.add_argument("--seed", type=seed_arg, default=0, help="seed of every sampled step (default 0)")
     g.add_argument("--logit-scale", type=float, default=100.0, help="1/temperature for logit_entropy (default 100)")
     g.add_argument("--train-fraction", type=float, default=0.5,
                    help="share of pairs used to train the separability classifier (default 0.5)")

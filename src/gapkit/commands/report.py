@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 
 HELP = "build a self-contained HTML report from run directories and JSON records"
+OUTPUT_ARGS = ("html",)
+OUTPUTS_IN_INPUT_DIRS = True  # `report run/ --html run/report.html`: the page sits beside the records
 DESCRIPTION = """\
 Build ONE self-contained HTML file (figures embedded, no network needed to view it) from saved
 records: run directories (every gapkit record under them) and/or record JSON files. It shows the

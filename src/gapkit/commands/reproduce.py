@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import GapkitError
 from ..params import parse_key_values
+
+from ._common import seed_arg  # noqa: E402
 
 HELP = "reproduce a paper experiment by name (see --list)"
 DESCRIPTION = __doc__
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", metavar="NAME", help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--quick", action="store_true", help="a seconds-long version (smaller, shorter)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an experiment parameter; VALUE is parsed as JSON when it can be "
                         "(e.g. --set tau=0.05 --set 'taus=[0.05,0.1]'), else taken as a string")
@@ -78,15 +79,11 @@ def run(args: argparse.Namespace) -> int:
     exp = get_experiment(args.name)
     params = parse_overrides(args.overrides)
     _check_params(args.name, exp.run, params)
-    out_dir = Path(args.out)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
+    from ..outputs import run_directory
+
+    # validated (never a user's own non-empty folder), locked, and removed again on failure if new
+    with run_directory(args.out) as out_dir:
         record = exp.run(out_dir, quick=args.quick, seed=args.seed, **params)
-    except BaseException:
-        if created:  # a folder this run made holds nothing worth keeping after a failure
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
     _print_outputs(args.name, out_dir, record)
     return 0
 

@@ -14,7 +14,10 @@ from pathlib import Path
 
 from ..errors import GapkitError
 
+from ._common import seed_arg  # noqa: E402
+
 HELP = "simulate contrastive learning of free points on a sphere (the gap forming and closing)"
+OUTPUT_ARGS = ("out", "figures")
 DESCRIPTION = __doc__
 
 
@@ -43,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--batch", type=int, default=dflt.batch, help=f"batch size (default {dflt.batch})")
     o.add_argument("--epochs", type=int, default=dflt.epochs,
                    help=f"epochs of n // batch steps each (default {dflt.epochs})")
-    o.add_argument("--seed", type=int, default=dflt.seed)
+    o.add_argument("--seed", type=seed_arg, default=dflt.seed)
     o.add_argument("--no-reproject", action="store_true",
                    help="ablation: rows are free Euclidean parameters (the loss sees them normalised) "
                         "instead of being put back on the sphere after every step")
@@ -83,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     from ..records import new_record, save_record
 
     config = _config(args)
+    if args.figures:  # before any work: never a user's own non-empty folder
+        from ..atomic import check_replaceable_dir, check_output_file
+
+        check_replaceable_dir(args.figures)
+        check_output_file(args.out)
     if args.engine == "torch":
         from ..sim.torch_engine import simulate_torch
 
@@ -102,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
         from ..report.figures.sphere import sphere_run_figures
 
         title = f"{args.loss}, {config.init} init, tau = {config.tau:g}"
-        for path in sphere_run_figures(record["results"], Path(args.figures), prefix=Path(args.out).stem,
+        from ..outputs import prepare_run_directory
+
+        figures, _ = prepare_run_directory(args.figures)
+        for path in sphere_run_figures(record["results"], figures, prefix=Path(args.out).stem,
                                        title=title):
             print(f"figure -> {path}")
     return 0

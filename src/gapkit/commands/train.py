@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import json
 from pathlib import Path
 
@@ -53,6 +55,7 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import GapkitError
+    from ..outputs import run_directory
     from ..train import TrainConfig, train
 
     out = Path(args.out)
@@ -64,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
             raise GapkitError(f"{out}: no config.json to resume")
     else:
         config = build_config(args)
-    record = train(config, out, resume=args.resume)
+    # torchrun starts one `gapkit train` per rank: rank 0 owns (creates, locks) the run folder
+    rank0 = os.environ.get("RANK", "0") == "0"
+    with run_directory(out, must_exist=args.resume) if rank0 else contextlib.nullcontext(out):
+        record = train(config, out, resume=args.resume)
     final = record["results"]["final"]
     shown = {k: round(v, 4) for k, v in final.items() if isinstance(v, float)}
     print(json.dumps({"run_dir": str(out), "steps": record["results"]["steps"], "final": shown}))

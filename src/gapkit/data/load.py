@@ -106,4 +106,20 @@ def _cached_user(path: Path, cache_dir: Any, refresh: bool, kw: dict[str, Any],
         raise GapkitError(f"dataset {str(path)!r} is neither a built-in name ({known}) nor an existing path")
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     key = f"user-{path.name}-{fingerprint([path.resolve(), *files], BUILDER_VERSION, FILE_READER_VERSION, kw)}"
-    return cached_build(key, lambda: reader(path, **kw), cache_dir, refresh)
+    ds = cached_build(key, lambda: reader(path, **kw), cache_dir, refresh)
+    if not refresh and not _files_still_under_root(ds):
+        # an image was replaced by a link since the index was cached: rebuild, so the readers'
+        # root check (which refuses links out of the root) runs again instead of trusting the cache
+        ds = cached_build(key, lambda: reader(path, **kw), cache_dir, refresh=True)
+    return ds
+
+
+def _files_still_under_root(ds: ImageTextDataset) -> bool:
+    """True when every cached image path still resolves to itself inside the dataset root."""
+    paths = getattr(ds.images, "paths", None)
+    root = ds.info.get("root")
+    if paths is None or not root:
+        return True
+    root_r = os.path.realpath(root)
+    prefix = root_r.rstrip(os.sep) + os.sep
+    return all(os.path.realpath(p) == p and p.startswith(prefix) for p in paths)

@@ -159,7 +159,10 @@ def read_csv(path: str | os.PathLike, img_key: str | None = None, caption_key: s
     if len(sep) != 1:
         raise GapkitError(f"the CSV separator must be one character, got {sep!r}")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-    cols = next(reader, None)
+    try:
+        cols = next(reader, None)
+    except csv.Error as exc:
+        raise GapkitError(f"{path}: header line: {exc}") from None
     if not cols:
         raise GapkitError(f"{path}: empty file (a header row naming the image and caption columns was expected)")
     cols = [c.strip() for c in cols]
@@ -171,13 +174,17 @@ def read_csv(path: str | os.PathLike, img_key: str | None = None, caption_key: s
     skips = Skips(strict)
 
     def rows() -> Iterable[tuple[str, str]]:
-        for lineno, row in enumerate(reader, start=2):
-            if not row or not any(row):
-                continue
-            if len(row) != len(cols):
-                skips.add("unreadable row", f"line {lineno}: {len(row)} fields, header has {len(cols)}")
-                continue
-            yield row[ii].strip(), row[ci]
+        lineno = 1
+        try:
+            for lineno, row in enumerate(reader, start=2):
+                if not row or not any(row):
+                    continue
+                if len(row) != len(cols):
+                    skips.add("unreadable row", f"line {lineno}: {len(row)} fields, header has {len(cols)}")
+                    continue
+                yield row[ii].strip(), row[ci]
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit, a NUL byte
+            raise GapkitError(f"{path}: line {lineno + 1}: {exc}") from None
 
     ds = _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels)
     ds.info["columns"] = {"image": cols[ii], "caption": cols[ci], "sep": sep}
@@ -199,8 +206,8 @@ def read_jsonl(path: str | os.PathLike, img_key: str | None = None, caption_key:
                 obj = json.loads(line)
                 if not isinstance(obj, dict):
                     raise ValueError("not an object")
-            except ValueError as exc:
-                skips.add("unreadable row", f"line {lineno}: {exc}")
+            except (ValueError, RecursionError) as exc:
+                skips.add("unreadable row", f"line {lineno}: {type(exc).__name__}")
                 continue
             ik = img_key or next((k for k in _JSONL_IMAGE_KEYS if k in obj), None)
             ck = caption_key or next((k for k in _JSONL_CAPTION_KEYS if k in obj), None)
@@ -224,7 +231,7 @@ def read_coco(path: str | os.PathLike, root: str | os.PathLike | None = None, st
         obj = json.loads(_read_text(path))
         files = {im["id"]: im["file_name"] for im in obj["images"]}
         anns = obj["annotations"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise GapkitError(f"{path}: not a COCO captions file ({type(exc).__name__}: {exc})") from None
     skips = Skips(strict)
 
@@ -237,8 +244,11 @@ def read_coco(path: str | os.PathLike, root: str | os.PathLike | None = None, st
                 continue
             by_image.setdefault(a["image_id"], []).append(a.get("caption") or "")
         for image_id, name in files.items():
+            if not isinstance(name, str):  # a number or a list where a file name belongs
+                skips.add("unreadable row", f"image {image_id!r}: file_name is not a string ({name!r:.40})")
+                continue
             for cap in by_image.get(image_id, []):
-                yield name, cap
+                yield name, cap if isinstance(cap, str) else ""
 
     return _assemble(Path(root) if root else path.parent, rows(), path.name, skips, verify, max_pixels)
 
@@ -286,7 +296,9 @@ def read_folder(root: str | os.PathLike, captions: str | os.PathLike | None = No
         if captions is None:
             for img in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
                 rel = img.relative_to(root).as_posix()
-                side = img.with_suffix(".txt")
+                # the caption file goes through the same root check as the image: a NAME.txt that
+                # links out of the root would otherwise turn any readable file into captions
+                side = resolve_under(root, Path(rel).with_suffix(".txt").as_posix())
                 if not side.is_file():
                     skips.add("no caption", rel)
                     continue
@@ -297,7 +309,7 @@ def read_folder(root: str | os.PathLike, captions: str | os.PathLike | None = No
         if cpath.suffix.lower() == ".json":
             try:
                 mapping = json.loads(_read_text(cpath))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise GapkitError(f"{cpath}: invalid JSON ({exc})") from None
             if not isinstance(mapping, dict):
                 raise GapkitError(f"{cpath}: expected a JSON object {{image name: caption(s)}}")
@@ -369,6 +381,23 @@ def _read_shard(shard: Path, skips: Skips) -> Iterable[tuple[str, tuple[int, int
         tf = tarfile.open(shard, mode="r:")
     except (tarfile.TarError, OSError) as exc:
         raise GapkitError(f"{shard}: not an uncompressed tar shard ({exc}); compressed shards are not supported") from None
+    try:
+        samples = _shard_samples(tf)
+    except (tarfile.TarError, OSError, EOFError) as exc:  # truncated or damaged after the header
+        raise GapkitError(f"{shard}: damaged tar shard ({exc})") from None
+    for key, s in samples.items():
+        if "image" not in s:
+            skips.add("missing image", f"{shard.name}:{key}")
+            continue
+        caps = _shard_captions(s)
+        if caps is None:
+            skips.add("no caption", f"{shard.name}:{key}")
+            continue
+        yield key, s["image"], caps
+
+
+def _shard_samples(tf: tarfile.TarFile) -> "OrderedDict[str, dict[str, Any]]":
+    """{key: {"image": (offset, size), "txt"/"json": text}} of one open shard, in member order."""
     samples: "OrderedDict[str, dict[str, Any]]" = OrderedDict()
     with tf:
         for m in tf.getmembers():
@@ -387,15 +416,7 @@ def _read_shard(shard: Path, skips: Skips) -> Iterable[tuple[str, tuple[int, int
             elif ext in ("txt", "json"):
                 raw = tf.extractfile(m).read()  # type: ignore[union-attr]
                 s[ext] = raw.decode("utf-8", errors="replace")
-    for key, s in samples.items():
-        if "image" not in s:
-            skips.add("missing image", f"{shard.name}:{key}")
-            continue
-        caps = _shard_captions(s)
-        if caps is None:
-            skips.add("no caption", f"{shard.name}:{key}")
-            continue
-        yield key, s["image"], caps
+    return samples
 
 
 def _shard_captions(s: dict[str, Any]) -> list[str] | None:
@@ -404,7 +425,7 @@ def _shard_captions(s: dict[str, Any]) -> list[str] | None:
     if "json" in s:
         try:
             obj = json.loads(s["json"])
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         cap = obj.get("caption", obj.get("captions")) if isinstance(obj, dict) else None
         if cap is None:

@@ -18,6 +18,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
+from ..outputs import prepare_run_directory
 from ..records import new_record, save_record
 from .pipeline import Pipeline
 
@@ -33,7 +34,7 @@ def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: in
     from . import stages
 
     out = Path(out_dir) if out_dir is not None else default_run_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    out, _ = prepare_run_directory(out)  # a user's own non-empty folder is refused
     plan = stages.plan(quick)
     pipe = Pipeline(total=len(plan) + 1, verbose=verbose)
     ctx: dict[str, Any] = {"out": out, "quick": quick, "seed": seed, "verbose": verbose}

@@ -29,7 +29,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..atomic import atomic_dir, dumps_json
+from ..atomic import atomic_dir, dumps_json, read_json_object
+from ..errors import reading
+from ..validation import check_allocation
 from ..typecheck import check_positive, check_value
 from ..data.cache import cache_root
 from ..data.dataset import ArrayImages, FileImages, ImageTextDataset, TarImages
@@ -265,16 +267,14 @@ def load_embed_dir(path: str | os.PathLike) -> PairedEmbeddings:
     from safetensors.numpy import load_file
 
     p = Path(path)
-    try:
+    with reading(p, "gapkit embed directory"):
         arrays = load_file(str(p / "embeddings.safetensors"))
-        meta = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
-        caps = json.loads((p / "captions.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise GapkitError(f"{p}: not a gapkit embed directory ({exc})") from None
-    meta["image_index"] = arrays["image_index"].tolist()
-    meta["text_index"] = arrays["text_index"].tolist()
-    return PairedEmbeddings(arrays["image"], arrays["text"], arrays["text_to_image"], image_ids=caps["image_ids"],
-                            captions=caps["captions"], metadata=meta)
+        meta = read_json_object(p / "manifest.json", "embed manifest")
+        caps = read_json_object(p / "captions.json", "embed captions file")
+        meta["image_index"] = arrays["image_index"].tolist()
+        meta["text_index"] = arrays["text_index"].tolist()
+        return PairedEmbeddings(arrays["image"], arrays["text"], arrays["text_to_image"], image_ids=caps["image_ids"],
+                                captions=caps["captions"], metadata=meta)
 
 
 def merge_shards(parts: Sequence[PairedEmbeddings]) -> PairedEmbeddings:
@@ -291,7 +291,13 @@ def merge_shards(parts: Sequence[PairedEmbeddings]) -> PairedEmbeddings:
     idx = sorted(pe.metadata["shard"][0] for pe in parts if pe.metadata.get("shard"))
     if len(ks) != 1 or None in ks or idx != list(range(next(iter(ks)))):
         raise GapkitError(f"need exactly shards 0..k-1 of one k; got {[pe.metadata.get('shard') for pe in parts]}")
+    with reading(None, "shards to merge (their indices, sizes or dimensions do not fit together)"):
+        return _merge_checked(parts, first)
+
+
+def _merge_checked(parts: Sequence[PairedEmbeddings], first: dict) -> PairedEmbeddings:
     n, m, d = int(first["n_images_total"]), int(first["n_texts_total"]), parts[0].dim
+    check_allocation(4.0 * (n + m) * d, f"merging {n} images and {m} texts of dimension {d}")
     image, text = np.zeros((n, d), np.float32), np.zeros((m, d), np.float32)
     mapping, captions, ids = np.zeros(m, np.int64), [""] * m, [""] * n
     for pe in parts:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import GapkitError
+from ..errors import GapkitError, reading
 from .base import Encoder, as_float_cpu, quiet_weight_loading
 
 CLIP_VOCAB_SIZE = 49408
@@ -72,13 +72,11 @@ class HFEncoder(Encoder):
         p = Path(path)
         if not (p / "config.json").is_file():
             raise GapkitError(f"{p}: not a transformers model directory (no config.json)")
-        try:
+        with reading(p, "transformers model directory (model, tokenizer or image processor, offline)"):
             with quiet_weight_loading():
                 self.model = AutoModel.from_pretrained(p, local_files_only=True).to(device).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(p, local_files_only=True)
             self.processor = AutoImageProcessor.from_pretrained(p, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise GapkitError(f"{p}: cannot load model/tokenizer/image processor offline ({str(exc).splitlines()[0]})") from None
         if not hasattr(self.model, "get_image_features"):
             raise GapkitError(f"{p}: {type(self.model).__name__} is not a two-tower image-text model")
         cfg = self.model.config.text_config

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..errors import GapkitError
+from ..errors import GapkitError, reading
 from .gapkit_models import ModuleEncoder
 
 
@@ -42,12 +42,11 @@ class OpenCLIPEncoder(ModuleEncoder):
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise GapkitError(f"checkpoint not found: {checkpoint}")
         torch.manual_seed(seed)  # random init is reproducible per seed
-        try:
+        # a state-dict mismatch, a truncated file or a refused pickle: one line naming the checkpoint
+        with reading(checkpoint, f"open_clip {name} checkpoint"):
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, pretrained=str(checkpoint) if checkpoint else None, device=device,
                 pretrained_text=False, weights_only=True)
-        except RuntimeError as exc:  # state-dict mismatch and friends
-            raise GapkitError(f"open_clip {name}: cannot load {checkpoint}: {str(exc).splitlines()[0]}") from None
         tokenizer = open_clip.get_tokenizer(name)
         super().__init__(model, tokenizer, preprocess, f"open_clip:{name}", embed_dim=0, device=device,
                          preprocessing={"image": repr(preprocess), "tokenizer": type(tokenizer).__name__,

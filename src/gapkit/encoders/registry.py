@@ -38,7 +38,7 @@ _REGISTRY: dict[str, EncoderEntry] = {
                           "sentence-transformers text encoder (text side only); 'minilm' = bundled all-MiniLM-L6-v2",
                           "sbert:minilm"),
     "gapkit": EncoderEntry("gapkit.encoders.gapkit_models:create_gapkit_model",
-                           "gapkit's own models (from gapkit.models / train checkpoints)", "gapkit:tiny-clip"),
+                           "gapkit's own models (from gapkit.models / train checkpoints)", "gapkit:tiny-vit"),
 }
 
 

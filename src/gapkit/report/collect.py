@@ -114,7 +114,7 @@ def load_inputs(items: Iterable[Any]) -> list[Loaded]:
 def _read_json(p: Path) -> Any:
     try:
         return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, RecursionError):
         return None  # not every JSON file in a run directory is a record (configs, fixer params)
 
 
@@ -138,9 +138,13 @@ def record_figures(loaded: Loaded) -> list[Figure]:
     else:
         raise GapkitError(f"{loaded.source}: 'figures' must be a list or a dict")
     figs = []
+    base = Path(loaded.base).resolve()
     for path, title, caption in entries:
-        p = Path(path)
-        p = p if p.is_absolute() else loaded.base / p
+        p = (base / path).resolve()  # an absolute `path` stays absolute here and is refused below
+        if p != base and base not in p.parents:
+            # a record is data, not instructions: it may only show figures inside its own folder
+            raise GapkitError(f"{loaded.source}: figure '{path}' lies outside the record's folder {base}; "
+                              "only figures inside it are embedded")
         if p.suffix.lower() not in FIGURE_SUFFIXES:
             raise GapkitError(f"{loaded.source}: figure '{path}' is not an image ({', '.join(FIGURE_SUFFIXES)})")
         if not p.is_file():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import GapkitError
+from ..validation import check_allocation, check_seed
 
 # Mirrors kernels.MAX_LOGIT_SCALE (kept here so validating a config does not import numba).
 MAX_LOGIT_SCALE = 300.0
@@ -95,8 +96,9 @@ class SphereConfig:
             raise GapkitError(f"batch ({self.batch}) is larger than the number of pairs n ({self.n})")
         if self.epochs < 0:
             raise GapkitError(f"epochs must be >= 0, got {self.epochs}")
-        if self.seed < 0:
-            raise GapkitError(f"seed must be >= 0, got {self.seed}")
+        check_seed(self.seed)
+        # positions, velocities-free SGD state and traces: about 3 float64 copies of (2n, d)
+        check_allocation(3 * 2 * self.n * self.d * 8 + self.traces * 8 * 16, f"a sphere run with n={self.n}, d={self.d}")
         for name in ("lr", "spread", "slip_sigma", "ssl_weight", "unif_weight", "siglip_bias", "angle"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v):

@@ -9,14 +9,13 @@ so a crash at any moment leaves the previous complete checkpoint in place.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..atomic import atomic_dir, write_json_atomic
-from ..errors import GapkitError
+from ..atomic import atomic_dir, read_json_object, recover_dir, write_json_atomic
+from ..errors import GapkitError, reading
 
 CHECKPOINT = "checkpoint"
 
@@ -64,11 +63,15 @@ def read_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, t
     from safetensors.torch import load_file
 
     d = Path(run_dir) / CHECKPOINT
+    recover_dir(d)  # a save killed between its two renames left complete copies: put one back
     files = [d / "model.safetensors", d / "optimizer.safetensors", d / "state.json"]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise GapkitError(f"{d}: no complete checkpoint to resume from (missing {', '.join(missing)})")
-    return load_file(str(files[0])), load_file(str(files[1])), json.loads(files[2].read_text())
+    with reading(d, "checkpoint"):
+        state = read_json_object(files[2], "checkpoint state")
+        int(state["step"]), list(state["param_groups"]), dict(state["scheduler"])
+        return load_file(str(files[0])), load_file(str(files[1])), state
 
 
 def split_weights(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

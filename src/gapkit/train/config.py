@@ -13,6 +13,7 @@ from typing import Any
 
 from ..atomic import read_json_object, write_json_atomic
 from ..errors import GapkitError
+from ..validation import check_device, check_seed, check_threads
 from ..params import parse_key_values
 from ..typecheck import check_positive, check_value
 
@@ -102,8 +103,11 @@ class TrainConfig:
             raise GapkitError("lr must be > 0; weight_decay and grad_clip must be >= 0")
         if self.precision not in ("fp32", "bf16"):
             raise GapkitError(f"precision must be 'fp32' or 'bf16', got '{self.precision}'")
-        for name in ("epochs", "max_train_texts", "warmup_steps", "min_lr_ratio", "procrustes_samples", "threads"):
+        for name in ("epochs", "max_train_texts", "warmup_steps", "min_lr_ratio", "procrustes_samples"):
             check_positive(name, getattr(self, name), allow_zero=True)
+        check_threads(self.threads)
+        check_seed(self.seed)
+        check_device(self.device)
         if not all(0 <= b < 1 for b in self.betas) or self.eps <= 0:
             raise GapkitError(f"betas must be in [0, 1) and eps > 0, got betas {self.betas}, eps {self.eps}")
         self._check_loss()

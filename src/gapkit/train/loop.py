@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_path, write_json_atomic
+from ..atomic import atomic_path, read_json_object, write_json_atomic
+from ..errors import reading
+from ..outputs import prepare_run_directory
 from ..errors import GapkitError
 from ..records import new_record, save_record
 from . import ddp
-from .checkpoint import read_checkpoint, restore, save_checkpoint
+from .checkpoint import read_checkpoint, restore, save_checkpoint, split_weights
 from .config import TrainConfig
 from ..models.preprocess import normalize_pixels
 from .data import PairData, eval_subset, make_batches, prepare
@@ -85,7 +87,6 @@ def make_optimizer(modules: list[torch.nn.Module], lr: float, weight_decay: floa
 
 def load_run_model(run_dir: str | Path) -> torch.nn.Module:
     """The final model of a finished run (model_config.json + model.safetensors)."""
-    import json
 
     from safetensors.torch import load_file
 
@@ -94,15 +95,30 @@ def load_run_model(run_dir: str | Path) -> torch.nn.Module:
     d = Path(run_dir)
     if not (d / "model_config.json").is_file() or not (d / "model.safetensors").is_file():
         raise GapkitError(f"{d}: not a finished training run (model_config.json + model.safetensors)")
-    model = create_model(json.loads((d / "model_config.json").read_text()))
-    load_model_weights(model, load_file(str(d / "model.safetensors")))
+    model = create_model(read_json_object(d / "model_config.json", "model config"))
+    with reading(d / "model.safetensors", "model weights"):
+        weights = load_file(str(d / "model.safetensors"))
+    load_model_weights(model, weights, d / "model.safetensors")
     return model
 
 
-def load_model_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """load_state_dict that first installs the Procrustes buffer when the weights carry one."""
+def load_model_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: Any = "weights") -> None:
+    """load_state_dict that first installs the Procrustes buffer when the weights carry one.
+
+    Weights of another architecture raise one GapkitError counting what does not fit (torch's own
+    message lists every key over many lines)."""
     if "text_rotation" in weights:
-        model.set_text_rotation(weights["text_rotation"])
+        with reading(source, "Procrustes rotation"):
+            model.set_text_rotation(weights["text_rotation"])
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [k for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        example = (f"{shapes[0]}: {tuple(weights[shapes[0]].shape)} vs {tuple(own[shapes[0]].shape)}" if shapes
+                   else (missing or unexpected)[0])
+        raise GapkitError(f"{source}: weights do not fit this model ({len(missing)} missing, {len(unexpected)} "
+                          f"unexpected, {len(shapes)} of another shape, e.g. {example}); a run of another architecture?")
     model.load_state_dict(weights)
 
 
@@ -155,7 +171,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     # 1. Model, loss, data. Every rank seeds identically, then takes rank 0's weights anyway.
     model = create_model(config.model, seed=config.seed).to(ctx.device)
     if config.init_from:
-        load_model_weights(model, _final_weights(config.init_from))
+        load_model_weights(model, _final_weights(config.init_from), f"init_from {config.init_from}")
     loss_fn = create_loss(config.loss, **config.loss_kwargs).to(ctx.device)
     vcfg = model.config["vision_cfg"]
     size, channels = int(vcfg["image_size"]), int(vcfg.get("in_channels", 3))
@@ -167,7 +183,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     sampler = make_batches(config.sampler, train_data, config.batch_size, config.seed, **config.sampler_kwargs)
     steps = total_steps(config, sampler.per_epoch)
     if ctx.is_main:  # only now: a bad model, loss or dataset leaves no run directory behind
-        run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_run_directory(run_dir)  # never a user's own non-empty folder
         config.save(run_dir / "config.json")
 
     # 2. Temperature mode and the optional Procrustes amendment (fitted at init, then fixed).
@@ -191,7 +207,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
         weights, opt_tensors, state = read_checkpoint(run_dir)
         if "model.text_rotation" in weights:
             model.set_text_rotation(weights["model.text_rotation"])
-        restore(modules, optimizer, scheduler, weights, opt_tensors, state)
+        load_model_weights(model, split_weights(weights, "model"), run_dir / "checkpoint")
+        with reading(run_dir / "checkpoint", "checkpoint (optimizer or scheduler state does not fit this run)"):
+            restore(modules, optimizer, scheduler, weights, opt_tensors, state)
         start = int(state["step"])
         if ctx.is_main:
             log.truncate_after(start)
@@ -240,9 +258,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
             loss = sum(v for k, v in terms.items() if k.endswith("_loss"))
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {float(loss.detach())} at step {step} (terms: "
-                    f"{ {k: float(v.detach()) for k, v in terms.items()} }); stopped, the last good checkpoint "
-                    f"is kept in {run_dir / 'checkpoint'}")
+                    f"training diverged at step {step} (loss {float(loss.detach())}; terms "
+                    f"{ {k: round(float(v.detach()), 4) for k, v in terms.items()} }); {_last_good(run_dir)}")
             (loss / config.accum_steps).backward()
             for k, v in terms.items():
                 terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / config.accum_steps
@@ -256,7 +273,12 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
         for k, v in terms_sum.items():
             running.setdefault(k, []).append(v)
         done = step + 1
-        if done % config.eval_every == 0 or done == steps:  # the final eval adds R@5 and R@10
+        due_eval = done % config.eval_every == 0 or done == steps
+        if (due_eval or done % config.ckpt_every == 0) and not all(bool(torch.isfinite(p).all()) for p in params):
+            # checked before telemetry and checkpoints: NaN weights must neither be evaluated nor saved
+            raise TrainingDiverged(f"training diverged at step {done} (the update made parameters NaN or inf; "
+                                   f"last loss {sum(terms_sum.values()):.4g}); {_last_good(run_dir)}")
+        if due_eval:  # the final eval adds R@5 and R@10
             last = telemetry(done, running, (1, 5, 10) if done == steps else (1,))
         if ctx.is_main and (done % config.ckpt_every == 0 or done == steps):
             save_checkpoint(run_dir, modules, optimizer, scheduler, {"step": done, "sampler": sampler.position(done)})
@@ -277,13 +299,20 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     return record
 
 
+def _last_good(run_dir: Path) -> str:
+    ckpt = run_dir / "checkpoint"
+    return (f"last good checkpoint: {ckpt}"
+            if ckpt.is_dir() else "no checkpoint was saved yet")
+
+
 def _final_weights(run_dir: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     p = Path(run_dir) / "model.safetensors"
     if not p.is_file():
         raise GapkitError(f"init_from: {p} does not exist (expected a finished run directory)")
-    return load_file(str(p))
+    with reading(p, "model weights"):
+        return load_file(str(p))
 
 
 def _semantic_table(config: TrainConfig, captions: list[str]) -> torch.Tensor | None:
