@@ -352,7 +352,8 @@ def test_embed_cli_local_engine_resume_lock_and_plan(tmp_path, tiny_cfg, emoji, 
     import fcntl
 
     from gapkit.encoders import extract
-    from gapkit.encoders.sharded_extraction import LOCK_FILE, shard_paths
+    from gapkit.encoders.sharded_extraction import shard_paths
+    from gapkit.outputs import LOCK_FILE
 
     seq = extract(SlowMaker(tiny_cfg)("cpu"), emoji, batch_size=8, use_cache=False, progress=False)
     out = tmp_path / "e"
@@ -370,7 +371,7 @@ def test_embed_cli_local_engine_resume_lock_and_plan(tmp_path, tiny_cfg, emoji, 
     with open(out / LOCK_FILE, "r+") as f:  # another running job holds the folder
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert main(cmd) == 2
-        assert "another running job" in _one_error_line(capsys)
+        assert "in use by another gapkit run" in _one_error_line(capsys)
     assert main([*cmd[:-2], "--seed", "1", "--out", str(out)]) == 2  # other weights: not this job's folder
     assert "another embedding job" in _one_error_line(capsys)
     (tmp_path / "mine").mkdir()

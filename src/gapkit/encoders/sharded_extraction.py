@@ -19,11 +19,10 @@ receives the batches in order and writes each shard as soon as its rows are comp
 atomically; a shard is complete when its three files exist with the planned row count.
 Resume: a rerun with the same plan skips complete shards (after a killed worker or driver).
 Safety: OUT must be absent, empty or a gapkit output; a second job writing into the same OUT at
-the same time is refused (an flock on OUT/.gapkit-lock, released by the OS when a job dies).
+the same time is refused (gapkit.outputs.lock_directory: an flock the OS releases when a job dies).
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from contextlib import contextmanager
@@ -33,34 +32,23 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..atomic import OUTPUT_MARKER, atomic_path, check_replaceable_dir, dumps_json, read_json_object, write_json_atomic
+from ..atomic import atomic_path, check_replaceable_dir, read_json_object, write_json_atomic
 from ..errors import GapkitError
 
 DEFAULT_SHARD_ROWS = 100_000
 JOB_FILE = "embed-job.json"
-LOCK_FILE = ".gapkit-lock"
 
 
 # ------------------------------------------------------------------------------ the output folder
 @contextmanager
 def hold_output(out: Path) -> Iterator[None]:
-    """Create OUT (absent, empty or a gapkit output only) and hold its lock for the job's lifetime."""
-    check_replaceable_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / OUTPUT_MARKER).write_text("written by gapkit; this directory may be replaced by gapkit\n")
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise GapkitError(f"{out}: another running job is writing this folder (pid {holder}); wait for it "
-                              "or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    """Create OUT (absent, empty or a gapkit output only) and hold its lock for the job's lifetime.
+    Unlike a run directory, OUT is kept when the job fails: its complete shards are the resume point."""
+    from ..outputs import lock_directory, prepare_run_directory
+
+    prepare_run_directory(out)
+    with lock_directory(out):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def shard_paths(out: Path, k: int) -> tuple[Path, Path, Path]:
