@@ -6,9 +6,10 @@
 
 1. `measure` over 16 memory-mapped clip-retrieval shards: the single-process streaming pass
    (`measure_stream(folder)`) vs one Ray task per shard merged in a tree (`engine="ray"`) on a
-   local Ray instance with 1 CPU and with 2 CPUs (`ray.init(num_cpus=k)`). Time = median of
-   `--repeats` runs after one warm-up run (Ray start-up and worker imports are not counted; they are
-   printed separately). Targets (issue 13): Ray with 1 worker <= 1.2x the single process; 2 workers
+   local Ray instance with 1 CPU and with 2 CPUs (`ray.init(num_cpus=k)`). Timed: the pass over
+   the shards (accumulators, merges), i.e. what the engine distributes; the final compute() on the
+   merged state is identical driver-side work and is timed once. Time = median of `--repeats` runs
+   after one warm-up run (Ray start-up and worker imports are not counted; printed separately). Targets (issue 13): Ray with 1 worker <= 1.2x the single process; 2 workers
    >= 1.6x the throughput of 1 worker (needs two idle cores).
 2. `embed` with the built-in towers (towers:random) on an emoji subset: the sequential `extract`
    vs `embed_to_shards(engine="ray")` with 2 encoder actors. Wall time of the whole call (Ray
@@ -61,21 +62,48 @@ def load() -> str:
     return "load %.1f/%.1f/%.1f on %d cores" % (*os.getloadavg(), os.cpu_count() or 0)
 
 
-def bench_measure(root: Path, n_rows: int, repeats: int) -> None:
+def single_pass(root: Path, reservoir: int) -> object:
+    """The single-process streaming pass of measure_stream (accumulation only)."""
+    from gapkit.metrics.streaming import StreamAccumulator, iter_chunks
+
+    acc = StreamAccumulator(reservoir, 0)
+    for a, b in iter_chunks(root):
+        acc.update(a, b)
+    return acc
+
+
+def engine_pass(root: Path, reservoir: int, engine: object) -> object:
+    """measure_shards' pass: one task per shard, accumulators merged in a tree (accumulation only)."""
+    from gapkit.metrics.streaming import ShardJob, merge_accumulators, shard_accumulator
+    from gapkit.shards import list_shards
+
+    jobs = [ShardJob(s, reservoir, 0) for s in list_shards(root)]
+    return engine.map_reduce(shard_accumulator, jobs, merge_accumulators)
+
+
+def bench_measure(root: Path, n_rows: int, repeats: int, reservoir: int = 2000) -> None:
+    """Times the pass that reads every shard (what the engine distributes); `compute()` on the merged
+    state is the same driver-side work for every engine and is timed once."""
     import ray
 
+    from gapkit.engines import get_engine
+
     print(f"\n== measure over 16 shards, {n_rows:,} x 512 float16 pairs ({load()})")
-    single = _median_time(lambda: measure_stream(root, reservoir=2000), repeats)
+    single = _median_time(lambda: single_pass(root, reservoir), repeats)
     print(f"  single-process streaming pass : {single:7.2f} s  ({n_rows / single:,.0f} pairs/s)")
+    t = time.perf_counter()
+    single_pass(root, reservoir).compute()
+    print(f"  (pass + compute() on the merged state, once: {time.perf_counter() - t:.2f} s)")
     res = {}
     for cpus in (1, 2):
         t0 = time.perf_counter()
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         start = time.perf_counter() - t0
-        res[cpus] = _median_time(lambda: measure_stream(root, reservoir=2000, engine="ray"), repeats)
+        eng = get_engine("ray")
+        res[cpus] = _median_time(lambda: engine_pass(root, reservoir, eng), repeats)
         ray.shutdown()
         print(f"  Ray, {cpus} worker{'s' if cpus > 1 else ' '}                 : {res[cpus]:7.2f} s  "
-              f"({n_rows / res[cpus]:,.0f} pairs/s; ray.init {start:.1f} s not counted)")
+              f"({n_rows / res[cpus]:,.0f} pairs/s; ray.init {start:.1f} s and the warm-up run not counted)")
     print(f"  Ray 1 worker / single process : {res[1] / single:5.2f}x time   (target <= 1.2x)")
     print(f"  Ray 2 workers vs 1 worker     : {res[1] / res[2]:5.2f}x throughput (target >= 1.6x; {load()})")
 
@@ -98,7 +126,7 @@ def bench_embed(n_images: int, tmp: Path) -> None:
     pairs = len(ds.captions)
     print(f"  sequential extract            : {t_seq:7.2f} s  ({ds.n_images / t_seq:.1f} images/s + captions; "
           "model already loaded)")
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         t = time.perf_counter()
         embed_to_shards(make, ds, tmp / "emb", engine="ray", batch_size=16, shard_rows=64, actors=2, progress=False)

@@ -31,7 +31,7 @@ def ray_session():
     """One local Ray instance for the test session (reused by every engine the tests create)."""
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     if started:
         ray.shutdown()
@@ -454,3 +454,13 @@ def test_two_node_cluster_embed(tmp_path, tiny_cfg):
     finally:
         for proc in reversed(nodes):
             _stop_group(proc)
+        # `ray start --head` wrote our address here (a later ray.init() would try to join the dead head);
+        # `ray stop` would remove it, but it stops every Ray process on the machine, not only ours.
+        marker = "/tmp/ray/ray_current_cluster"
+        try:
+            with open(marker) as f:
+                ours = f.read().strip().endswith(f":{head}")
+            if ours:
+                os.unlink(marker)
+        except OSError:
+            pass

@@ -84,8 +84,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
                           "configure_logging": True}
     if target:
         kw["address"] = target
-    else:
-        kw["num_cpus"] = num_cpus
+    else:  # "local": a new instance, never a cluster someone else started on this machine
+        kw.update(address="local", num_cpus=num_cpus)
     try:
         ray.init(**kw)
     except (ConnectionError, RuntimeError, ValueError) as exc:
