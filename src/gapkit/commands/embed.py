@@ -163,10 +163,10 @@ def run(args: argparse.Namespace) -> int:
             raise GapkitError("--shard auto needs RANK and WORLD_SIZE in the environment (run it under torchrun)")
         args.shard = f"{rank}/{world}"
         out = out / f"shard-{rank}-of-{world}"
+    if args.engine:
+        return _run_sharded(args)
     ds = load_dataset(args.dataset, args.split, args.split_seed, limit=args.limit, cache_dir=args.cache_dir,
                       **_dataset_kwargs(args))
-    if args.engine:
-        return _run_sharded(args, ds)
 
     def make_encoder() -> Any:
         kw: dict[str, Any] = {"device": args.device}
@@ -202,16 +202,26 @@ class EncoderMaker:
         return get_encoder(self.name, checkpoint=self.checkpoint, **kw)
 
 
-def _run_sharded(args: argparse.Namespace, ds: Any) -> int:
+def _run_sharded(args: argparse.Namespace) -> int:
     """--engine local|ray: a resumable clip-retrieval shard folder (gapkit.encoders.sharded_extraction)."""
+    from ..atomic import check_replaceable_dir
+    from ..data import load_dataset
     from ..encoders.sharded_extraction import embed_to_shards
+    from ..engines import get_engine
 
     if args.device != "cpu":
         raise GapkitError("with --engine, the device follows --gpus-per-worker (each actor uses its own GPU)")
-    make = EncoderMaker(args.encoder, str(Path(args.checkpoint).resolve()) if args.checkpoint else None, args.seed)
-    man = embed_to_shards(make, ds, args.out, engine=args.engine, address=args.address, batch_size=args.batch_size,
-                          shard_rows=args.shard_rows, actors=args.actors, gpus_per_actor=args.gpus_per_worker,
-                          progress=not args.quiet, spec=_spec(args))
+    check_replaceable_dir(args.out)
+    eng = get_engine(args.engine, address=args.address)  # an unreachable cluster fails before any work
+    try:
+        ds = load_dataset(args.dataset, args.split, args.split_seed, limit=args.limit, cache_dir=args.cache_dir,
+                          **_dataset_kwargs(args))
+        make = EncoderMaker(args.encoder, str(Path(args.checkpoint).resolve()) if args.checkpoint else None, args.seed)
+        man = embed_to_shards(make, ds, args.out, engine=eng, batch_size=args.batch_size,
+                              shard_rows=args.shard_rows, actors=args.actors, gpus_per_actor=args.gpus_per_worker,
+                              progress=not args.quiet, spec=_spec(args))
+    finally:
+        eng.close()
     print(f"{args.out}: {man['n_rows']} image-caption pairs in {man['n_shards']} shards, dim {man['dim']} "
           f"({man['model']}, engine {args.engine}, {man['resumed_shards']} shards already complete)",
           file=sys.stderr if args.quiet else sys.stdout)

@@ -211,7 +211,7 @@ def embed_to_shards(make_encoder: Callable[[str], Any], ds: Any, out: str | os.P
             manifest = build_manifest(encoder, ds, None, None, fp)
             manifest.update(layout="clip-retrieval", rows="one per (image, caption) pair, in caption order",
                             n_rows=n_rows, n_shards=n_shards, shard_rows=int(shard_rows), dim=int(encoder.embed_dim),
-                            engine=getattr(engine, "name", engine), resumed_shards=n_shards - len(left), nodes=nodes,
+                            engine=str(getattr(engine, "name", engine)), resumed_shards=n_shards - len(left), nodes=nodes,
                             seconds=round(time.perf_counter() - t0, 3))
             write_json_atomic(out / "manifest.json", manifest)
     finally:

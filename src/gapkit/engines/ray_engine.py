@@ -218,13 +218,14 @@ class RayEngine:
         try:
             ds = ray.data.from_items(list(items), override_num_blocks=max(1, len(items)))
             # ray_remote_args_fn keeps Ray Data from fusing this stage into the actors: decoding
-            # stays in CPU tasks that run beside the (GPU) actors instead of inside them.
+            # stays in CPU tasks that run beside the (GPU) actors instead of inside them. (Ray
+            # deprecates it for 2.64; with num_gpus > 0 the stages are not fused anyway.)
             ds = ds.map_batches(_prepare_batch, fn_kwargs={"prepare": prepare, "context": context},
                                 batch_size=1, batch_format="numpy", ray_remote_args_fn=_one_cpu)
             ds = ds.map_batches(_ModelActor, fn_constructor_kwargs={"load": load, "apply": apply, "context": context,
                                                                     "device": "cuda" if gpus_per_actor > 0 else "cpu"},
-                                batch_size=None, batch_format="numpy", concurrency=actors, num_gpus=gpus_per_actor,
-                                num_cpus=cpus_per_actor)
+                                batch_size=None, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+                                num_gpus=gpus_per_actor, num_cpus=cpus_per_actor)
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 for col in (_NODE_PREPARE, _NODE_APPLY):  # where the work ran (reported, then dropped)
                     self.nodes_used.update(str(v) for v in np.unique(batch.pop(col)))
