@@ -7,12 +7,13 @@ input errors) prints one line on stderr and exits 2; set GAPKIT_DEBUG=1 for the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
 import sys
 from types import ModuleType
-from typing import NoReturn
+from typing import Iterator, NoReturn
 
 from . import __version__
 from .errors import GapkitError
@@ -100,6 +101,21 @@ def error_message(exc: BaseException) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Warnings (skipped rows, fallbacks) print as `gapkit CMD: warning: ...`, one line each."""
+    import warnings
+
+    from .errors import one_line
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' API
+        print(f"gapkit {command}: warning: {one_line(message, limit=2000)}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     # SIGTERM (kill, a scheduler's timeout) unwinds like Ctrl-C, so temporary files are removed.
     raise KeyboardInterrupt
@@ -123,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     mod = importlib.import_module(f"gapkit.commands.{args.command}")
     try:
-        check_command_outputs(mod, args)
-        return int(args._run(args) or 0)
+        with _one_line_warnings(args.command):
+            check_command_outputs(mod, args)
+            return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print(f"gapkit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -63,6 +64,33 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None], inputs: Ite
             ra, rb = outs[a][1], outs[b][1]
             if ra == rb or _inside(ra, rb) or _inside(rb, ra):
                 raise GapkitError(f"{a} ({outs[a][0]}) and {b} ({outs[b][0]}) overlap; give them separate paths")
+    for opt, given in outputs.items():
+        if given not in (None, "", "-"):
+            check_output_kind(given, opt)
+
+
+def check_output_kind(path: str | os.PathLike, option: str = "output") -> None:
+    """An output may be new, a regular file or a directory (the writer decides which it needs);
+    never a symbolic link, a device, a FIFO or a socket, and its folder must be a folder."""
+    p = Path(path)
+    try:
+        st = p.lstat()
+    except FileNotFoundError:
+        for parent in p.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise GapkitError(f"{option} {p}: {parent} is not a directory") from None
+                break
+        return
+    except OSError as exc:
+        raise GapkitError(f"{option} {p}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise GapkitError(f"{option} {p}: is a symbolic link; give the real path (or '-' for standard output)")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise GapkitError(f"{option} {p}: is not a regular file (a device, FIFO or socket); refusing to replace it "
+                          "(use '-' for standard output)")
+    if stat.S_ISDIR(st.st_mode):  # checked now, before any work: never a user's own folder
+        check_replaceable_dir(p)
 
 
 def _holder(lock_path: Path) -> str:
@@ -83,20 +111,31 @@ def lock_directory(directory: Path) -> Iterator[None]:
     import fcntl
 
     path = directory / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise GapkitError(f"{directory}: in use by another gapkit run ({_holder(path)}); "
                               "wait for it to finish or choose another output folder") from None
+        try:  # the holder before us may have removed the file between our open and our flock
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": _dt.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
         yield
     finally:
-        os.close(fd)  # releases the lock; the file stays (removing it would race with a waiter)
+        # remove, then release: a process that opened the old file re-checks the inode and retries
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
 
 
 def prepare_run_directory(path: str | os.PathLike, *, must_exist: bool = False) -> tuple[Path, bool]:

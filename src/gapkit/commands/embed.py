@@ -111,6 +111,8 @@ def _dataset_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.sep:
         kw["sep"] = _SEPARATORS.get(args.sep.lower(), args.sep)
     if args.max_pixels is not None:
+        if args.max_pixels < 0:
+            raise GapkitError(f"--max-pixels must be >= 0 (0 = no limit), got {args.max_pixels}")
         kw["max_pixels"] = args.max_pixels or None
     return kw
 

@@ -29,10 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import GapkitError
     from ..report.html import build_report
     from ._common import ensure_output_differs
 
     ensure_output_differs(args.html, args.inputs)
+    if Path(args.html).suffix.lower() not in (".html", ".htm"):
+        # the page may sit in a run folder beside the records, so it must never take a record's name
+        raise GapkitError(f"--html {args.html}: the report is an HTML page; give a path ending in .html")
 
     out = build_report(args.inputs, args.html, title=args.title,
                        embedding_figures=not args.no_embedding_figures)

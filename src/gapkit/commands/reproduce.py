@@ -43,6 +43,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def _check_params(name: str, fn: Any, params: dict[str, Any]) -> None:
     """Reject --set keys the experiment function does not take (unless it takes **params)."""
+    reserved = sorted(set(params) & {"out_dir", "quick", "seed"})
+    if reserved:
+        raise GapkitError(f"--set {reserved[0]}: set it with its own option (--out, --quick, --seed)")
     sig = inspect.signature(fn)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
         return

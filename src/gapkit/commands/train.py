@@ -67,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
             raise GapkitError(f"{out}: no config.json to resume")
     else:
         config = build_config(args)
+    if args.resume:  # a damaged checkpoint is reported now, before the data and model are built
+        from ..train.checkpoint import read_checkpoint
+
+        read_checkpoint(out)
     # torchrun starts one `gapkit train` per rank: rank 0 owns (creates, locks) the run folder
     rank0 = os.environ.get("RANK", "0") == "0"
     with run_directory(out, must_exist=args.resume) if rank0 else contextlib.nullcontext(out):

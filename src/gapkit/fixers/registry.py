@@ -45,4 +45,7 @@ def create_fixer(name: str, **params: Any) -> Fixer:
     if unknown:
         raise GapkitError(f"fixer '{name}' has no parameter {', '.join(unknown)}; its parameters: "
                           f"{', '.join(allowed) or '(none)'}")
-    return cls(**params)
+    from ..typecheck import check_kwargs
+
+    # values from the CLI and from saved fixer files are checked against the constructor's annotations
+    return cls(**check_kwargs(cls, params, f"fixer '{name}'"))

@@ -105,6 +105,10 @@ class TrainConfig:
             raise GapkitError(f"precision must be 'fp32' or 'bf16', got '{self.precision}'")
         for name in ("epochs", "max_train_texts", "warmup_steps", "min_lr_ratio", "procrustes_samples"):
             check_positive(name, getattr(self, name), allow_zero=True)
+        from .data import SAMPLERS
+
+        if self.sampler not in SAMPLERS:  # now, not after the dataset is loaded
+            raise GapkitError(f"unknown sampler '{self.sampler}'; known: {', '.join(SAMPLERS)}")
         check_threads(self.threads)
         check_seed(self.seed)
         check_device(self.device)

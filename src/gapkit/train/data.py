@@ -104,6 +104,9 @@ class StepBatches:
         return np.asarray(self._cache[1][pos["batch"]], dtype=np.int64)
 
 
+SAMPLERS = ("random", "duplicates")
+
+
 def make_batches(name: str, data: PairData, batch_size: int, seed: int, **kw: Any) -> StepBatches:
     """"random" (a permutation per epoch) or "duplicates" (false-negative-heavy batches: groups of
     `per_group` captions of one image, or of one class with group="class"); gapkit.data.samplers."""
@@ -123,4 +126,4 @@ def make_batches(name: str, data: PairData, batch_size: int, seed: int, **kw: An
         else:
             raise GapkitError(f"sampler group must be 'image' or 'class', got '{group}'")
         return StepBatches(DuplicateHeavyBatchSampler(groups, batch_size, seed=seed, **kw))
-    raise GapkitError(f"unknown sampler '{name}'; known: random, duplicates")
+    raise GapkitError(f"unknown sampler '{name}'; known: {', '.join(SAMPLERS)}")

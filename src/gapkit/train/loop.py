@@ -184,7 +184,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, dat
     steps = total_steps(config, sampler.per_epoch)
     if ctx.is_main:  # only now: a bad model, loss or dataset leaves no run directory behind
         prepare_run_directory(run_dir)  # never a user's own non-empty folder
-        config.save(run_dir / "config.json")
+        if not resume:  # a resumed run keeps its folder as it was until the first new checkpoint
+            config.save(run_dir / "config.json")
 
     # 2. Temperature mode and the optional Procrustes amendment (fitted at init, then fixed).
     if config.temperature != "learnable":
