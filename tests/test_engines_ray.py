@@ -374,7 +374,7 @@ def test_embed_cli_local_engine_resume_lock_and_plan(tmp_path, tiny_cfg, emoji, 
     assert [p.stat().st_mtime_ns for k in others for p in shard_paths(out, k)] == keep
     _assert_equals_sequential(out, seq)
     capsys.readouterr()
-    with open(out / LOCK_FILE, "r+") as f:  # another running job holds the folder
+    with open(out / LOCK_FILE, "a+") as f:  # another running job holds the folder
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert main(cmd) == 2
         assert "in use by another gapkit run" in _one_error_line(capsys)
