@@ -32,7 +32,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from gapkit.metrics import measure_stream  # noqa: E402
 
 
 def write_shards(root: Path, n_shards: int, rows: int, dim: int = 512, seed: int = 0) -> None:
