@@ -383,7 +383,7 @@ BAD_FILE_OUTS = {
 }
 BAD_DIR_OUTS = {
     "user_dir": ("{user_dir}", "not written by gapkit"), "file": ("{target}", "not a directory"),
-    "link_dir": ("{link_dir}", "symbolic link"), "fifo": ("{fifo}", "regular file"),
+    "link_dir": ("{link_dir}", ""), "fifo": ("{fifo}", "regular file"),
     "under_file": ("{under_file}", "not a directory"), "input_dir": ("{embdir}", "input"),
     "inside_input": ("{embdir}/sub", "input"), "contains_input": ("{in}", ""),
 }
