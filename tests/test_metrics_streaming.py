@@ -65,9 +65,9 @@ def test_reservoir_is_uniform():
     counts = np.zeros(50)
     rows = np.arange(50, dtype=np.float32)[:, None]
     for seed in range(300):
-        r, rng = Reservoir(10, 1), np.random.default_rng(seed)
+        r = Reservoir(10, 1)
         for a, b in ((0, 7), (7, 30), (30, 50)):
-            r.update(rows[a:b], rows[a:b], rng)
+            r.update(rows[a:b], rows[a:b], np.arange(a, b), seed)
         assert len(set(r.image[:, 0].tolist())) == 10 and np.array_equal(r.image, r.text)
         counts[r.image[:, 0].astype(int)] += 1
     assert counts.min() > 30 and counts.max() < 95  # expectation 60 each

@@ -25,7 +25,14 @@ def measure(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return _measure(*args, **kwargs)
 
 
+def measure_stream(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Stream shards in bounded memory, in process or with engine="ray" (see `gapkit.metrics.measure_stream`)."""
+    from .metrics import measure_stream as _measure_stream
+
+    return _measure_stream(*args, **kwargs)
+
+
 __all__ = [
     "__version__", "PairedEmbeddings", "load_embeddings", "save_embeddings", "GapkitError",
-    "measure", "load_sample", "sample_path", "SAMPLES",
+    "measure", "measure_stream", "load_sample", "sample_path", "SAMPLES",
 ]

@@ -108,3 +108,19 @@ def names_of(pe: PairedEmbeddings, inputs: dict[str, Any]) -> tuple[str, str]:
     if man.get("split") and man.get("split") != "all":
         data = f"{data} ({man['split']})"
     return str(model), str(data)
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """--engine local|ray and --address (where a sharded run executes; see gapkit.engines)."""
+    g = p.add_argument_group("engine (sharded runs)")
+    g.add_argument("--engine", choices=("local", "ray"),
+                   help="run one task per shard of a shard folder: 'local' in this process, 'ray' on a Ray "
+                        "cluster (pip install 'gapkit[ray]'); default: the single-process path")
+    g.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="Ray cluster to join (default: start a local Ray instance); needs --engine ray")
+
+
+def check_engine_args(args: argparse.Namespace) -> None:
+    """--address only with --engine ray."""
+    if getattr(args, "address", None) and getattr(args, "engine", None) != "ray":
+        raise GapkitError("--address needs --engine ray")

@@ -39,6 +39,13 @@ examples:
   torchrun --nproc-per-node 4 -m gapkit embed --encoder towers --dataset emoji --shard auto --out parts
   gapkit embed --merge parts/shard-* --out full
   gapkit measure --embeddings runs/emoji-towers
+  gapkit embed --encoder towers --dataset openclipart --engine ray --address auto --actors 4 --out shards
+  gapkit measure --embeddings shards --engine ray --address auto
+
+With --engine (local or ray) the output is a resumable clip-retrieval shard folder (img_emb/,
+text_emb/, metadata/ + manifest.json; one row per image-caption pair, in caption order): Ray Data
+decodes images in CPU tasks and encodes them in --actors encoder actors (--gpus-per-worker GPUs
+each); a rerun skips shards that are complete. See docs/scale.md.
 """
 
 
@@ -48,6 +55,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "'auto' takes i/k from torchrun's RANK/WORLD_SIZE and writes OUT/shard-i-of-k")
     p.add_argument("--merge", nargs="+", metavar="DIR", help="merge shard embed directories into --out")
     p.add_argument("--out", required=True, metavar="DIR", help="output embed directory (written atomically)")
+    from ._common import add_engine_args
+
+    add_engine_args(p)
+    g = p.add_argument_group("sharded extraction (--engine)")
+    g.add_argument("--actors", type=int, default=1, metavar="N", help="encoder actors (model copies) on Ray (default 1)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                   help="GPUs per encoder actor (default 0: CPU); the actor encodes on its GPU")
+    g.add_argument("--shard-rows", type=int, default=100_000, metavar="S",
+                   help="image-caption pairs per output shard (default 100000)")
 
 
 def add_model_data_args(p: argparse.ArgumentParser, default_split: str = "test") -> None:
@@ -141,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
     from ..encoders.extraction import merge_embed_dirs, save_embed_dir
 
     check_out_dir(args.out)
+    from ._common import check_engine_args
+
+    check_engine_args(args)
+    if args.engine and (args.shard or args.merge):
+        raise GapkitError("--engine writes its own shards; --shard and --merge do not apply")
     if args.merge:
         pe = merge_embed_dirs(args.merge, args.out)
         print(f"merged {len(args.merge)} shards -> {args.out} ({pe.n_image} images, {pe.n_text} texts, dim {pe.dim})")
@@ -154,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
             raise GapkitError("--shard auto needs RANK and WORLD_SIZE in the environment (run it under torchrun)")
         args.shard = f"{rank}/{world}"
         out = out / f"shard-{rank}-of-{world}"
+    if args.engine:
+        return _run_sharded(args)
     pe, _ = embed_from_args(args, shard=args.shard)
     save_embed_dir(pe, out)
     src = "cache" if pe.metadata.get("from_cache") else "model"
@@ -192,3 +215,44 @@ def make_encoder(args: argparse.Namespace) -> Any:
             kw["seed"] = args.seed
         args._encoder = get_encoder(args.encoder, checkpoint=args.checkpoint, **kw)
     return args._encoder
+
+
+class EncoderMaker:
+    """A picklable `device -> Encoder` for the workers: registry name, checkpoint and seed."""
+
+    def __init__(self, name: str, checkpoint: str | None, seed: int) -> None:
+        self.name, self.checkpoint, self.seed = name, checkpoint, seed
+
+    def __call__(self, device: str) -> Any:
+        from ..encoders.registry import get_encoder
+
+        kw: dict[str, Any] = {"device": device}
+        if not self.name.startswith(("hf", "sbert")):
+            kw["seed"] = self.seed
+        return get_encoder(self.name, checkpoint=self.checkpoint, **kw)
+
+
+def _run_sharded(args: argparse.Namespace) -> int:
+    """--engine local|ray: a resumable clip-retrieval shard folder (gapkit.encoders.sharded_extraction)."""
+    from ..atomic import check_replaceable_dir
+    from ..data import load_dataset
+    from ..encoders.sharded_extraction import embed_to_shards
+    from ..engines import get_engine
+
+    if args.device != "cpu":
+        raise GapkitError("with --engine, the device follows --gpus-per-worker (each actor uses its own GPU)")
+    check_replaceable_dir(args.out)
+    eng = get_engine(args.engine, address=args.address)  # an unreachable cluster fails before any work
+    try:
+        ds = load_dataset(args.dataset, args.split, args.split_seed, limit=args.limit, cache_dir=args.cache_dir,
+                          **_dataset_kwargs(args))
+        make = EncoderMaker(args.encoder, str(Path(args.checkpoint).resolve()) if args.checkpoint else None, args.seed)
+        man = embed_to_shards(make, ds, args.out, engine=eng, batch_size=args.batch_size,
+                              shard_rows=args.shard_rows, actors=args.actors, gpus_per_actor=args.gpus_per_worker,
+                              progress=not args.quiet, spec=_spec(args))
+    finally:
+        eng.close()
+    print(f"{args.out}: {man['n_rows']} image-caption pairs in {man['n_shards']} shards, dim {man['dim']} "
+          f"({man['model']}, engine {args.engine}, {man['resumed_shards']} shards already complete)",
+          file=sys.stderr if args.quiet else sys.stdout)
+    return 0

@@ -15,6 +15,11 @@ examples:
   gapkit fix --method shift --param lam=0.5 --fit-sample clip --apply data.npz --out fixed.npz
   gapkit fix --method procrustes --fit calib.npz --apply-text texts.npy --out texts_fixed.npy
   gapkit fix --method saved_fixer_dir --apply data.npy --out fixed.npy
+  gapkit fix --method center --fit calib_shards/ --apply shards/ --out fixed_shards/ --engine ray --address auto
+With --engine (local or ray), --apply is a shard folder (clip-retrieval, embed dirs, parquet or
+(2, N, D) .npy stacks) and --out a folder written in the same layout, one task per shard; a --fit
+shard folder is fitted from merged statistics where the fixer allows (center, shift with a numeric
+lam, standardize, topk, procrustes, noise), otherwise --fit is read in this process.
 A (2, N, D) .npy stack is written as a stack (streamed chunk by chunk, memory-mapped), so the
 output can be piped into `gapkit measure --embeddings fixed.npy`. Other paired inputs are
 written in the format of --out's suffix (.npz, .safetensors, .pt, .parquet, or a directory for
@@ -35,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", metavar="PATH",
                    help="where to write the run record (JSON; default OUT.record.json beside the output), "
                         "so `gapkit report` shows the fixer with its gap before and after")
+    from ._common import add_engine_args
+
+    add_engine_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if cls is not None and cls.acts_on != "embeddings":
         raise GapkitError(f"fixer '{cls.name}' calibrates scores and leaves embeddings unchanged; use it with "
                           "`gapkit evaluate --task mixed-retrieval --fixer ...`")
+    if args.engine:
+        return _run_sharded(args)
     fx, desc = fixer_from_args(args)
     if fx.acts_on != "embeddings":  # a saved score fixer
         raise GapkitError(f"fixer '{fx.name}' calibrates scores and leaves embeddings unchanged; use it with "
@@ -138,3 +148,41 @@ def _fix_single(fx: Any, src: str, modality: str, out: str, chunk: int) -> None:
             del dst
     else:
         save_array(fx.transform(a, modality, chunk_size=chunk), out)
+
+
+def _run_sharded(args: argparse.Namespace) -> int:
+    """--engine local|ray: fit (from merged statistics where possible), then one task per shard."""
+    from ..atomic import check_replaceable_dir
+    from ..engines import get_engine
+    from ..errors import GapkitError
+    from ..fixers import create_fixer
+    from ..fixers.sharded import fit_sharded, fix_shards
+    from ._common import check_engine_args
+    from ._fixer_args import fixer_from_args, parse_params, save_fixer_if_asked
+
+    check_engine_args(args)
+    if not args.apply or not Path(args.apply).is_dir():
+        raise GapkitError("--engine reads --apply SHARD_FOLDER (clip-retrieval, embed dirs, parquet or .npy stacks)")
+    from ..shards import list_shards
+
+    list_shards(args.apply)  # bad folders fail before a cluster is contacted
+    check_replaceable_dir(args.out)
+    fit_dir = args.fit and Path(args.fit).is_dir() and not Path(args.method).is_dir()
+    eng = get_engine(args.engine, address=args.address, progress=sys.stderr.isatty())
+    try:
+        fx = create_fixer(args.method, **parse_params(args.param)) if fit_dir else None
+        if fx is not None and fx.fits_from_stats:
+            if args.save_fixer:
+                check_replaceable_dir(args.save_fixer)
+            fx = fit_sharded(fx, args.fit, engine=eng, chunk=args.chunk_size)
+        else:
+            fx, _ = fixer_from_args(args)
+        if fx.acts_on != "embeddings":
+            raise GapkitError(f"fixer '{fx.name}' calibrates scores and leaves embeddings unchanged")
+        summary = fix_shards(fx, args.apply, args.out, engine=eng, chunk=args.chunk_size)
+    finally:
+        eng.close()
+    print(f"gapkit fix: {fx.name} -> {args.out} ({summary['shards']} shards, {summary['rows']} rows, "
+          f"gap {summary['gap_before']:.4f} -> {summary['gap_after']:.4f}, engine {args.engine})", file=sys.stderr)
+    save_fixer_if_asked(args, fx)
+    return 0

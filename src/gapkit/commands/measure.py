@@ -5,6 +5,7 @@
     gapkit measure --image IMG.npy --text TXT.npy --text-to-image MAP.npy --out -
     gapkit measure --embeddings emb.npz --metrics rmg,uniformity --ci --exact --seed 1
     gapkit measure --embeddings CLIP_RETRIEVAL_DIR --stream --out m.json   # one pass, bounded RAM
+    gapkit measure --embeddings SHARD_DIR --engine ray --address auto --out m.json  # one Ray task per shard
 
 The JSON record holds {"metrics": {...}, "n_image", "n_text", "dim", "inputs", ...} plus the
 fields of every gapkit record (kind, versions, command, seed, params, results).
@@ -16,7 +17,7 @@ import math
 import sys
 from typing import Any
 
-from ._common import add_embedding_args, load_from_args, write_output
+from ._common import add_embedding_args, add_engine_args, check_engine_args, load_from_args, write_output
 
 from ._common import seed_arg  # noqa: E402
 
@@ -50,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "stack, memory-mapped) with bounded memory; pairwise metrics from a random reservoir")
     g.add_argument("--reservoir", type=int, default=10_000, metavar="R",
                    help="pairs kept for the pairwise metrics with --stream (default 10000)")
+    add_engine_args(p)
     p.add_argument("--out", metavar="FILE", help="write the JSON record to FILE ('-' = stdout); "
                    "without --out a table is printed")
 
@@ -73,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise GapkitError(f"--n-boot must be at least 2, got {args.n_boot}")
     if args.n_perm < 10:
         raise GapkitError(f"--n-perm must be at least 10, got {args.n_perm}")
+    check_engine_args(args)
+    if args.engine:  # a sharded run is a streaming run: same metrics, same record
+        args.stream = True
     params = {"metrics": args.metrics, "ci": args.ci, "n_boot": args.n_boot, "exact": args.exact,
               "logit_scale": args.logit_scale, "train_fraction": args.train_fraction, "folds": args.folds,
               "stream": args.stream, "null": args.null, "n_perm": args.n_perm}
@@ -80,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stream:
         values, inputs = _stream(args)
         params["reservoir"] = args.reservoir
+        if args.engine:
+            params["engine"] = args.engine
     else:
         from ..metrics import measure
         from ._common import names_of
@@ -126,15 +133,17 @@ def _stream(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     from ..metrics import measure_stream
 
     if not args.embeddings or args.image or args.text or args.sample:
-        raise GapkitError("--stream reads one --embeddings path (a clip-retrieval directory or a .npy stack)")
+        raise GapkitError("--stream reads one --embeddings path (a shard folder or a .npy stack; so does --engine)")
     if args.ci or args.exact or args.metrics or args.null:
-        raise GapkitError("--stream computes its fixed set of metrics; --ci, --exact, --metrics and --null do not apply")
+        raise GapkitError("--stream computes its fixed set of metrics (so does --engine); --ci, --exact, --metrics "
+                          "and --null do not apply")
     if args.reservoir < 2:
         raise GapkitError(f"--reservoir must be at least 2, got {args.reservoir}")
     if not Path(args.embeddings).exists():
         raise GapkitError(f"file not found: {args.embeddings}")
     values = measure_stream(args.embeddings, reservoir=args.reservoir, seed=args.seed,
-                            progress=sys.stderr.isatty(), logit_scale=args.logit_scale)
+                            progress=sys.stderr.isatty(), logit_scale=args.logit_scale, engine=args.engine,
+                            address=args.address)
     return values, {"embeddings": args.embeddings}
 
 

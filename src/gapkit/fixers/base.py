@@ -45,6 +45,8 @@ class Fixer(BaseEstimator):
     modalities: ClassVar[tuple[str, ...]] = ("image", "text")
     #: "embeddings" (transform changes vectors) or "scores" (the fixer calibrates similarities)
     acts_on: ClassVar[str] = "embeddings"
+    #: whether `_fit_stats` needs the (D, D) cross sum of FitStats (procrustes)
+    needs_cross: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ public API
     def fit(self, image: Any, text: Any, text_to_image: Any = None) -> "Fixer":
@@ -57,15 +59,32 @@ class Fixer(BaseEstimator):
         return self
 
     def transform(self, x: Any, modality: str = "image", *, out: np.ndarray | None = None,
-                  chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
+                  chunk_size: int = DEFAULT_CHUNK, first_row: int = 0) -> np.ndarray:
         """Apply the fitted fix to rows of one modality: (n, D) -> (n, D).
 
         `out` may be a preallocated (e.g. memory-mapped, writable) array of the same shape; the
-        rows stream through in chunks of `chunk_size`.
+        rows stream through in chunks of `chunk_size`. `first_row`: the global row of x[0] when x
+        is one shard of a larger set (fixers whose result depends on the row, e.g. seeded noise,
+        then give each shard what a single pass would).
         """
         a = self._check_input(x, modality)
-        return map_rows(a, lambda u, start: self._transform_chunk(u, modality, start),
+        return map_rows(a, lambda u, start: self._transform_chunk(u, modality, first_row + start),
                         f"{modality} embeddings", out=out, chunk=chunk_size)
+
+    @property
+    def fits_from_stats(self) -> bool:
+        """True when `fit_from_stats` works: the fit needs only mergeable statistics (FitStats)."""
+        return type(self)._fit_stats is not Fixer._fit_stats
+
+    def fit_from_stats(self, stats: Any) -> "Fixer":
+        """Fit from `gapkit.fixers.stats.FitStats` (merged over shards); same result as `fit` on the
+        rows, to float64 rounding."""
+        if not self.fits_from_stats:
+            raise GapkitError(f"fixer '{self.name}' needs the calibration rows themselves (it cannot fit from "
+                              "merged statistics)")
+        self._fit_stats(stats)
+        self.dim_ = int(stats.dim)
+        return self
 
     def fit_transform(self, image: Any, text: Any, text_to_image: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """fit(image, text) then transform both; returns (image', text')."""
@@ -112,6 +131,9 @@ class Fixer(BaseEstimator):
 
     # ------------------------------------------------------------------ for subclasses
     def _fit(self, image: np.ndarray, text: np.ndarray, mapping: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def _fit_stats(self, stats: Any) -> None:
         raise NotImplementedError
 
     def _transform(self, u: np.ndarray, modality: str) -> np.ndarray:

@@ -62,6 +62,9 @@ class MeanCentering(_Centering):
         self.image_mean_ = mean_of_normalized(image, "image embeddings")
         self.text_mean_ = mean_of_normalized(text, "text embeddings")
 
+    def _fit_stats(self, stats: Any) -> None:
+        self.image_mean_, self.text_mean_ = stats.image.mean.copy(), stats.text.mean.copy()
+
     def _mean(self, modality: str) -> np.ndarray:
         return self.image_mean_ if modality == "image" else self.text_mean_
 

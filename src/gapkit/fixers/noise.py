@@ -12,6 +12,8 @@ can later be fed image embeddings. The noise for row r is drawn from a generator
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import math
@@ -42,6 +44,12 @@ class GaussianNoise(Fixer):
         self.seed = seed
 
     def _fit(self, image: np.ndarray, text: np.ndarray, mapping: np.ndarray | None) -> None:
+        self._check_params()
+
+    def _fit_stats(self, stats: Any) -> None:
+        self._check_params()
+
+    def _check_params(self) -> None:
         if self.apply_to not in ("both", "image", "text"):
             raise GapkitError(f"noise: apply_to must be both, image or text, got '{self.apply_to}'")
         if not float(self.std) >= 0:

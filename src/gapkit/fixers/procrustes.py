@@ -10,8 +10,11 @@ y = y' W*^T. With several captions per image, every caption is paired with its i
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from ..errors import GapkitError
 from ._stream import DEFAULT_CHUNK, normalize_rows, row_ranges
 from .base import Fixer
 
@@ -38,6 +41,7 @@ class ProcrustesMap(Fixer):
     """Rotate texts onto images. Fitted: rotation_ (D, D), orthogonal."""
 
     name = "procrustes"
+    needs_cross = True
 
     def __init__(self) -> None:
         pass
@@ -48,6 +52,11 @@ class ProcrustesMap(Fixer):
 
             check_mapping(None, image.shape[0], text.shape[0])  # raises the standard message
         self.rotation_ = procrustes_rotation(cross_covariance(image, text, mapping))
+
+    def _fit_stats(self, stats: Any) -> None:
+        if stats.cross is None:
+            raise GapkitError("procrustes: the merged statistics lack the cross sum (fit_stats(..., cross=True))")
+        self.rotation_ = procrustes_rotation(stats.cross)
 
     def _transform(self, u: np.ndarray, modality: str) -> np.ndarray:
         return u if modality == "image" else normalize_rows(u @ self.rotation_)

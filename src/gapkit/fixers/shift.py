@@ -98,12 +98,25 @@ class GapShift(Fixer):
     def _fit(self, image: np.ndarray, text: np.ndarray, mapping: np.ndarray | None) -> None:
         if self.side not in SIDES:
             raise GapkitError(f"shift: side must be one of {', '.join(SIDES)}, got '{self.side}'")
-        self.gap_ = mean_of_normalized(image, "image embeddings") - mean_of_normalized(text, "text embeddings")
+        self._set_gap(mean_of_normalized(image, "image embeddings") - mean_of_normalized(text, "text embeddings"))
+        self.lam_ = float(_parse_lam(self.lam, image, text, self.direction_, self.side))
+
+    @property
+    def fits_from_stats(self) -> bool:
+        return not isinstance(self.lam, str)  # lam="close" searches over the calibration rows
+
+    def _fit_stats(self, stats: Any) -> None:
+        if self.side not in SIDES:
+            raise GapkitError(f"shift: side must be one of {', '.join(SIDES)}, got '{self.side}'")
+        self._set_gap(stats.image.mean - stats.text.mean)
+        self.lam_ = float(_parse_lam(self.lam, None, None, self.direction_, self.side))
+
+    def _set_gap(self, gap: np.ndarray) -> None:
+        self.gap_ = gap
         self.gap_distance_ = float(np.linalg.norm(self.gap_))
         if self.gap_distance_ == 0:
             raise GapkitError("shift: the calibration set has no gap (identical centroids)")
         self.direction_ = self.gap_ / self.gap_distance_ if self.unit else self.gap_.copy()
-        self.lam_ = float(_parse_lam(self.lam, image, text, self.direction_, self.side))
 
     def _offset(self, modality: str) -> np.ndarray:
         vi, vt = shift_offsets(self.direction_, self.lam_, self.side)

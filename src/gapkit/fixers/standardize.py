@@ -8,6 +8,8 @@ dimensions (where the modalities differ most) no longer dominate cosine similari
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ._stream import moments_of_normalized, normalize_rows, unit_preimage
@@ -29,6 +31,11 @@ class Standardize(Fixer):
         self.text_mean_, sd_t = moments_of_normalized(text, "text embeddings")
         self.image_std_ = np.maximum(sd_i, self.eps)
         self.text_std_ = np.maximum(sd_t, self.eps)
+
+    def _fit_stats(self, stats: Any) -> None:
+        self.image_mean_, self.text_mean_ = stats.image.mean.copy(), stats.text.mean.copy()
+        self.image_std_ = np.maximum(stats.image.std, self.eps)
+        self.text_std_ = np.maximum(stats.text.std, self.eps)
 
     def _stats(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
         if modality == "image":

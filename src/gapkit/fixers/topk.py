@@ -9,6 +9,8 @@ of the gap while keeping the rest of the geometry. Not invertible (the removed c
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import GapkitError
@@ -30,9 +32,16 @@ class TopKGapRemoval(Fixer):
         k = int(self.k)
         if not 0 < k < image.shape[1]:
             raise GapkitError(f"topk: k must be in [1, {image.shape[1] - 1}], got {self.k}")
-        gap = mean_of_normalized(image, "image embeddings") - mean_of_normalized(text, "text embeddings")
+        self._set_gap(mean_of_normalized(image, "image embeddings") - mean_of_normalized(text, "text embeddings"))
+
+    def _fit_stats(self, stats: Any) -> None:
+        if not 0 < int(self.k) < stats.dim:
+            raise GapkitError(f"topk: k must be in [1, {stats.dim - 1}], got {self.k}")
+        self._set_gap(stats.image.mean - stats.text.mean)
+
+    def _set_gap(self, gap: np.ndarray) -> None:
         self.gap_per_dim_ = np.abs(gap)
-        self.dims_ = np.argsort(-self.gap_per_dim_, kind="stable")[:k].astype(np.int64)
+        self.dims_ = np.argsort(-self.gap_per_dim_, kind="stable")[: int(self.k)].astype(np.int64)
 
     def _transform(self, u: np.ndarray, modality: str) -> np.ndarray:
         u[:, self.dims_] = 0.0  # u is a private float64 chunk, safe to modify in place
