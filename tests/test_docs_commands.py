@@ -6,6 +6,7 @@ they have it."""
 from __future__ import annotations
 
 import json
+import shutil
 import re
 import shlex
 from pathlib import Path
@@ -128,6 +129,8 @@ def _make_workspace(root: Path) -> Path:
     im = Image.new("RGB", (96, 96), "white")
     ImageDraw.Draw(im).ellipse([16, 16, 80, 80], fill=(210, 30, 30))
     im.save(root / "apple.png")
+    # the saved records behind docs/fidelity.md (`gapkit reproduce --summary` reads docs/results)
+    shutil.copytree(Path(__file__).resolve().parents[1] / "docs" / "results", root / "docs" / "results")
     return root
 
 

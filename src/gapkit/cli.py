@@ -19,8 +19,8 @@ from . import __version__
 from .errors import GapkitError
 
 # Order of subcommands in --help; modules not listed here follow alphabetically.
-ORDER = ("measure", "embed", "encoders", "train", "fix", "evaluate", "build", "simulate",
-         "reproduce", "report", "demo")
+ORDER = ("measure", "embed", "encoders", "train", "fix", "evaluate", "study", "build", "index", "search",
+         "serve", "simulate", "reproduce", "report", "demo")
 
 
 def _command_modules() -> dict[str, ModuleType]:
