@@ -36,6 +36,13 @@ SKIP = {
     "index build --embeddings runs/emoji-emb --encoder towers": "needs the real towers embeddings of emoji "
                                                                 "(the embed command that makes them is skipped above)",
     "index info runs/emoji-idx": "describes the index of the command above",
+    "measure --embeddings runs/emoji-shards --engine ray": "reads the shards of the skipped towers embed above, "
+        "on Ray (README: a running cluster, --address auto); the same flows run on a local Ray instance in "
+        "tests/test_engines_ray.py",
+    "fix --method center --fit runs/emoji-shards": "the shards of the skipped embed above, on Ray; see "
+                                                   "tests/test_engines_ray.py",
+    "measure --embeddings runs/emoji-fixed --engine ray": "the output of the skipped fix above",
+    "measure --embeddings /shared/laion-emb": "a cluster's shared storage (a template of a real deployment)",
     "serve ": "starts a web server that runs until stopped; the app is tested in tests/test_serve.py "
               "(TestClient and a live server in headless Chromium)",
 }
