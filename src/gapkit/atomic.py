@@ -34,38 +34,46 @@ def _umask() -> int:
     return mask
 
 
-def check_output_file(path: str | os.PathLike) -> Path:
-    """Raise GapkitError unless `path` is absent or a regular file (never a link, device or FIFO).
+def check_output_target(path: str | os.PathLike, option: str | None = None, *, allow_dir: bool = False) -> Path:
+    """Raise GapkitError unless `path` is absent, a regular file, or (allow_dir) a directory.
 
-    Replacing a character device (`/dev/null`), a FIFO or a symlink by a regular file would destroy
-    something the user owns, so outputs may only be new names or existing regular files. Stdout is
-    spelled `-` by the commands, never `/dev/stdout`.
+    Never a symbolic link, a device, a FIFO or a socket: replacing `/dev/null` or a link by a
+    regular file would destroy something the user owns. Stdout is spelled `-` by the commands.
+    The nearest existing ancestor must be a directory. `option` names the CLI option in messages.
     """
     target = Path(path)
+    where = f"{option} {target}" if option else str(target)
     try:
         st = target.lstat()
     except FileNotFoundError:
-        _check_parent(target)
+        check_parent_is_dir(target, where)
         return target
     except OSError as exc:
-        raise GapkitError(f"{target}: cannot write ({exc.strerror or exc})") from None
+        raise GapkitError(f"{where}: cannot write ({exc.strerror or exc})") from None
     if stat.S_ISLNK(st.st_mode):
-        raise GapkitError(f"{target}: is a symbolic link; gapkit writes only regular files "
+        raise GapkitError(f"{where}: is a symbolic link; gapkit writes only regular files "
                           "(give the real path, or '-' for standard output)")
     if stat.S_ISDIR(st.st_mode):
-        raise GapkitError(f"{target}: is a directory; give a file path for this output")
+        if allow_dir:
+            return target
+        raise GapkitError(f"{where}: is a directory; give a file path for this output")
     if not stat.S_ISREG(st.st_mode):
-        raise GapkitError(f"{target}: is not a regular file (a device, FIFO or socket); refusing to "
+        raise GapkitError(f"{where}: is not a regular file (a device, FIFO or socket); refusing to "
                           "replace it (use '-' for standard output)")
     return target
 
 
-def _check_parent(target: Path) -> None:
+def check_output_file(path: str | os.PathLike) -> Path:
+    """An output file: absent or a regular file (check_output_target without directories)."""
+    return check_output_target(path)
+
+
+def check_parent_is_dir(target: Path, where: str | None = None) -> None:
     """The nearest existing ancestor of `target` must be a directory (else: one clear line)."""
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise GapkitError(f"{target}: {parent} is not a directory")
+                raise GapkitError(f"{where or target}: {parent} is not a directory")
             return
 
 
@@ -85,22 +93,20 @@ def _temp_name(target: Path, tag: str, suffix: str = "") -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{tag}{suffix}")
 
 
-def _leftovers(target: Path, tag: str) -> list[tuple[Path, int]]:
-    """Temporary siblings of `target` with `tag` left by processes that no longer run."""
-    out = []
+def _leftovers(target: Path) -> dict[str, list[Path]]:
+    """Temporary siblings of `target` ({TMP_TAG: [...], OLD_TAG: [...]}) whose writer process no
+    longer runs; one scan of the parent folder."""
+    out: dict[str, list[Path]] = {TMP_TAG: [], OLD_TAG: []}
     prefix = f".{target.name}."
     try:
-        entries = list(target.parent.iterdir())
+        entries = [e.name for e in os.scandir(target.parent) if e.name.startswith(prefix)]
     except OSError:
         return out
-    for p in entries:
-        rest = p.name[len(prefix):] if p.name.startswith(prefix) else ""
-        parts = rest.split(".")
-        if tag not in p.name or len(parts) < 3 or not parts[0].isdigit():
-            continue
-        pid = int(parts[0])
-        if not _pid_alive(pid):
-            out.append((p, pid))
+    for name in entries:
+        parts = name[len(prefix):].split(".")
+        tag = TMP_TAG if TMP_TAG in name else OLD_TAG if OLD_TAG in name else None
+        if tag and len(parts) >= 3 and parts[0].isdigit() and not _pid_alive(int(parts[0])):
+            out[tag].append(target.parent / name)
     return out
 
 
@@ -119,11 +125,13 @@ def clean_stale_temps(target: str | os.PathLike) -> int:
     swap interrupted between its two renames is first recovered (see recover_dir).
     """
     t = Path(target)
-    recover_dir(t)
-    stale = _leftovers(t, TMP_TAG) + _leftovers(t, OLD_TAG)
-    for p, _ in stale:
+    stale = _leftovers(t)
+    if _recover_from(t, stale):
+        stale = _leftovers(t)
+    gone = stale[TMP_TAG] + stale[OLD_TAG]
+    for p in gone:
         _remove(p)
-    return len(stale)
+    return len(gone)
 
 
 def recover_dir(target: str | os.PathLike) -> bool:
@@ -133,11 +141,15 @@ def recover_dir(target: str | os.PathLike) -> bool:
     `target` but two complete copies: the new one (a temp holding OUTPUT_MARKER, written last) is
     preferred, else the old one. Readers call this before looking for `target`.
     """
-    t = Path(target)
+    return _recover_from(Path(target), None)
+
+
+def _recover_from(t: Path, stale: dict[str, list[Path]] | None) -> bool:
     if t.exists() or t.is_symlink():
         return False
-    candidates = [p for p, _ in _leftovers(t, TMP_TAG) if (p / OUTPUT_MARKER).is_file()]
-    candidates += [p for p, _ in _leftovers(t, OLD_TAG) if p.is_dir()]
+    stale = _leftovers(t) if stale is None else stale
+    candidates = [p for p in stale[TMP_TAG] if (p / OUTPUT_MARKER).is_file()]
+    candidates += [p for p in stale[OLD_TAG] if p.is_dir()]
     if not candidates:
         return False
     os.replace(candidates[0], t)
@@ -191,7 +203,7 @@ def check_replaceable_dir(path: str | os.PathLike) -> None:
     if target.is_symlink():
         raise GapkitError(f"{target}: is a symbolic link; give the real directory path")
     if not target.exists():
-        _check_parent(target)
+        check_parent_is_dir(target)
         return
     if not target.is_dir():
         raise GapkitError(f"{target}: exists and is not a directory; choose another output path")

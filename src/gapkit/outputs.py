@@ -18,12 +18,11 @@ import json
 import os
 import shutil
 import socket
-import stat
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .atomic import OUTPUT_MARKER, check_replaceable_dir
+from .atomic import OUTPUT_MARKER, check_output_target, check_replaceable_dir
 from .errors import GapkitError
 
 LOCK_FILE = ".gapkit-lock"
@@ -71,26 +70,9 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None], inputs: Ite
 
 def check_output_kind(path: str | os.PathLike, option: str = "output") -> None:
     """An output may be new, a regular file or a directory (the writer decides which it needs);
-    never a symbolic link, a device, a FIFO or a socket, and its folder must be a folder."""
-    p = Path(path)
-    try:
-        st = p.lstat()
-    except FileNotFoundError:
-        for parent in p.parents:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise GapkitError(f"{option} {p}: {parent} is not a directory") from None
-                break
-        return
-    except OSError as exc:
-        raise GapkitError(f"{option} {p}: {exc.strerror or exc}") from None
-    if stat.S_ISLNK(st.st_mode):
-        raise GapkitError(f"{option} {p}: is a symbolic link; give the real path (or '-' for standard output)")
-    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-        raise GapkitError(f"{option} {p}: is not a regular file (a device, FIFO or socket); refusing to replace it "
-                          "(use '-' for standard output)")
-    if stat.S_ISDIR(st.st_mode):  # checked now, before any work: never a user's own folder
-        check_replaceable_dir(p)
+    never a link or special file (atomic.check_output_target), never a user's own folder."""
+    if check_output_target(path, option, allow_dir=True).is_dir():  # now, before any work
+        check_replaceable_dir(path)
 
 
 def _holder(lock_path: Path) -> str:

@@ -67,14 +67,24 @@ def load_from_args(args: argparse.Namespace, prefix: str = "") -> tuple[PairedEm
     return pe, {k: v for k, v in inputs.items() if v is not None}
 
 
+def with_ci(m: dict[str, Any], key: str, fmt: Any = "{:.3f}".format) -> str:
+    """'key value [low, high]' for the one-line summaries of measure and evaluate."""
+    text = f"{key} {fmt(m[key])}"
+    if f"{key}_ci_low" in m:
+        text += f" [{fmt(m[key + '_ci_low'])}, {fmt(m[key + '_ci_high'])}]"
+    return text
+
+
 def ensure_output_differs(out: str | Path | None, inputs: Any) -> None:
-    """Refuse an output path that names one of the inputs (it would be overwritten while read)."""
-    if not out or out == "-":
+    """Refuse an output path that names one of the inputs (it would be overwritten while read):
+    outputs.check_output_paths, which compares resolved paths. Writing beside an input stays
+    allowed here (a record may sit next to what it measured); the CLI's own check is stricter."""
+    from ..outputs import check_output_paths
+
+    if out is None:
         return
-    target = Path(out).resolve()
-    for src in inputs:
-        if isinstance(src, (str, Path)) and src and Path(src).resolve() == target:
-            raise GapkitError(f"the output {out} is also an input; choose another output path")
+    check_output_paths({"output": str(out)}, [str(i) for i in inputs if isinstance(i, (str, Path)) and i],
+                       allow_inside_input_dirs=True)
 
 
 def write_output(obj: dict[str, Any], out: str | None) -> None:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import seed_arg  # noqa: E402
+from ._common import seed_arg, with_ci  # noqa: E402
 
 HELP = "zero-shot / retrieval / mixed-modality / intra-modal / probe / fairness evaluation -> JSON record"
 OUTPUT_ARGS = ("out", "save_fixer")
@@ -329,9 +329,7 @@ def summary_line(rec: dict[str, Any], out: str) -> str:
         return f"gapkit evaluate: {rec['task']} -> {'stdout' if out == '-' else out}; ndcg@10 " + "; ".join(parts)
     parts = []
     for k in [k for k in MAIN_KEYS if k in m] or [k for k, v in m.items() if isinstance(v, float)][:2]:
-        t = f"{k} {m[k]:.3f}"
-        if f"{k}_ci_low" in m:
-            t += f" [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]"
+        t = with_ci(m, k)
         if f"{k}_diff" in m:
             t += f", vs raw {m[k + '_diff']:+.3f} [{m[k + '_diff_ci_low']:+.3f}, {m[k + '_diff_ci_high']:+.3f}]"
         parts.append(t)

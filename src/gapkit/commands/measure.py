@@ -17,7 +17,7 @@ import math
 import sys
 from typing import Any
 
-from ._common import add_embedding_args, add_engine_args, check_engine_args, load_from_args, write_output
+from ._common import add_embedding_args, add_engine_args, check_engine_args, load_from_args, with_ci, write_output
 
 from ._common import seed_arg  # noqa: E402
 
@@ -115,9 +115,7 @@ def summary_line(record: dict[str, Any], out: str) -> str:
     parts = []
     for k in ("centroid_distance", "rmg", "linear_separability", "t2i_recall@1"):
         if k in m and isinstance(m[k], float):
-            t = f"{k} {_fmt(m[k])}"
-            if f"{k}_ci_low" in m:
-                t += f" [{_fmt(m[k + '_ci_low'])}, {_fmt(m[k + '_ci_high'])}]"
+            t = with_ci(m, k, _fmt)
             if f"{k}_p_value" in m:
                 t += f" (p {m[k + '_p_value']:.2g})"
             parts.append(t)
