@@ -170,3 +170,49 @@ def test_complement_shift_energy_rank_inverse_and_retrieve_image():
         create_fixer("chowers", rank=0).fit(x, t)
     with pytest.raises(GapkitError, match="norm"):
         create_fixer("chowers", lam=5.0).fit(x, t)
+
+
+# ------------------------------------------------------------------------- the claims' experiments
+def test_quantize_matches_a_naive_loop():
+    from gapkit.experiments.methods import quantize
+
+    x = np.random.default_rng(0).standard_normal((4, 9))
+    got = quantize(x, 4)
+    for i, row in enumerate(x):
+        m = max(abs(v) for v in row)
+        for d, v in enumerate(row):
+            assert got[i, d] == pytest.approx(round(v / m * 7) * m / 7)
+
+
+def test_chowers_claim_on_the_clip_sample(tmp_path):
+    """Quick run on the real CLIP sample: clean R@1 flat, fewer flips; the fidelity row says so."""
+    from gapkit.experiments import get_experiment
+    from gapkit.report import fidelity as F
+
+    rec = get_experiment("chowers").run(tmp_path, quick=True, sigmas=[0.2], draws=5)
+    clip = rec["results"]["samples"]["clip"]
+    assert clip["centroid_distance_fixed"] < clip["centroid_distance_raw"]
+    assert clip["flips_quant_4bit"]["diff"]["ci_high"] < 0
+    assert clip["i2t_recall@1"]["diff"]["ci_low"] <= 0 <= clip["i2t_recall@1"]["diff"]["ci_high"]
+    claim = next(c for c in F.CLAIMS if c.experiment == "chowers")
+    rec["params"]["quick"] = False
+    assert claim.evaluate(rec).verdict in ("reproduces", "inconclusive")
+
+
+def _iv(mean, lo, hi):
+    return {"mean": mean, "ci_low": lo, "ci_high": hi}
+
+
+@pytest.mark.parametrize("diffs, verdict", [
+    ([(0.02, 0.01, 0.03), (0.05, 0.02, 0.08)], "reproduces"),
+    ([(0.02, 0.01, 0.03), (0.0, -0.01, 0.01)], "direction only"),
+    ([(-0.02, -0.03, -0.01), (0.05, 0.02, 0.08)], "does not reproduce"),
+    ([(0.0, -0.01, 0.01), (0.0, -0.01, 0.01)], "inconclusive"),
+])
+def test_isoclip_fidelity_verdicts(diffs, verdict):
+    from gapkit.report import fidelity as F
+
+    tasks = {f"task_{i}": {"n_queries": 10, "kept": [1, 5], "recall@1": {
+        "raw": _iv(0.5, 0.4, 0.6), "fixed": _iv(0.5 + d[0], 0.4, 0.6), "diff": _iv(*d)}} for i, d in enumerate(diffs)}
+    claim = next(c for c in F.CLAIMS if c.experiment == "isoclip")
+    assert claim.evaluate({"results": {"tasks": tasks}}).verdict == verdict
