@@ -86,9 +86,10 @@ def kfold_images(pairs: Any, folds: int, seed: int = 0) -> Iterator[tuple[Paired
 
 
 def mixed_corpus(pairs: Any, seed: int = 0, query_fraction: float = DEFAULT_QUERY_FRACTION,
-                 fused: bool = False) -> MixedCorpus:
-    """The mixed corpus of the protocol (step 3 of the module doc), every caption kept."""
-    return corpus_from_pairs(as_paired(pairs), query_fraction, seed, fused=fused)
+                 fused: bool = False, alpha: float = 0.5, gains: dict[str, float] | None = None) -> MixedCorpus:
+    """The mixed corpus of the protocol (step 3 of the module doc), every caption kept; alpha =
+    the image's weight in fused documents, gains = graded relevance by role (gapkit.evaluate.mixed)."""
+    return corpus_from_pairs(as_paired(pairs), query_fraction, seed, fused=fused, alpha=alpha, gains=gains)
 
 
 def fit_fixer(fx: Any, calib: PairedEmbeddings, seed: int = 0) -> Any:
