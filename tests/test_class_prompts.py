@@ -58,3 +58,17 @@ def test_class_prompt_pairs_layout_and_errors():
         class_prompt_pairs(images, labels[:10], prompts)
     with pytest.raises(GapkitError, match="no labelled image"):
         class_prompt_pairs(images, np.full(60, -1), prompts)
+
+
+def test_centroid_cosine_has_a_plain_language_text():
+    """The report explains centroid_cosine, graded in the direction of the gap (low = gapped)."""
+    from gapkit.metrics import centroid_cosine
+    from gapkit.report.explain import info, interpret
+    from gapkit.samples import load_sample
+
+    assert "average image embedding" in info("centroid_cosine").meaning
+    pe = load_sample("clip")
+    v = centroid_cosine(pe.image, pe.text)
+    assert "clear gap" in interpret("centroid_cosine", v)            # CLIP: 0.31
+    assert "little directional gap" in interpret("centroid_cosine", 0.95)
+    assert "strong gap" in interpret("centroid_cosine", 0.04)         # random init
