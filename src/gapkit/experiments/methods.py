@@ -20,7 +20,7 @@ isoclip (Magistri et al., CVPR 2026, arXiv:2603.19862; fixer `isoclip`)
     (relevant = the other captions of the same emoji, as the paper's Flickr30k text retrieval)
     and image -> image on openclipart (relevant = same category). Per-query R@1, raw vs IsoCLIP
     at the paper's proportions (k_top 150/512, k_bottom 50/512 of r), paired BCa CIs; plus a
-    k_top sweep.
+    k_top sweep. The trained heads are saved in OUT/heads (the `weights` of the isoclip fixer).
 """
 from __future__ import annotations
 
@@ -212,6 +212,7 @@ def run_isoclip(out_dir: Path, quick: bool = False, seed: int = 0, *, steps: int
         "image_to_image_openclipart": _isoclip_task(heads.project_image(oi_test).astype(np.float64), labels, "image",
                                                     a_i, a_t, k_top, k_bottom, seed),
     }
+    heads.save(Path(out_dir) / "heads")  # `gapkit fix --method isoclip --param weights=OUT/heads` reads it
     rec = new_record("experiment", experiment="isoclip", seed=seed,
                      inputs={"datasets": ["emoji", "openclipart"],
                              "model": f"EfficientNet-Lite0 + MiniLM towers, LiT heads (clip, {steps} steps, E={embed_dim})",
