@@ -25,8 +25,6 @@ less relative to the margins between gallery items: that is the robustness the p
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..errors import GapkitError
