@@ -72,3 +72,22 @@ def test_centroid_cosine_has_a_plain_language_text():
     assert "clear gap" in interpret("centroid_cosine", v)            # CLIP: 0.31
     assert "little directional gap" in interpret("centroid_cosine", 0.95)
     assert "strong gap" in interpret("centroid_cosine", 0.04)         # random init
+
+
+def test_evaluate_zero_shot_reports_the_class_prompt_gap(tmp_path):
+    import json
+
+    from gapkit.cli import main
+
+    images, labels, prompts = zero_shot_data(seed=4)
+    labels = np.where(labels < 0, 0, labels)  # zero-shot wants a class for every image
+    np.save(tmp_path / "img.npy", images)
+    np.save(tmp_path / "y.npy", labels)
+    np.save(tmp_path / "cls.npy", prompts)
+    out = tmp_path / "zs.json"
+    assert main(["evaluate", "--task", "zero-shot", "--image", str(tmp_path / "img.npy"), "--labels",
+                 str(tmp_path / "y.npy"), "--classifier", str(tmp_path / "cls.npy"), "--out", str(out)]) == 0
+    m = json.loads(out.read_text())["metrics"]
+    ref = naive(images, labels, prompts)
+    for key in ("l2m", "l2i", "rmg"):
+        assert m[f"class_prompt_{key}"] == pytest.approx(ref[key], rel=1e-6), key

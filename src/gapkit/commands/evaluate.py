@@ -269,9 +269,14 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
         flat = cls.reshape(-1, cls.shape[-1])
         cls = _apply(fx, flat, "text").reshape(cls.shape)
     if args.task == "zero-shot":
+        from ..metrics.class_prompts import class_prompt_metrics
+
         raw_cls = load_array(args.classifier, mmap=False)
-        return (ev.zero_shot(img, labels, cls), inputs,
-                lambda f: cmp.zero_shot_per_query(raw_img, labels, raw_cls, f), named)
+        metrics = ev.zero_shot(img, labels, cls)
+        # the gap of the (fixed) images against their class prompts: class-prompt mode (docs/metrics.md)
+        gap = class_prompt_metrics(img, labels, cls)
+        metrics.update({f"class_prompt_{k}": gap[k] for k in ("l2m", "l2i", "rmg", "centroid_cosine")})
+        return metrics, inputs, lambda f: cmp.zero_shot_per_query(raw_img, labels, raw_cls, f), named
     _need(args, "groups", "prompt_categories")
     inputs.update(groups=args.groups, prompt_categories=args.prompt_categories)
     offensive = tuple(s for s in args.offensive.split(",") if s)
