@@ -124,9 +124,15 @@ def test_reservoir_smaller_than_data_keeps_captions_and_exact_sums():
         m.update(torch.from_numpy(image[s : s + 64]), torch.from_numpy(text[sel]), torch.from_numpy(mapping[sel] - s))
     got = m.compute()
     check_equal(got, reference(image, text, mapping), GEOM, 1e-10)  # the sums stay exact
-    kept_images = torch.cat(m.sample_image_key)
-    kept_texts = torch.cat(m.sample_text_key)
-    assert kept_images.shape[0] == 150  # memory stays bounded
+    assert 150 <= torch.cat(m.sample_image_key).shape[0] <= 2 * 150 + 64  # memory stays bounded
+    # the sample is the bottom-150 of the images' uniform keys (drawn per process from seed 0, batch by batch)
+    g = torch.Generator().manual_seed(0)
+    all_keys = torch.cat([torch.rand(min(64, 400 - s), generator=g, dtype=torch.float64) for s in range(0, 400, 64)])
+    sample_image, _, kept_images, kept_texts = gtm._prune(*(torch.cat(getattr(m, n)) for n in gtm._SAMPLE), 150)
+    expect = torch.argsort(all_keys)[:150]  # image rows in key order
+    np.testing.assert_array_equal(torch.sort(kept_images).values.numpy(), all_keys[expect].numpy())
+    unit = image[expect.numpy()] / np.linalg.norm(image[expect.numpy()], axis=1, keepdims=True)
+    np.testing.assert_allclose(sample_image[torch.argsort(kept_images)].numpy(), unit, rtol=1e-12, atol=1e-12)
     assert torch.isin(kept_texts, kept_images).all()  # only captions of kept images ...
     n_captions = np.bincount(mapping, minlength=400)  # ... and all of them: each key's count is its image's
     all_keys_counts = torch.unique(kept_texts, return_counts=True)[1].sort().values

@@ -168,40 +168,73 @@ class ModalityGap(Metric):
 
     # -- update -----------------------------------------------------------------------------
     def update(self, image: Any, text: Any, text_to_image: Any = None) -> None:  # type: ignore[override]
-        """Fold one batch: image (B, D), text (M, D), text_to_image (M,) batch-local or None (1:1)."""
+        """Fold one batch: image (B, D), text (M, D), text_to_image (M,) batch-local or None (1:1).
+
+        Cost: one pass over the batch for the sums (module doc), plus writing the unit rows the
+        sample keeps (every row while it is filling; about B * reservoir / N rows once N images
+        were seen). No (B, D) temporary is created on CPU.
+        """
         x, y = _features(image, "image features"), _features(text, "text features")
+        if x.shape[1] != y.shape[1]:
+            raise GapkitError(f"image features have dim {x.shape[1]} but text features have dim {y.shape[1]}")
         mapping = _mapping(text_to_image, x.shape[0], y.shape[0], x.device)
-        st = batch_state(x, y, mapping)
+        self._check_dim(x.shape[1])
+        sampler = self._sampler() if self.needs_sample else None
+        slots = sampler.slots(x.shape[0], mapping, x.dtype, x.shape[1]) if sampler is not None else None
+        if _rowsums_ok(x, y, self.device):
+            self._update_cpu(x, y, mapping, slots)
+        else:  # CUDA (or no numba): torch ops on the batch's device
+            for name, value in batch_state(x, y, mapping).items():
+                setattr(self, name, getattr(self, name) + value.to(self.device))
+            if slots is not None:
+                slots.write_torch(x, y)
+        if sampler is not None:
+            sampler.publish(self)
+
+    def _check_dim(self, d: int) -> None:
         for name in ("sum_image", "sum_text"):
             cur = getattr(self, name)
             if cur.numel() == 0:  # first batch fixes the dimension
-                setattr(self, name, torch.zeros(x.shape[1], dtype=torch.float64, device=self.device))
-            elif cur.shape[0] != x.shape[1]:
-                raise GapkitError(f"features have dim {x.shape[1]}, earlier batches had {cur.shape[0]}")
-        for name, value in st.items():  # the sums may live on another device than the batch
-            setattr(self, name, getattr(self, name) + value.to(self.device))
-        if self.needs_sample:
-            self._sample(x, y, mapping)
+                setattr(self, name, torch.zeros(d, dtype=torch.float64, device=self.device))
+            elif cur.shape[0] != d:
+                raise GapkitError(f"features have dim {d}, earlier batches had {cur.shape[0]}")
+
+    def _update_cpu(self, x: torch.Tensor, y: torch.Tensor, mapping: torch.Tensor | None,
+                    slots: "_Slots | None") -> None:
+        """The fused one-pass kernel (gapkit.integrations._rowsums) adding into the CPU sum states."""
+        from ._rowsums import fused_sums
+
+        dtype = slots.dtype if slots is not None else (torch.float64 if x.dtype == y.dtype == torch.float64
+                                                       else torch.float32)
+        xn, yn = (np.ascontiguousarray(a.to(dtype).numpy()) for a in (x, y))
+        stats = np.zeros(4)
+        if slots is None:
+            none_i, none_t = np.full(x.shape[0], -1, np.int64), np.full(y.shape[0], -1, np.int64)
+            empty = np.empty((0, x.shape[1]), xn.dtype)
+            args = (none_i, none_t, empty, empty)
+        else:
+            args = slots.numpy_args()
+        fused_sums(xn, yn, _NO_MAP if mapping is None else mapping.numpy(), *args,
+                   self.sum_image.numpy(), self.sum_text.numpy(), stats)
+        self.n_image += x.shape[0]
+        self.n_text += y.shape[0]
+        for name, value in zip(("sq_image", "sq_text", "sum_cos", "sum_dist"), stats):
+            getattr(self, name).add_(float(value))
+
+    def _sampler(self) -> "_Sample":
+        """The sample's buffers, re-adopted from the registered states when torchmetrics replaced them
+        (reset, forward's state merge, .to(device), load_state_dict)."""
+        sampler = self.__dict__.get("_sample_buffers")
+        if sampler is None or not sampler.owns(self):
+            sampler = _Sample.adopt(self, self.reservoir)
+            self.__dict__["_sample_buffers"] = sampler
+        return sampler
 
     def _keys(self, n: int) -> torch.Tensor:
         if self._generator is None:  # per process: the same seed on two ranks would repeat keys
             rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
             self._generator = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + rank)
         return torch.rand(n, generator=self._generator, dtype=torch.float64)
-
-    def _sample(self, x: torch.Tensor, y: torch.Tensor, mapping: torch.Tensor | None) -> None:
-        """Add the batch's unit rows with fresh image keys, then keep the `reservoir` smallest keys."""
-        keys = self._keys(x.shape[0]).to(self.device)
-        text_keys = keys if mapping is None else keys[mapping.to(self.device)]
-        unit = lambda a: torch.nn.functional.normalize(a, dim=1).to(self.device)  # noqa: E731
-        self.sample_image.append(unit(x))
-        self.sample_text.append(unit(y))
-        self.sample_image_key.append(keys)
-        self.sample_text_key.append(text_keys)
-        if self.reservoir is not None and sum(k.shape[0] for k in self.sample_image_key) > self.reservoir:
-            kept = _prune(*(dim_zero_cat(getattr(self, n)) for n in _SAMPLE), self.reservoir)
-            for name, value in zip(_SAMPLE, kept):
-                setattr(self, name, [value])
 
     # -- compute ----------------------------------------------------------------------------
     def compute(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
@@ -236,6 +269,145 @@ class ModalityGap(Metric):
             out.update(within_stat(u, seed=self.seed, subset_of=n)[0].as_dict(f"uniformity_{name}"))
         out.update(cross_stat(p, seed=self.seed, subset_of=n).as_dict("uniformity_cross"))
         return out
+
+
+_NO_MAP = np.empty(0, np.int64)  # the kernel's "1:1 batch" mapping
+
+
+def _rowsums_ok(x: torch.Tensor, y: torch.Tensor, device: torch.device) -> bool:
+    """Whether the fused CPU kernel applies: batch and states on CPU, numba installed."""
+    return x.device.type == y.device.type == torch.device(device).type == "cpu" and _have_numba()
+
+
+def _have_numba() -> bool:
+    global _NUMBA
+    if _NUMBA is None:
+        import importlib.util
+
+        _NUMBA = importlib.util.find_spec("numba") is not None
+    return _NUMBA
+
+
+_NUMBA: bool | None = None
+
+
+class _Slots:
+    """Where this batch's kept rows go: dest (B,) / (M,) int64 buffer rows, -1 = not kept."""
+
+    def __init__(self, sample: "_Sample", dest_image: torch.Tensor, dest_text: torch.Tensor) -> None:
+        self.sample, self.dest_image, self.dest_text = sample, dest_image, dest_text
+        self.dtype = sample.image.dtype
+
+    def numpy_args(self) -> tuple[np.ndarray, ...]:
+        """(image_dest, text_dest, image_buf, text_buf) for `fused_sums` (CPU buffers)."""
+        return (self.dest_image.numpy(), self.dest_text.numpy(), self.sample.image.numpy(), self.sample.text.numpy())
+
+    def write_torch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The torch path: normalise only the kept rows and write them into the buffers."""
+        for a, dest, buf in ((x, self.dest_image, self.sample.image), (y, self.dest_text, self.sample.text)):
+            sel = torch.nonzero(dest >= 0).squeeze(1)
+            if sel.numel():
+                rows = torch.nn.functional.normalize(a[sel.to(a.device)].to(buf.dtype), dim=1, eps=1e-12)
+                buf[dest[sel].to(buf.device)] = rows.to(buf.device)
+
+
+class _Sample:
+    """The metric's bottom-k sample in growable buffers: the images of smallest random key (with all
+    their captions, which carry their image's key).
+
+    A row whose key is not below the `reservoir`-th smallest key kept so far can never be in the final
+    bottom-k, so it is rejected before anything is copied; accepted rows are appended, and once the
+    buffer holds 2 * reservoir images it is compacted back to the `reservoir` smallest keys. Per
+    update: O(B) for the keys plus a copy of at most `reservoir` kept rows; compaction is amortised
+    over >= reservoir insertions. Memory: at most 2 * reservoir + B images (with their captions).
+    The registered torchmetrics states are views of the buffers (`publish`), so sync, merge and
+    reset work as for any "cat" state; when torchmetrics replaces them, `adopt` rebuilds the buffers.
+    """
+
+    def __init__(self, metric: "ModalityGap", image: torch.Tensor, text: torch.Tensor, ikey: torch.Tensor,
+                 tkey: torch.Tensor) -> None:
+        self.metric, self.reservoir = metric, metric.reservoir
+        self.image, self.text, self.ikey, self.tkey = image, text, ikey, tkey
+        self.n_image, self.n_text = image.shape[0], text.shape[0]
+        self.threshold = float("inf")  # keys >= it are rejected
+        self.lists: tuple[list, ...] = ()
+
+    @classmethod
+    def adopt(cls, metric: "ModalityGap", reservoir: int | None) -> "_Sample":
+        parts = [getattr(metric, n) for n in _SAMPLE]
+        if all(len(p) == 0 for p in parts):
+            empty = torch.empty(0, device=metric.device)
+            return cls(metric, empty.reshape(0, 0), empty.reshape(0, 0), empty.double(), empty.double())
+        image, text, ikey, tkey = (dim_zero_cat(p).clone() for p in parts)
+        return cls(metric, image, text, ikey, tkey)
+
+    def owns(self, metric: "ModalityGap") -> bool:
+        return len(self.lists) == len(_SAMPLE) and all(getattr(metric, n) is lst for n, lst in zip(_SAMPLE, self.lists))
+
+    def publish(self, metric: "ModalityGap") -> None:
+        """Point the registered "cat" states at the filled part of the buffers (views, no copy)."""
+        self.lists = ([self.image[: self.n_image]], [self.text[: self.n_text]], [self.ikey[: self.n_image]],
+                      [self.tkey[: self.n_text]])
+        for name, lst in zip(_SAMPLE, self.lists):
+            setattr(metric, name, lst)
+
+    def slots(self, n: int, mapping: torch.Tensor | None, dtype: torch.dtype, d: int) -> _Slots:
+        """Draw the batch's image keys, choose the rows to keep, reserve buffer rows for them."""
+        keys = self.metric._keys(n)
+        keep = self._keep(keys)
+        if self.reservoir is not None and self.n_image + int(keep.sum()) > 2 * self.reservoir:
+            self._compact()
+            keep = self._keep(keys)
+        tmap = None if mapping is None else mapping.cpu()
+        tkeys = keys if tmap is None else keys[tmap]
+        tkeep = keep if tmap is None else keep[tmap]
+        ki, kt = int(keep.sum()), int(tkeep.sum())
+        self._reserve(self.n_image + ki, self.n_text + kt, dtype, d)
+        dest_i, dest_t = torch.full((n,), -1, dtype=torch.int64), torch.full((tkeys.shape[0],), -1, dtype=torch.int64)
+        dest_i[keep] = torch.arange(self.n_image, self.n_image + ki)
+        dest_t[tkeep] = torch.arange(self.n_text, self.n_text + kt)
+        dev = self.ikey.device
+        self.ikey[self.n_image : self.n_image + ki] = keys[keep].to(dev)
+        self.tkey[self.n_text : self.n_text + kt] = tkeys[tkeep].to(dev)
+        self.n_image += ki
+        self.n_text += kt
+        return _Slots(self, dest_i, dest_t)
+
+    def _keep(self, keys: torch.Tensor) -> torch.Tensor:
+        keep = keys < self.threshold
+        if self.reservoir is not None and keys.shape[0] > self.reservoir:  # at most `reservoir` per batch
+            keep &= keys <= torch.kthvalue(keys, self.reservoir).values
+        return keep
+
+    def _compact(self) -> None:
+        """Keep the `reservoir` images of smallest key and their captions; lower the threshold."""
+        thr = torch.kthvalue(self.ikey[: self.n_image].cpu(), self.reservoir).values
+        self.threshold = float(thr)
+        keep_i = torch.nonzero(self.ikey[: self.n_image] <= thr.to(self.ikey.device)).squeeze(1)
+        keep_t = torch.nonzero(self.tkey[: self.n_text] <= thr.to(self.tkey.device)).squeeze(1)
+        for name, keep in (("image", keep_i), ("ikey", keep_i), ("text", keep_t), ("tkey", keep_t)):
+            buf = getattr(self, name)
+            buf[: keep.shape[0]] = buf[keep]
+        self.n_image, self.n_text = keep_i.shape[0], keep_t.shape[0]
+
+    def _reserve(self, need_i: int, need_t: int, dtype: torch.dtype, d: int) -> None:
+        """Grow the buffers (doubling) to hold need_i images and need_t texts."""
+        if self.image.numel() == 0 and self.n_image == 0:  # first batch fixes dtype and dim
+            self.image = torch.empty(0, d, dtype=dtype, device=self.metric.device)
+            self.text = torch.empty(0, d, dtype=dtype, device=self.metric.device)
+        for name, key_name, need in (("image", "ikey", need_i), ("text", "tkey", need_t)):
+            buf = getattr(self, name)
+            if need > buf.shape[0]:
+                cap = max(need, 2 * buf.shape[0], 64)
+                if self.reservoir is not None and name == "image":
+                    cap = max(need, min(cap, 2 * self.reservoir))
+                n = self.n_image if name == "image" else self.n_text
+                grown = torch.empty(cap, buf.shape[1], dtype=buf.dtype, device=buf.device)
+                grown[:n] = buf[:n]
+                keys = torch.empty(cap, dtype=torch.float64, device=buf.device)
+                keys[:n] = getattr(self, key_name)[:n]
+                setattr(self, name, grown)
+                setattr(self, key_name, keys)
 
 
 def _prune(image: torch.Tensor, text: torch.Tensor, ikey: torch.Tensor, tkey: torch.Tensor,
