@@ -214,6 +214,10 @@ class ModalityGap(Metric):
             args = (none_i, none_t, empty, empty)
         else:
             args = slots.numpy_args()
+            # the kernel does not check bounds: the buffers must take every row it is told to write
+            for dest, buf in ((args[0], args[2]), (args[1], args[3])):
+                if buf.shape[1] != xn.shape[1] or (dest.size and dest.max() >= buf.shape[0]):
+                    raise AssertionError(f"sample buffer {buf.shape} cannot take rows up to {dest.max()}")
         fused_sums(xn, yn, _NO_MAP if mapping is None else mapping.numpy(), *args,
                    self.sum_image.numpy(), self.sum_text.numpy(), stats)
         self.n_image += x.shape[0]
@@ -221,12 +225,29 @@ class ModalityGap(Metric):
         for name, value in zip(("sq_image", "sq_text", "sum_cos", "sum_dist"), stats):
             getattr(self, name).add_(float(value))
 
+    def reset(self) -> None:
+        super().reset()
+        sampler = self.__dict__.get("_sample_buffers")
+        if sampler is not None:  # keep the buffers' memory: no fresh pages to fault in next epoch
+            sampler.clear()
+            sampler.publish(self)
+
+    def _reduce_states(self, incoming_state: dict[str, Any]) -> None:
+        """forward()/merge_state(): a side that has seen no rows yet has (0,)-shaped column sums."""
+        for name in ("sum_image", "sum_text"):
+            mine, theirs = getattr(self, name), incoming_state[name]
+            if mine.numel() == 0 and theirs.numel():
+                setattr(self, name, torch.zeros_like(theirs))
+            elif theirs.numel() == 0 and mine.numel():
+                incoming_state = {**incoming_state, name: torch.zeros_like(mine)}
+        super()._reduce_states(incoming_state)
+
     def _sampler(self) -> "_Sample":
         """The sample's buffers, re-adopted from the registered states when torchmetrics replaced them
         (reset, forward's state merge, .to(device), load_state_dict)."""
         sampler = self.__dict__.get("_sample_buffers")
         if sampler is None or not sampler.owns(self):
-            sampler = _Sample.adopt(self, self.reservoir)
+            sampler = _Sample.adopt(self)
             self.__dict__["_sample_buffers"] = sampler
         return sampler
 
@@ -312,16 +333,20 @@ class _Slots:
 
 
 class _Sample:
-    """The metric's bottom-k sample in growable buffers: the images of smallest random key (with all
-    their captions, which carry their image's key).
+    """The metric's bottom-k sample: the `reservoir` images of smallest uniform random key, with all
+    their captions (which carry their image's key), in preallocated buffers.
 
-    A row whose key is not below the `reservoir`-th smallest key kept so far can never be in the final
-    bottom-k, so it is rejected before anything is copied; accepted rows are appended, and once the
-    buffer holds 2 * reservoir images it is compacted back to the `reservoir` smallest keys. Per
-    update: O(B) for the keys plus a copy of at most `reservoir` kept rows; compaction is amortised
-    over >= reservoir insertions. Memory: at most 2 * reservoir + B images (with their captions).
-    The registered torchmetrics states are views of the buffers (`publish`), so sync, merge and
-    reset work as for any "cat" state; when torchmetrics replaces them, `adopt` rebuilds the buffers.
+    Images live in `reservoir` slots. A batch row can only enter the bottom-k if its key is below the
+    largest key kept (`threshold`), so every other row is rejected before anything is copied; the
+    entering rows are written by the update kernel straight into free slots or into the slots of the
+    images they push out. Per update: O(B) key work, O(reservoir) to find the new k-th key, and one
+    write per kept row (every row while the sample fills, about B * reservoir / N once N images were
+    seen); nothing is compacted. 1:1 batches keep each text in its image's slot; with several captions,
+    texts are appended and the captions of pushed-out images are dropped lazily (they are compacted
+    away when they outnumber the live ones, and ignored by `compute`, whose `_prune` keeps only texts
+    whose key is an image's). `reservoir=None` appends every row.
+    The registered torchmetrics "cat" states are views of the buffers (`publish`), so sync, merge and
+    reset work as for any list state; when torchmetrics replaces them, `adopt` rebuilds the buffers.
     """
 
     def __init__(self, metric: "ModalityGap", image: torch.Tensor, text: torch.Tensor, ikey: torch.Tensor,
@@ -329,93 +354,136 @@ class _Sample:
         self.metric, self.reservoir = metric, metric.reservoir
         self.image, self.text, self.ikey, self.tkey = image, text, ikey, tkey
         self.n_image, self.n_text = image.shape[0], text.shape[0]
-        self.threshold = float("inf")  # keys >= it are rejected
+        self.shared = self.n_image == self.n_text and bool(torch.equal(ikey, tkey))  # texts in image slots
+        self.threshold = float(ikey.max()) if self.full() else float("inf")
         self.lists: tuple[list, ...] = ()
+        self.views: tuple[torch.Tensor, ...] = ()
 
     @classmethod
-    def adopt(cls, metric: "ModalityGap", reservoir: int | None) -> "_Sample":
+    def adopt(cls, metric: "ModalityGap") -> "_Sample":
         parts = [getattr(metric, n) for n in _SAMPLE]
         if all(len(p) == 0 for p in parts):
             empty = torch.empty(0, device=metric.device)
             return cls(metric, empty.reshape(0, 0), empty.reshape(0, 0), empty.double(), empty.double())
-        image, text, ikey, tkey = (dim_zero_cat(p).clone() for p in parts)
-        return cls(metric, image, text, ikey, tkey)
+        rows = (dim_zero_cat(p) for p in parts)
+        if metric.reservoir is not None:  # e.g. forward()'s merge of two samples: back to the bottom-k
+            rows = _prune(*rows, metric.reservoir)
+        return cls(metric, *(r.clone() for r in rows))
+
+    def full(self) -> bool:
+        return self.reservoir is not None and self.n_image >= self.reservoir
+
+    def clear(self) -> None:
+        """Empty the sample, keeping the buffers' memory (reset between validation epochs)."""
+        self.n_image = self.n_text = 0
+        self.shared, self.threshold = True, float("inf")
 
     def owns(self, metric: "ModalityGap") -> bool:
-        return len(self.lists) == len(_SAMPLE) and all(getattr(metric, n) is lst for n, lst in zip(_SAMPLE, self.lists))
+        """Whether the registered states are still the views `publish` set (reset() clears lists in place)."""
+        return len(self.lists) == len(_SAMPLE) and all(
+            getattr(metric, n) is lst and len(lst) == 1 and lst[0] is view
+            for n, lst, view in zip(_SAMPLE, self.lists, self.views))
 
     def publish(self, metric: "ModalityGap") -> None:
         """Point the registered "cat" states at the filled part of the buffers (views, no copy)."""
-        self.lists = ([self.image[: self.n_image]], [self.text[: self.n_text]], [self.ikey[: self.n_image]],
-                      [self.tkey[: self.n_text]])
+        self.views = (self.image[: self.n_image], self.text[: self.n_text], self.ikey[: self.n_image],
+                      self.tkey[: self.n_text])
+        self.lists = tuple([v] for v in self.views)
         for name, lst in zip(_SAMPLE, self.lists):
             setattr(metric, name, lst)
 
     def slots(self, n: int, mapping: torch.Tensor | None, dtype: torch.dtype, d: int) -> _Slots:
-        """Draw the batch's image keys, choose the rows to keep, reserve buffer rows for them."""
-        keys = self.metric._keys(n)
-        keep = self._keep(keys)
-        if self.reservoir is not None and self.n_image + int(keep.sum()) > 2 * self.reservoir:
-            self._compact()
-            keep = self._keep(keys)
-        tmap = None if mapping is None else mapping.cpu()
-        tkeys = keys if tmap is None else keys[tmap]
-        tkeep = keep if tmap is None else keep[tmap]
-        ki, kt = int(keep.sum()), int(tkeep.sum())
-        self._reserve(self.n_image + ki, self.n_text + kt, dtype, d)
-        dest_i, dest_t = torch.full((n,), -1, dtype=torch.int64), torch.full((tkeys.shape[0],), -1, dtype=torch.int64)
-        dest_i[keep] = torch.arange(self.n_image, self.n_image + ki)
-        dest_t[tkeep] = torch.arange(self.n_text, self.n_text + kt)
-        dev = self.ikey.device
-        self.ikey[self.n_image : self.n_image + ki] = keys[keep].to(dev)
-        self.tkey[self.n_text : self.n_text + kt] = tkeys[tkeep].to(dev)
-        self.n_image += ki
-        self.n_text += kt
-        return _Slots(self, dest_i, dest_t)
-
-    def _keep(self, keys: torch.Tensor) -> torch.Tensor:
-        keep = keys < self.threshold
-        if self.reservoir is not None and keys.shape[0] > self.reservoir:  # at most `reservoir` per batch
-            keep &= keys <= torch.kthvalue(keys, self.reservoir).values
-        return keep
-
-    def _compact(self) -> None:
-        """Keep the `reservoir` images of smallest key and their captions; lower the threshold."""
-        thr = torch.kthvalue(self.ikey[: self.n_image].cpu(), self.reservoir).values
-        self.threshold = float(thr)
-        keep_i = torch.nonzero(self.ikey[: self.n_image] <= thr.to(self.ikey.device)).squeeze(1)
-        keep_t = torch.nonzero(self.tkey[: self.n_text] <= thr.to(self.tkey.device)).squeeze(1)
-        for name, keep in (("image", keep_i), ("ikey", keep_i), ("text", keep_t), ("tkey", keep_t)):
-            buf = getattr(self, name)
-            buf[: keep.shape[0]] = buf[keep]
-        self.n_image, self.n_text = keep_i.shape[0], keep_t.shape[0]
-
-    def _reserve(self, need_i: int, need_t: int, dtype: torch.dtype, d: int) -> None:
-        """Grow the buffers (doubling) to hold need_i images and need_t texts."""
-        if self.image.numel() == 0 and self.n_image == 0:  # first batch fixes dtype and dim
+        """Draw the batch's image keys, choose the rows that enter the sample and their buffer rows."""
+        if self.n_image == 0 and self.n_text == 0 and (self.image.shape[1] != d or self.image.dtype != dtype):
+            # an empty sample (first batch, or after reset) takes the batch's dtype and dim
             self.image = torch.empty(0, d, dtype=dtype, device=self.metric.device)
             self.text = torch.empty(0, d, dtype=dtype, device=self.metric.device)
-        for name, key_name, need in (("image", "ikey", need_i), ("text", "tkey", need_t)):
-            buf = getattr(self, name)
-            if need > buf.shape[0]:
-                cap = max(need, 2 * buf.shape[0], 64)
-                if self.reservoir is not None and name == "image":
-                    cap = max(need, min(cap, 2 * self.reservoir))
-                n = self.n_image if name == "image" else self.n_text
-                grown = torch.empty(cap, buf.shape[1], dtype=buf.dtype, device=buf.device)
-                grown[:n] = buf[:n]
-                keys = torch.empty(cap, dtype=torch.float64, device=buf.device)
-                keys[:n] = getattr(self, key_name)[:n]
-                setattr(self, name, grown)
-                setattr(self, key_name, keys)
+        elif self.image.shape[1] != d:
+            raise GapkitError(f"features have dim {d}, the sampled rows have dim {self.image.shape[1]}")
+        keys = self.metric._keys(n)
+        cand = torch.nonzero(keys < self.threshold).squeeze(1)
+        if self.reservoir is not None and cand.shape[0] > self.reservoir:  # at most `reservoir` per batch
+            cand = cand[torch.topk(keys[cand], self.reservoir, largest=False, sorted=False).indices]
+        cand, slot = self._image_slots(cand, keys)
+        dest_i = torch.full((n,), -1, dtype=torch.int64)
+        dest_i[cand] = slot
+        self._reserve_images()
+        dev = self.ikey.device
+        self.ikey[slot.to(dev)] = keys[cand].to(dev)
+        if self.full():  # the largest key kept: rows at or above it can never enter
+            self.threshold = float(self.ikey[: self.n_image].max())
+        if mapping is not None and self.shared:  # first batch with several captions: texts go by append
+            self.shared = False
+        if self.shared:
+            self.n_text = self.n_image
+            self.tkey[: self.n_text] = self.ikey[: self.n_image]
+            return _Slots(self, dest_i, dest_i)
+        tmap = torch.arange(n) if mapping is None else mapping.cpu()
+        tkeep = torch.nonzero(dest_i[tmap] >= 0).squeeze(1)
+        self._drop_dead_texts(tkeep.shape[0])
+        dest_t = torch.full((tmap.shape[0],), -1, dtype=torch.int64)
+        dest_t[tkeep] = torch.arange(self.n_text, self.n_text + tkeep.shape[0])
+        self._reserve_texts(self.n_text + tkeep.shape[0])
+        self.tkey[self.n_text : self.n_text + tkeep.shape[0]] = keys[tmap[tkeep]].to(self.tkey.device)
+        self.n_text += tkeep.shape[0]
+        return _Slots(self, dest_i, dest_t)
+
+    def _image_slots(self, cand: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(entering batch rows, their slots): free slots first, then the slots of the largest keys."""
+        free = cand.shape[0] if self.reservoir is None else max(self.reservoir - self.n_image, 0)
+        if cand.shape[0] <= free:  # still filling: every candidate enters
+            slot = torch.arange(self.n_image, self.n_image + cand.shape[0])
+            self.n_image += cand.shape[0]
+            return cand, slot
+        if self.reservoir is None:
+            raise AssertionError("unreachable: without a reservoir every row has a free slot")
+        old = self.ikey[: self.n_image].cpu()
+        both = torch.cat([old, keys[cand]])
+        kth = torch.kthvalue(both, self.reservoir).values
+        out = torch.nonzero(old > kth).squeeze(1)  # pushed-out images
+        cand = cand[keys[cand] <= kth]
+        slot = torch.cat([torch.arange(self.n_image, self.reservoir), out])
+        self.n_image = self.reservoir
+        return cand, slot
+
+    def _reserve_images(self) -> None:
+        if self.n_image > self.image.shape[0]:
+            cap = max(self.n_image, 2 * self.image.shape[0], 64)
+            cap = cap if self.reservoir is None else min(cap, self.reservoir)
+            self.image, self.ikey = self._grown(self.image, self.ikey, cap, self.image.shape[0])
+        if self.shared and self.n_image > self.text.shape[0]:
+            self.text, self.tkey = self._grown(self.text, self.tkey, self.image.shape[0], self.n_text)
+
+    def _reserve_texts(self, need: int) -> None:
+        if need > self.text.shape[0]:
+            self.text, self.tkey = self._grown(self.text, self.tkey, max(need, 2 * self.text.shape[0], 64), self.n_text)
+
+    @staticmethod
+    def _grown(buf: torch.Tensor, keys: torch.Tensor, cap: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        grown = torch.empty(cap, buf.shape[1], dtype=buf.dtype, device=buf.device)
+        grown[:n] = buf[:n]
+        gkeys = torch.empty(cap, dtype=torch.float64, device=buf.device)
+        gkeys[:n] = keys[:n]
+        return grown, gkeys
+
+    def _drop_dead_texts(self, adding: int) -> None:
+        """Compact the captions of pushed-out images away once they outnumber the live ones."""
+        if self.n_text + adding <= self.text.shape[0] or not self.full():
+            return
+        live = torch.nonzero(self.tkey[: self.n_text] <= self.threshold).squeeze(1)
+        if 2 * live.shape[0] < self.n_text:
+            self.text[: live.shape[0]] = self.text[live]
+            self.tkey[: live.shape[0]] = self.tkey[live]
+            self.n_text = live.shape[0]
 
 
 def _prune(image: torch.Tensor, text: torch.Tensor, ikey: torch.Tensor, tkey: torch.Tensor,
            size: int) -> tuple[torch.Tensor, ...]:
     """Keep the `size` images of smallest key and the captions whose image is kept."""
-    if ikey.shape[0] <= size:
+    if ikey.shape[0] == 0:
         return image, text, ikey, tkey
-    threshold = torch.kthvalue(ikey, size).values  # keys are distinct with probability 1
+    # keys are distinct with probability 1; captions of images pushed out earlier have larger keys
+    threshold = torch.kthvalue(ikey, min(size, ikey.shape[0])).values
     keep_i, keep_t = ikey <= threshold, tkey <= threshold
     return image[keep_i], text[keep_t], ikey[keep_i], tkey[keep_t]
 
