@@ -181,8 +181,8 @@ def assert_bottom_k(m, image: np.ndarray, batch: int, k: int, text: np.ndarray |
     by batch), stored as their unit rows (and, for 1:1 `text`, their texts'). Returns the pruned
     sample (image, text, ikey, tkey)."""
     n = image.shape[0]
-    g = torch.Generator().manual_seed(0)
-    all_keys = torch.cat([torch.rand(min(batch, n - s), generator=g, dtype=torch.float64) for s in range(0, n, batch)])
+    g = np.random.default_rng([0, 0])  # seed 0, rank 0
+    all_keys = torch.from_numpy(np.concatenate([g.random(min(batch, n - s)) for s in range(0, n, batch)]))
     sample = gtm._prune(*(torch.cat(getattr(m, name)) for name in gtm._SAMPLE), k)
     expect = torch.argsort(all_keys)[:k]  # image rows in key order
     np.testing.assert_array_equal(torch.sort(sample[2]).values.numpy(), all_keys[expect].numpy())

@@ -13,15 +13,20 @@ Two kinds of state, both reduced across processes by torchmetrics (`dist_reduce_
    cos(x_t(j), y_j) and of ||x_t(j) - y_j|| = sqrt(2 - 2 cos). `compute` hands them to
    `geometry_compute`, the same function behind `gapkit.measure`, for centroid_distance,
    centroid_cosine, paired_cosine_mean, paired_distance_mean, alignment_loss, the cone means and rmg.
-   The sums are built on the tensor's own device in float32 (float64 input stays float64) and
-   accumulated in float64; a (4096, 512) batch costs about two matrix-vector products.
+   On CPU one numba pass reads each input row once and adds the sums without making normalised
+   copies (gapkit.integrations._rowsums: per-row sums in the input dtype, column sums in float32
+   blocks of 256 rows added to float64); on CUDA the same sums are torch ops on the device
+   (`batch_state`). A (4096, 512) float32 update costs about as much as reading both batches once
+   (benchmarks/bench_integrations.py).
 
 2. A mergeable uniform sample of images with all their captions (`dist_reduce_fx="cat"`), for the
    truly pairwise metrics (uniformity_image/text/cross, the cone minima, logit_entropy). Every image
    gets a uniform random key; the `reservoir` images with the smallest keys are kept (with their
    captions, which carry their image's key), so merging the samples of several processes keeps a
-   uniform sample of the union, as gapkit.metrics.streaming.Reservoir does for 1:1 pairs. At
-   `compute`:
+   uniform sample of the union, as gapkit.metrics.streaming.Reservoir does for 1:1 pairs. Rows whose
+   key cannot enter are rejected before any copy; the kept ones are written (unit length) into
+   fixed slots by the same CPU pass (`_Sample`), so an update's sample cost does not grow with the
+   batch once the sample is full. At `compute`:
      - when the sample holds every image (`reservoir=None`, or fewer images than `reservoir`), the
        metrics are `gapkit.measure` on all rows: identical to it;
      - otherwise uniformity is gapkit's exact U-statistic on the sample (an unbiased estimate of the
@@ -136,7 +141,7 @@ class ModalityGap(Metric):
       pairwise ones keep a sample of `reservoir` images (None = every image, exact at any size).
     logit_scale: s of logit_entropy = mean_i H(softmax(s x_i Y^T)) (100 = CLIP's clamp).
     dim: feature dimension, when known (needed only if some process may see no rows).
-    seed: seeds the sample's keys (each process adds its rank) and gapkit's sampled estimators.
+    seed: seeds the sample's keys (a NumPy stream per (seed, rank)) and gapkit's sampled estimators.
     Extra keyword arguments go to torchmetrics.Metric (e.g. compute_on_cpu, sync_on_compute).
     """
 
@@ -157,7 +162,7 @@ class ModalityGap(Metric):
             raise GapkitError(f"logit_scale must be a finite number >= 0, got {logit_scale}")
         self.reservoir, self.logit_scale, self.seed = reservoir, float(logit_scale), seed
         self.needs_sample = any(k in PAIRWISE_KEYS for k in self.keys)
-        self._generator: torch.Generator | None = None
+        self._generator: np.random.Generator | None = None
         for name in _SUMS:
             self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         for name in ("sum_image", "sum_text"):
@@ -251,11 +256,12 @@ class ModalityGap(Metric):
             self.__dict__["_sample_buffers"] = sampler
         return sampler
 
-    def _keys(self, n: int) -> torch.Tensor:
+    def _keys(self, n: int) -> np.ndarray:
+        """(n,) uniform float64 keys of the sample, from this process's own stream (module doc)."""
         if self._generator is None:  # per process: the same seed on two ranks would repeat keys
             rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
-            self._generator = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + rank)
-        return torch.rand(n, generator=self._generator, dtype=torch.float64)
+            self._generator = np.random.default_rng([int(self.seed), rank])
+        return self._generator.random(n)
 
     # -- compute ----------------------------------------------------------------------------
     def compute(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
@@ -315,21 +321,22 @@ _NUMBA: bool | None = None
 class _Slots:
     """Where this batch's kept rows go: dest (B,) / (M,) int64 buffer rows, -1 = not kept."""
 
-    def __init__(self, sample: "_Sample", dest_image: torch.Tensor, dest_text: torch.Tensor) -> None:
+    def __init__(self, sample: "_Sample", dest_image: np.ndarray, dest_text: np.ndarray) -> None:
         self.sample, self.dest_image, self.dest_text = sample, dest_image, dest_text
         self.dtype = sample.image.dtype
 
     def numpy_args(self) -> tuple[np.ndarray, ...]:
         """(image_dest, text_dest, image_buf, text_buf) for `fused_sums` (CPU buffers)."""
-        return (self.dest_image.numpy(), self.dest_text.numpy(), self.sample.image.numpy(), self.sample.text.numpy())
+        return (self.dest_image, self.dest_text, self.sample.image.numpy(), self.sample.text.numpy())
 
     def write_torch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The torch path: normalise only the kept rows and write them into the buffers."""
         for a, dest, buf in ((x, self.dest_image, self.sample.image), (y, self.dest_text, self.sample.text)):
-            sel = torch.nonzero(dest >= 0).squeeze(1)
-            if sel.numel():
-                rows = torch.nn.functional.normalize(a[sel.to(a.device)].to(buf.dtype), dim=1, eps=1e-12)
-                buf[dest[sel].to(buf.device)] = rows.to(buf.device)
+            sel = np.flatnonzero(dest >= 0)
+            if sel.size:
+                rows = torch.nn.functional.normalize(a[torch.from_numpy(sel).to(a.device)].to(buf.dtype), dim=1,
+                                                     eps=1e-12)
+                buf[torch.from_numpy(dest[sel]).to(buf.device)] = rows.to(buf.device)
 
 
 class _Sample:
@@ -345,16 +352,18 @@ class _Sample:
     texts are appended and the captions of pushed-out images are dropped lazily (they are compacted
     away when they outnumber the live ones, and ignored by `compute`, whose `_prune` keeps only texts
     whose key is an image's). `reservoir=None` appends every row.
-    The registered torchmetrics "cat" states are views of the buffers (`publish`), so sync, merge and
-    reset work as for any list state; when torchmetrics replaces them, `adopt` rebuilds the buffers.
+    Keys and slot bookkeeping are NumPy on the host (a few microseconds each, outside torch's thread
+    pool); the rows stay on the metric's device. The registered torchmetrics "cat" states are views
+    of the buffers (`publish`), so sync, merge and reset work as for any list state; when
+    torchmetrics replaces them, `adopt` rebuilds the buffers.
     """
 
-    def __init__(self, metric: "ModalityGap", image: torch.Tensor, text: torch.Tensor, ikey: torch.Tensor,
-                 tkey: torch.Tensor) -> None:
+    def __init__(self, metric: "ModalityGap", image: torch.Tensor, text: torch.Tensor, ikey: np.ndarray,
+                 tkey: np.ndarray) -> None:
         self.metric, self.reservoir = metric, metric.reservoir
         self.image, self.text, self.ikey, self.tkey = image, text, ikey, tkey
         self.n_image, self.n_text = image.shape[0], text.shape[0]
-        self.shared = self.n_image == self.n_text and bool(torch.equal(ikey, tkey))  # texts in image slots
+        self.shared = self.n_image == self.n_text and bool(np.array_equal(ikey, tkey))  # texts in image slots
         self.threshold = float(ikey.max()) if self.full() else float("inf")
         self.lists: tuple[list, ...] = ()
         self.views: tuple[torch.Tensor, ...] = ()
@@ -363,12 +372,14 @@ class _Sample:
     def adopt(cls, metric: "ModalityGap") -> "_Sample":
         parts = [getattr(metric, n) for n in _SAMPLE]
         if all(len(p) == 0 for p in parts):
-            empty = torch.empty(0, device=metric.device)
-            return cls(metric, empty.reshape(0, 0), empty.reshape(0, 0), empty.double(), empty.double())
+            empty = torch.empty(0, 0, device=metric.device)
+            return cls(metric, empty, empty, np.empty(0), np.empty(0))
         rows = (dim_zero_cat(p) for p in parts)
         if metric.reservoir is not None:  # e.g. forward()'s merge of two samples: back to the bottom-k
             rows = _prune(*rows, metric.reservoir)
-        return cls(metric, *(r.clone() for r in rows))
+        image, text, ikey, tkey = rows
+        return cls(metric, image.clone(), text.clone(), ikey.cpu().numpy().astype(np.float64),
+                   tkey.cpu().numpy().astype(np.float64))
 
     def full(self) -> bool:
         return self.reservoir is not None and self.n_image >= self.reservoir
@@ -385,9 +396,11 @@ class _Sample:
             for n, lst, view in zip(_SAMPLE, self.lists, self.views))
 
     def publish(self, metric: "ModalityGap") -> None:
-        """Point the registered "cat" states at the filled part of the buffers (views, no copy)."""
-        self.views = (self.image[: self.n_image], self.text[: self.n_text], self.ikey[: self.n_image],
-                      self.tkey[: self.n_text])
+        """Point the registered "cat" states at the filled part of the buffers (views on CPU, no copy)."""
+        dev = self.image.device
+        self.views = (self.image[: self.n_image], self.text[: self.n_text],
+                      torch.from_numpy(self.ikey[: self.n_image]).to(dev),
+                      torch.from_numpy(self.tkey[: self.n_text]).to(dev))
         self.lists = tuple([v] for v in self.views)
         for name, lst in zip(_SAMPLE, self.lists):
             setattr(metric, name, lst)
@@ -401,15 +414,14 @@ class _Sample:
         elif self.image.shape[1] != d:
             raise GapkitError(f"features have dim {d}, the sampled rows have dim {self.image.shape[1]}")
         keys = self.metric._keys(n)
-        cand = torch.nonzero(keys < self.threshold).squeeze(1)
+        cand = np.flatnonzero(keys < self.threshold)
         if self.reservoir is not None and cand.shape[0] > self.reservoir:  # at most `reservoir` per batch
-            cand = cand[torch.topk(keys[cand], self.reservoir, largest=False, sorted=False).indices]
+            cand = cand[np.argpartition(keys[cand], self.reservoir - 1)[: self.reservoir]]
         cand, slot = self._image_slots(cand, keys)
-        dest_i = torch.full((n,), -1, dtype=torch.int64)
+        dest_i = np.full(n, -1, dtype=np.int64)
         dest_i[cand] = slot
         self._reserve_images()
-        dev = self.ikey.device
-        self.ikey[slot.to(dev)] = keys[cand].to(dev)
+        self.ikey[slot] = keys[cand]
         if self.full():  # the largest key kept: rows at or above it can never enter
             self.threshold = float(self.ikey[: self.n_image].max())
         if mapping is not None and self.shared:  # first batch with several captions: texts go by append
@@ -418,31 +430,29 @@ class _Sample:
             self.n_text = self.n_image
             self.tkey[: self.n_text] = self.ikey[: self.n_image]
             return _Slots(self, dest_i, dest_i)
-        tmap = torch.arange(n) if mapping is None else mapping.cpu()
-        tkeep = torch.nonzero(dest_i[tmap] >= 0).squeeze(1)
+        tmap = np.arange(n) if mapping is None else mapping.cpu().numpy()
+        tkeep = np.flatnonzero(dest_i[tmap] >= 0)
         self._drop_dead_texts(tkeep.shape[0])
-        dest_t = torch.full((tmap.shape[0],), -1, dtype=torch.int64)
-        dest_t[tkeep] = torch.arange(self.n_text, self.n_text + tkeep.shape[0])
+        dest_t = np.full(tmap.shape[0], -1, dtype=np.int64)
+        dest_t[tkeep] = np.arange(self.n_text, self.n_text + tkeep.shape[0])
         self._reserve_texts(self.n_text + tkeep.shape[0])
-        self.tkey[self.n_text : self.n_text + tkeep.shape[0]] = keys[tmap[tkeep]].to(self.tkey.device)
+        self.tkey[self.n_text : self.n_text + tkeep.shape[0]] = keys[tmap[tkeep]]
         self.n_text += tkeep.shape[0]
         return _Slots(self, dest_i, dest_t)
 
-    def _image_slots(self, cand: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _image_slots(self, cand: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(entering batch rows, their slots): free slots first, then the slots of the largest keys."""
         free = cand.shape[0] if self.reservoir is None else max(self.reservoir - self.n_image, 0)
         if cand.shape[0] <= free:  # still filling: every candidate enters
-            slot = torch.arange(self.n_image, self.n_image + cand.shape[0])
+            slot = np.arange(self.n_image, self.n_image + cand.shape[0])
             self.n_image += cand.shape[0]
             return cand, slot
-        if self.reservoir is None:
-            raise AssertionError("unreachable: without a reservoir every row has a free slot")
-        old = self.ikey[: self.n_image].cpu()
-        both = torch.cat([old, keys[cand]])
-        kth = torch.kthvalue(both, self.reservoir).values
-        out = torch.nonzero(old > kth).squeeze(1)  # pushed-out images
+        old = self.ikey[: self.n_image]
+        both = np.concatenate([old, keys[cand]])
+        kth = np.partition(both, self.reservoir - 1)[self.reservoir - 1]
+        out = np.flatnonzero(old > kth)  # pushed-out images
         cand = cand[keys[cand] <= kth]
-        slot = torch.cat([torch.arange(self.n_image, self.reservoir), out])
+        slot = np.concatenate([np.arange(self.n_image, self.reservoir), out])
         self.n_image = self.reservoir
         return cand, slot
 
@@ -459,10 +469,10 @@ class _Sample:
             self.text, self.tkey = self._grown(self.text, self.tkey, max(need, 2 * self.text.shape[0], 64), self.n_text)
 
     @staticmethod
-    def _grown(buf: torch.Tensor, keys: torch.Tensor, cap: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _grown(buf: torch.Tensor, keys: np.ndarray, cap: int, n: int) -> tuple[torch.Tensor, np.ndarray]:
         grown = torch.empty(cap, buf.shape[1], dtype=buf.dtype, device=buf.device)
         grown[:n] = buf[:n]
-        gkeys = torch.empty(cap, dtype=torch.float64, device=buf.device)
+        gkeys = np.empty(cap)
         gkeys[:n] = keys[:n]
         return grown, gkeys
 
@@ -470,9 +480,9 @@ class _Sample:
         """Compact the captions of pushed-out images away once they outnumber the live ones."""
         if self.n_text + adding <= self.text.shape[0] or not self.full():
             return
-        live = torch.nonzero(self.tkey[: self.n_text] <= self.threshold).squeeze(1)
+        live = np.flatnonzero(self.tkey[: self.n_text] <= self.threshold)
         if 2 * live.shape[0] < self.n_text:
-            self.text[: live.shape[0]] = self.text[live]
+            self.text[: live.shape[0]] = self.text[torch.from_numpy(live).to(self.text.device)]
             self.tkey[: live.shape[0]] = self.tkey[live]
             self.n_text = live.shape[0]
 
