@@ -277,11 +277,16 @@ def test_open_clip_train_with_imsep_and_tensorboard(emoji_csv, monkeypatch):
         np.testing.assert_allclose(values, [r[key] for r in results], rtol=1e-6, err_msg=key)
 
 
-def test_imsep_cache_file_with_the_wrong_rows_is_one_line_error(emoji_csv, tmp_path, capsys):
+def test_imsep_bad_caption_inputs_are_one_line_errors_before_the_run_starts(emoji_csv, tmp_path, capsys):
     root, rows = emoji_csv
     bad = tmp_path / "emb.npy"
     np.save(bad, np.ones((len(rows["train"]) - 1, 8), np.float32))
-    with pytest.raises(AssertionError):  # _train asserts exit code 0
-        _train(root, "imsep-bad", ["--gap-loss", "imsep", "--gap-loss-cache", str(bad)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) >= 1 and "one row per --train-data row" in err[-1] and err[-1].startswith("gapkit open_clip_train")
+    common = ["--train-data", str(root / "train.tsv"), "--dataset-type", "csv", "--model",
+              f"local-dir:{root / 'tiny-clip'}", "--logs", str(tmp_path / "logs"), "--gap-loss", "imsep"]
+    for extra, match in ((["--gap-loss-cache", str(bad)], "one row per --train-data row"),
+                         (["--gap-loss-cache", str(tmp_path / "missing.npy")], "cannot read a .npy"),
+                         (["--csv-caption-key", "caption"], "no caption column 'caption'")):
+        assert goc.main(common + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("gapkit open_clip_train: error:") and "\n" not in err and match in err, err
+    assert not (tmp_path / "logs").exists()  # open_clip_train never started

@@ -186,13 +186,18 @@ def parse_gap_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return gap, rest
 
 
-def _imsep_semantic(gap: argparse.Namespace, loss: Any, stack: contextlib.ExitStack) -> Callable[[Any], Any] | None:
-    """For --gap-loss imsep: tap the model's token ids (seam "model") and return args -> the loss's
-    `semantic` provider, built when open_clip_train creates its loss (gapkit.integrations.caption_table)."""
+def _imsep_semantic(gap: argparse.Namespace, loss: Any, rest: Sequence[str],
+                    stack: contextlib.ExitStack) -> Callable[[Any], Any] | None:
+    """For --gap-loss imsep: build the caption table now, before open_clip_train starts (so a bad CSV or
+    cache file is one error line before any run folder exists), tap the model's token ids (seam
+    "model"), and return args -> the loss's `semantic` provider (gapkit.integrations.caption_table)."""
     if gap.gap_loss != "imsep" or not getattr(loss, "semantic_supervision", False):
         return None
+    from open_clip_train.params import parse_args
+
     from .caption_table import SemanticFromTokens, TokenTap, build_table
 
+    table = build_table(parse_args(list(rest)), gap.gap_loss_cache, gap.gap_semantic_model)
     tap = TokenTap()
 
     def make_model(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -203,7 +208,7 @@ def _imsep_semantic(gap: argparse.Namespace, loss: Any, stack: contextlib.ExitSt
         return create_model_and_transforms
 
     stack.enter_context(patched("model", make_model))
-    return lambda args: SemanticFromTokens(build_table(args, gap.gap_loss_cache, gap.gap_semantic_model), tap)
+    return lambda args: SemanticFromTokens(table, tap)
 
 
 def run(argv: Sequence[str]) -> Any:
@@ -215,7 +220,7 @@ def run(argv: Sequence[str]) -> Any:
                 orig, gap.gap_metrics, gap.gap_exact_limit)))
         if gap.gap_loss is not None:
             loss = build_gap_loss(gap.gap_loss, gap.gap_loss_param)
-            semantic = _imsep_semantic(gap, loss, stack)
+            semantic = _imsep_semantic(gap, loss, rest, stack)
             stack.enter_context(patched("loss", lambda orig: (lambda args: GapLossTerm(
                 orig(args), loss.to(args.device), gap.gap_loss_weight, semantic(args) if semantic else None))))
         mod, attr = seam("loss")  # importing open_clip_train.main (after the patches are in place)
