@@ -228,6 +228,14 @@ def test_reservoir_uniformity_ci_covers_the_full_value():
         assert abs(float(got[key]) - ref[key]) < 0.1
 
 
+def test_a_nan_feature_gives_nan_metrics_not_numbers():
+    x, y = torch.randn(50, 8), torch.randn(50, 8)
+    x[3, 2] = float("nan")  # a diverged model: the CPU kernel must not optimise NaN away
+    got = gtm.ModalityGap(["centroid_distance", "paired_cosine_mean", "rmg"])
+    got.update(x, y)
+    assert all(np.isnan(float(v)) for k, v in got.compute().items() if not k.startswith("n_"))
+
+
 def test_bad_input_is_one_gapkit_error():
     m = gtm.ModalityGap()
     with pytest.raises(GapkitError, match="dim"):

@@ -27,9 +27,12 @@ import numpy as np
 from numba import njit
 
 BLOCK = 256  # rows per float32 partial column sum
+# Reassociation lets LLVM vectorise the reductions; no "nnan"/"ninf": a NaN feature (a diverged
+# model) must give NaN metrics, not be treated as a number.
+_FAST = {"reassoc", "contract"}
 
 
-@njit(cache=True, fastmath=True, nogil=True)
+@njit(cache=True, fastmath=_FAST, nogil=True)
 def _row_out(a, i, inv, part, buf, dest) -> None:
     """part += a[i] * inv; buf[dest] = a[i] * inv when dest >= 0 (the row is hot in cache)."""
     f = a.dtype.type(inv)
@@ -40,7 +43,7 @@ def _row_out(a, i, inv, part, buf, dest) -> None:
             buf[dest, k] = a[i, k] * f
 
 
-@njit(cache=True, fastmath=True, nogil=True)
+@njit(cache=True, fastmath=_FAST, nogil=True)
 def _flush(part, col) -> None:
     for k in range(part.shape[0]):
         col[k] += part[k]
@@ -62,7 +65,7 @@ def _pair(dot: float, inv_x: float, inv_y: float, stats) -> None:
     stats[3] += np.sqrt(max(2.0 - 2.0 * c, 0.0))
 
 
-@njit(cache=True, fastmath=True, nogil=True)
+@njit(cache=True, fastmath=_FAST, nogil=True)
 def fused_sums(x, y, mapping, image_dest, text_dest, image_buf, text_buf, col_image, col_text, stats) -> None:
     """Add the batch's sums into col_image, col_text (D,) and stats (4,) (module doc); fill the buffers.
 
