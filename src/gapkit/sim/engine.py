@@ -103,12 +103,18 @@ def _kernels() -> Any:
     if not _WARM:
         from .mt19937 import new_state
 
+        # One tiny run per loss through the kernels every simulation uses, so compiling (or loading
+        # the cache) is not counted in a run's train_seconds.
+        ids = np.array(list(kernels.LOSS_IDS.values()), np.int64)
+        R = len(ids)
         x = np.eye(4, 3)[:4] + 0.1
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        for loss_id in kernels.LOSS_IDS.values():
-            kernels.run_epochs(x.copy(), x.copy(), 1, 2, 2, loss_id, 1.0, 0.01, 0.0, 0.1, 1.0, 1.0, True,
-                               *new_state(0))
-        kernels.trace_stats(x, x)
+        X = np.repeat(x[None], R, axis=0)
+        states = [new_state(0) for _ in range(R)]
+        ones = np.ones(R)
+        kernels.run_epochs_many(X.copy(), X.copy(), 1, 2, 2, ids, ones, 0.01 * ones, 0 * ones, 0.1 * ones, ones,
+                                ones, np.ones(R, np.bool_), *(np.stack(a) for a in zip(*states)))
+        kernels.trace_stats_many(X, X)
         _WARM = True
     return kernels
 
@@ -131,12 +137,10 @@ def _kernel_args(configs: Sequence[SphereConfig]) -> dict[str, np.ndarray]:
 
 
 def simulate(config: SphereConfig, progress: bool = False) -> SimResult:
-    """Run one simulation with the compiled engine; `progress` shows a tqdm bar over epochs."""
-    k = _kernels()
-    a = {name: v[0] for name, v in _kernel_args([config]).items()}
-    args = (config.epoch_steps, config.batch, a["loss_id"], a["s"], a["lr"], a["bias"], a["sigma"], a["w_ssl"],
-            a["w_unif"], bool(a["reproject"]), a["mt"], a["meta"], a["gauss"])
-    return drive(config, lambda X, Y, n_epochs: k.run_epochs(X, Y, n_epochs, *args), progress)
+    """Run one simulation with the compiled engine; `progress` shows a tqdm bar over epochs. It is
+    `simulate_many` with one run: the same compiled kernels, so a run equals its twin in a sweep
+    bit for bit."""
+    return simulate_many([config], progress=progress)[0]
 
 
 def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
@@ -162,10 +166,16 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
 
 
 def _directions(X: np.ndarray, Y: np.ndarray, configs: Sequence[SphereConfig]) -> tuple[np.ndarray, np.ndarray]:
-    """The unit rows of every run: X, Y themselves when every run re-projects, else normalised copies."""
+    """The unit rows of every run: X, Y themselves when every run re-projects, else copies in which
+    only the free runs are normalised (a re-projected run's rows stay bit for bit as they are, as
+    in its single run)."""
     if all(c.reproject for c in configs):
         return X, Y
-    return (np.stack([l2_normalize(a) for a in X]), np.stack([l2_normalize(a) for a in Y]))
+    xs, ys = X.copy(), Y.copy()
+    for r, c in enumerate(configs):
+        if not c.reproject:
+            xs[r], ys[r] = l2_normalize(X[r]), l2_normalize(Y[r])
+    return xs, ys
 
 
 class _numba_threads:
@@ -250,7 +260,7 @@ def drive_many(configs: Sequence[SphereConfig], advance: AdvanceMany, progress: 
         # Without re-projection the parameters are off the sphere; the geometry is of their directions.
         xs, ys = _directions(X, Y, configs)
         if target in trace_set:
-            stats = k.trace_stats_many(xs, ys) if R > 1 else k.trace_stats(xs[0], ys[0])[None]
+            stats = k.trace_stats_many(xs, ys)  # also for R = 1: one code path for single runs and sweeps
             for r in range(R):
                 rows[r].append(stats[r])
                 losses[r].append(float(last_loss[r]) if target > 0 else math.nan)

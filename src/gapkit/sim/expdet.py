@@ -5,7 +5,7 @@
 largest share of a sphere step, ran one at a time. `exp_det` is written from plain IEEE operations
 (+, -, *, integer shifts, bit casts), so LLVM vectorises any loop that calls it, and a
 value gets the same bits in a vector lane as in scalar code (no fast-math: nothing is reassociated
-or fused into an FMA).
+or fused into an FMA, which LLVM might do differently in different loops).
 
 Method (Cody & Waite range reduction, then a polynomial):
     k = round(x / ln 2),         r = (x - k * LN2_HI) - k * LN2_LO,   |r| <= ln(2)/2 (+ rounding)
@@ -18,13 +18,13 @@ error against math.exp over [-700, 1]: a few ulp at most).
 """
 from __future__ import annotations
 
-
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
 _INV_LN2 = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01   # leading bits of ln 2 (low 21 bits of the mantissa zero)
+# The usual two-part split of ln 2 (as in fdlibm): _LN2_HI has the low 21 mantissa bits zero.
+_LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10   # ln 2 - _LN2_HI
 # 1/m! for m = 13 .. 2 (Horner from the top); the m = 1 and m = 0 terms are added last.
 _C13, _C12, _C11, _C10 = 1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0

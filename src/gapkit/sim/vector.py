@@ -6,8 +6,9 @@ epoch do not interact: running them one after another (the textbook loop) or all
 the same numbers, as long as each batch gets the same arithmetic. This kernel gathers the batches
 of up to LANES steps into lane-major scratch arrays (row, lane), with lanes = steps, so every
 inner loop runs across steps with unit stride and LLVM puts it in SIMD registers (AVX2: 4 doubles),
-exp included (gapkit.sim.expdet). Nothing is fast-math: no sum is reassociated, no multiply-add is
-fused, and a lane computes exactly what the same batch computes alone.
+exp included (gapkit.sim.expdet). Nothing is fast-math (no sum is reassociated, no multiply-add
+fused; FMA contraction measured no faster here), so a lane computes bit for bit what the same
+batch computes alone, in any loop, thread or inlining context (tests/test_sim_vector.py).
 
 One batch (b pairs, d dims, s = 1/tau), per lane (see kernels._clip_grad for the derivation):
     z_ij = s x_i.y_j - s,   E_ij = exp(z_ij),   row_i = sum_j E_ij ([j != i] for eq. 7),
@@ -69,20 +70,30 @@ def _logits(Xb, Yb, nl, b, d, s, eq7, E, row, col, zd, dot) -> None:
             col[i, l] = 0.0
     for i in range(b):
         for j in range(b):
-            for l in range(nl):
-                dot[l] = 0.0
-            for k in range(d):
-                for l in range(nl):
-                    dot[l] += Xb[i * d + k, l] * Yb[j * d + k, l]
             in_row = not (eq7 and i == j)
             q = i * b + j
-            for l in range(nl):
-                z = s * dot[l] - s
-                e = exp_det(z)
-                E[q, l] = e
-                col[j, l] += e
-                if in_row:
-                    row[i, l] += e
+            if d == 3:  # the paper's S^2, unrolled: one loop over lanes, nothing stored between
+                for l in range(nl):
+                    dt = Xb[i * 3, l] * Yb[j * 3, l] + Xb[i * 3 + 1, l] * Yb[j * 3 + 1, l] \
+                        + Xb[i * 3 + 2, l] * Yb[j * 3 + 2, l]
+                    e = exp_det(s * dt - s)
+                    E[q, l] = e
+                    col[j, l] += e
+                    if in_row:
+                        row[i, l] += e
+                    dot[l] = dt
+            else:
+                for l in range(nl):
+                    dot[l] = Xb[i * d, l] * Yb[j * d, l]
+                for k in range(1, d):
+                    for l in range(nl):
+                        dot[l] += Xb[i * d + k, l] * Yb[j * d + k, l]
+                for l in range(nl):
+                    e = exp_det(s * dot[l] - s)
+                    E[q, l] = e
+                    col[j, l] += e
+                    if in_row:
+                        row[i, l] += e
             if i == j:
                 for l in range(nl):
                     zd[i, l] = s * dot[l] - s
@@ -118,10 +129,15 @@ def _gradients(Xb, Yb, nl, b, d, s, eq7, E, row, col, gX, gY, w) -> None:
             else:
                 for l in range(nl):
                     w[l] = E[q, l] * (row[i, l] + col[j, l]) * c
+            # One row at a time through 1-D views: LLVM then vectorises each loop without
+            # runtime alias checks between the rows of gX and gY.
             for k in range(d):
+                gx, yb = gX[i * d + k], Yb[j * d + k]
                 for l in range(nl):
-                    gX[i * d + k, l] += w[l] * Yb[j * d + k, l]
-                    gY[j * d + k, l] += w[l] * Xb[i * d + k, l]
+                    gx[l] += w[l] * yb[l]
+                gy, xb = gY[j * d + k], Xb[i * d + k]
+                for l in range(nl):
+                    gy[l] += w[l] * xb[l]
 
 
 @njit(cache=True)
