@@ -41,13 +41,15 @@ def _unit_rows(rng, n, d):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("d, eq7, reproject", [(3, False, True), (3, True, True), (3, False, False),
-                                               (5, True, False), (2, False, True)])
-def test_a_lane_computes_what_its_batch_computes_alone(d, eq7, reproject):
-    """70 steps in one call (two full SIMD blocks + a remainder) equal the same steps taken one at a
-    time, bit for bit: positions and the summed loss."""
+@pytest.mark.parametrize("d, b, steps, eq7, reproject", [
+    (3, 6, 70, False, True), (3, 6, 70, True, True), (3, 6, 70, False, False), (5, 6, 70, True, False),
+    (2, 6, 70, False, True), (3, 20, 170, True, True)])
+def test_a_lane_computes_what_its_batch_computes_alone(d, b, steps, eq7, reproject):
+    """Many steps in one call (SIMD bodies and scalar remainders of the lane loops; with b = 20,
+    blocks of 81 + 81 + 8 steps) equal the same steps taken one at a time, bit for bit: positions
+    and the summed loss."""
+    assert V.lanes_for(20) == 81
     rng = np.random.default_rng(d)
-    b, steps = 6, 70
     X, Y = _unit_rows(rng, b * steps + 5, d), _unit_rows(rng, b * steps + 5, d)
     if not reproject:
         X, Y = X * rng.uniform(1.0, 2.0, (len(X), 1)), Y * rng.uniform(1.0, 2.0, (len(Y), 1))
