@@ -29,7 +29,6 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import numpy as np  # noqa: E402
 
 from gapkit.sim import SphereConfig, simulate, simulate_many  # noqa: E402
 from gapkit.sim.init import initial_points  # noqa: E402

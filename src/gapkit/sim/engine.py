@@ -146,7 +146,8 @@ def simulate(config: SphereConfig, progress: bool = False) -> SimResult:
 def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
                   progress: bool = False) -> list[SimResult]:
     """Run R simulations in one compiled kernel, the runs spread over `threads` threads (default:
-    numba's, i.e. every core, but no more than R). Run r equals `simulate(configs[r])` (same code, same stream).
+    numba's, i.e. every core, but no more than R). Run r equals `simulate(configs[r])` (same code,
+    same stream).
 
     The runs must share one schedule (n, d, batch, steps per epoch, epochs, trace and snapshot
     epochs); loss, init, tau, lr, seed and the loss parameters may differ. `run_many` groups any

@@ -32,7 +32,6 @@ from numba import njit, prange
 
 from . import mt19937 as rng
 from .vector import run_clip_epochs
-from .vector import run_clip_epochs
 
 LOSS_IDS: dict[str, int] = {"clip": 0, "simclr": 1, "slip": 2, "siglip": 3, "align_uniform": 4,
                             "clip_shi_eq7": 5}
