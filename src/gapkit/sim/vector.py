@@ -6,15 +6,16 @@ epoch do not interact: running them one after another (the textbook loop) or all
 the same numbers, as long as each batch gets the same arithmetic. This kernel gathers the batches
 of up to lanes_for(b) steps into lane-major scratch arrays (row, lane), with lanes = steps, so every
 inner loop runs across steps with unit stride and LLVM puts it in SIMD registers (AVX2: 4 doubles),
-exp included (gapkit.sim.expdet). Nothing is fast-math (no sum is reassociated, no multiply-add
-fused; FMA contraction measured no faster here), so a lane computes bit for bit what the same
-batch computes alone, in any loop, thread or inlining context (tests/test_sim_vector.py).
+exp included (gapkit.sim.expdet). Nothing is fast-math: no sum is reassociated, and the dot
+products, the gradient sums and exp's polynomial use explicit fused multiply-adds (expdet.fma,
+IEEE-exact), so a lane computes bit for bit what the same batch computes alone, in any loop,
+thread or inlining context (tests/test_sim_vector.py).
 
 One batch (b pairs, d dims, s = 1/tau), per lane (see kernels._clip_grad for the derivation):
     z_ij = s x_i.y_j - s,   E_ij = exp(z_ij),   row_i = sum_j E_ij ([j != i] for eq. 7),
     col_j = sum_i E_ij,     L = 1/(2b) sum_i [log row_i + log col_i - 2 z_ii]
     w_ij = s/(2b) (E_ij (1/row_i [+ 0 on eq. 7's diagonal] + 1/col_j) - 2 [i = j])
-    gX_i = sum_j w_ij y_j,  gY_j = sum_i w_ij x_i     (every sum in index order)
+    gX_i = sum_j w_ij y_j,  gY_j = sum_i w_ij x_i     (every sum in index order, by FMAs)
 Step on the sphere (reproject): p <- normalise(p - lr (g - (g.p) p)); free rows: see
 kernels._free_update.
 """
@@ -26,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from . import mt19937 as rng
-from .expdet import exp_det
+from .expdet import exp_det, fma
 
 # Steps processed together: as many as fit (an epoch of Shi's setup is 100 steps; long lane loops
 # amortise each loop's set-up, 18 % faster than 32 lanes, under load), while the E block
@@ -82,8 +83,8 @@ def _logits(Xb, Yb, nl, b, d, s, eq7, E, row, col, zd, dot) -> None:
             q = i * b + j
             if d == 3:  # the paper's S^2, unrolled: one loop over lanes, nothing stored between
                 for l in range(nl):
-                    dt = Xb[i * 3, l] * Yb[j * 3, l] + Xb[i * 3 + 1, l] * Yb[j * 3 + 1, l] \
-                        + Xb[i * 3 + 2, l] * Yb[j * 3 + 2, l]
+                    dt = fma(Xb[i * 3 + 2, l], Yb[j * 3 + 2, l],
+                             fma(Xb[i * 3 + 1, l], Yb[j * 3 + 1, l], Xb[i * 3, l] * Yb[j * 3, l]))
                     e = exp_det(s * dt - s)
                     E[q, l] = e
                     col[j, l] += e
@@ -95,7 +96,7 @@ def _logits(Xb, Yb, nl, b, d, s, eq7, E, row, col, zd, dot) -> None:
                     dot[l] = Xb[i * d, l] * Yb[j * d, l]
                 for k in range(1, d):
                     for l in range(nl):
-                        dot[l] += Xb[i * d + k, l] * Yb[j * d + k, l]
+                        dot[l] = fma(Xb[i * d + k, l], Yb[j * d + k, l], dot[l])
                 for l in range(nl):
                     e = exp_det(s * dot[l] - s)
                     E[q, l] = e
@@ -142,10 +143,10 @@ def _gradients(Xb, Yb, nl, b, d, s, eq7, E, row, col, gX, gY, w) -> None:
             for k in range(d):
                 gx, yb = gX[i * d + k], Yb[j * d + k]
                 for l in range(nl):
-                    gx[l] += w[l] * yb[l]
+                    gx[l] = fma(w[l], yb[l], gx[l])
                 gy, xb = gY[j * d + k], Xb[i * d + k]
                 for l in range(nl):
-                    gy[l] += w[l] * xb[l]
+                    gy[l] = fma(w[l], xb[l], gy[l])
 
 
 @njit(cache=True)
