@@ -103,18 +103,12 @@ def _kernels() -> Any:
     if not _WARM:
         from .mt19937 import new_state
 
-        # One tiny run per loss through the kernels every simulation uses, so compiling (or loading
-        # the cache) is not counted in a run's train_seconds.
-        ids = np.array(list(kernels.LOSS_IDS.values()), np.int64)
-        R = len(ids)
         x = np.eye(4, 3)[:4] + 0.1
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        X = np.repeat(x[None], R, axis=0)
-        states = [new_state(0) for _ in range(R)]
-        ones = np.ones(R)
-        kernels.run_epochs_many(X.copy(), X.copy(), 1, 2, 2, ids, ones, 0.01 * ones, 0 * ones, 0.1 * ones, ones,
-                                ones, np.ones(R, np.bool_), *(np.stack(a) for a in zip(*states)))
-        kernels.trace_stats_many(X, X)
+        for loss_id in kernels.LOSS_IDS.values():
+            kernels.run_epochs(x.copy(), x.copy(), 1, 2, 2, loss_id, 1.0, 0.01, 0.0, 0.1, 1.0, 1.0, True,
+                               *new_state(0))
+        kernels.trace_stats(x, x)
         _WARM = True
     return kernels
 
@@ -137,10 +131,17 @@ def _kernel_args(configs: Sequence[SphereConfig]) -> dict[str, np.ndarray]:
 
 
 def simulate(config: SphereConfig, progress: bool = False) -> SimResult:
-    """Run one simulation with the compiled engine; `progress` shows a tqdm bar over epochs. It is
-    `simulate_many` with one run: the same compiled kernels, so a run equals its twin in a sweep
-    bit for bit."""
-    return simulate_many([config], progress=progress)[0]
+    """Run one simulation with the compiled engine; `progress` shows a tqdm bar over epochs.
+
+    It calls the single-run kernels directly rather than `simulate_many` with one run: the
+    multi-threaded kernels take about 30 s more to compile on first use. The run still equals its
+    twin in a sweep bit for bit (tested): both call the same `run_epochs`, whose CLIP path is
+    strict IEEE arithmetic, the same in any calling context."""
+    k = _kernels()
+    a = {name: v[0] for name, v in _kernel_args([config]).items()}
+    args = (config.epoch_steps, config.batch, a["loss_id"], a["s"], a["lr"], a["bias"], a["sigma"], a["w_ssl"],
+            a["w_unif"], bool(a["reproject"]), a["mt"], a["meta"], a["gauss"])
+    return drive(config, lambda X, Y, n_epochs: k.run_epochs(X, Y, n_epochs, *args), progress)
 
 
 def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
@@ -159,7 +160,7 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
         return []
     if threads is None:
         # No more threads than runs: every launch of a parallel region wakes all of numba's threads,
-        # which costs milliseconds per call on a busy machine (a single run went 4x slower).
+        # which costs milliseconds per call on a busy machine (one run this way went 4x slower).
         import numba
 
         threads = min(len(configs), numba.get_num_threads())
@@ -267,7 +268,7 @@ def drive_many(configs: Sequence[SphereConfig], advance: AdvanceMany, progress: 
         # Without re-projection the parameters are off the sphere; the geometry is of their directions.
         xs, ys = _directions(X, Y, configs)
         if target in trace_set:
-            stats = k.trace_stats_many(xs, ys)  # also for R = 1: one code path for single runs and sweeps
+            stats = k.trace_stats_many(xs, ys) if R > 1 else k.trace_stats(xs[0], ys[0])[None]
             for r in range(R):
                 rows[r].append(stats[r])
                 losses[r].append(float(last_loss[r]) if target > 0 else math.nan)

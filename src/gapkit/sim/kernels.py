@@ -398,9 +398,7 @@ def run_epochs_many(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias
     X, Y: (R, n, d); loss_id, s, lr, bias, sigma, w_ssl, w_unif, reproject: (R,) per-run values;
     mt (R, 624), meta (R, 2), gauss (R, 1): each run's own stream. Run r does exactly what
     run_epochs does on X[r], Y[r] with its own values and stream (the same compiled function), so
-    its trajectory is the single-run engine's (`simulate` calls this kernel with R = 1, so the two
-    share one compiled code path even where fast-math leaves LLVM free to reassociate differently
-    in different contexts). Returns the (R,) last-epoch mean losses."""
+    its trajectory is the single-run engine's. Returns the (R,) last-epoch mean losses."""
     R_ = X.shape[0]
     out = np.empty(R_)
     for r in prange(R_):
