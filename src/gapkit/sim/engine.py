@@ -131,7 +131,12 @@ def _kernel_args(configs: Sequence[SphereConfig]) -> dict[str, np.ndarray]:
 
 
 def simulate(config: SphereConfig, progress: bool = False) -> SimResult:
-    """Run one simulation with the compiled engine; `progress` shows a tqdm bar over epochs."""
+    """Run one simulation with the compiled engine; `progress` shows a tqdm bar over epochs.
+
+    It calls the single-run kernels directly rather than `simulate_many` with one run: the
+    multi-threaded kernels take about 30 s more to compile on first use. The run still equals its
+    twin in a sweep bit for bit (tested): both call the same `run_epochs`, whose CLIP path is
+    strict IEEE arithmetic, the same in any calling context."""
     k = _kernels()
     a = {name: v[0] for name, v in _kernel_args([config]).items()}
     args = (config.epoch_steps, config.batch, a["loss_id"], a["s"], a["lr"], a["bias"], a["sigma"], a["w_ssl"],
@@ -142,7 +147,8 @@ def simulate(config: SphereConfig, progress: bool = False) -> SimResult:
 def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
                   progress: bool = False) -> list[SimResult]:
     """Run R simulations in one compiled kernel, the runs spread over `threads` threads (default:
-    numba's, i.e. every core). Run r equals `simulate(configs[r])` (same code, same stream).
+    numba's, i.e. every core, but no more than R). Run r equals `simulate(configs[r])` (same code,
+    same stream).
 
     The runs must share one schedule (n, d, batch, steps per epoch, epochs, trace and snapshot
     epochs); loss, init, tau, lr, seed and the loss parameters may differ. `run_many` groups any
@@ -152,6 +158,12 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
     configs = list(configs)
     if not configs:
         return []
+    if threads is None:
+        # No more threads than runs: every launch of a parallel region wakes all of numba's threads,
+        # which costs milliseconds per call on a busy machine (one run this way went 4x slower).
+        import numba
+
+        threads = min(len(configs), numba.get_num_threads())
     k = _kernels()
     a = _kernel_args(configs)
     cfg = configs[0]
@@ -162,10 +174,16 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
 
 
 def _directions(X: np.ndarray, Y: np.ndarray, configs: Sequence[SphereConfig]) -> tuple[np.ndarray, np.ndarray]:
-    """The unit rows of every run: X, Y themselves when every run re-projects, else normalised copies."""
+    """The unit rows of every run: X, Y themselves when every run re-projects, else copies in which
+    only the free runs are normalised (a re-projected run's rows stay bit for bit as they are, as
+    in its single run)."""
     if all(c.reproject for c in configs):
         return X, Y
-    return (np.stack([l2_normalize(a) for a in X]), np.stack([l2_normalize(a) for a in Y]))
+    xs, ys = X.copy(), Y.copy()
+    for r, c in enumerate(configs):
+        if not c.reproject:
+            xs[r], ys[r] = l2_normalize(X[r]), l2_normalize(Y[r])
+    return xs, ys
 
 
 class _numba_threads:

@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import mt19937 as rng
+from .vector import run_clip_epochs
 
 LOSS_IDS: dict[str, int] = {"clip": 0, "simclr": 1, "slip": 2, "siglip": 3, "align_uniform": 4,
                             "clip_shi_eq7": 5}
@@ -322,9 +323,22 @@ def _gather(P, i, out, r, normalise) -> float:
     return nrm
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def run_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif,
                reproject, mt, meta, gauss) -> float:
+    """Run n_epochs of SGD in place on the rows of X, Y (n, d); returns the mean batch loss of the
+    last epoch (see _run_epochs_scalar). clip and clip_shi_eq7 run in gapkit.sim.vector, which
+    computes an epoch's independent steps in SIMD lanes; the other losses step one batch at a time."""
+    if loss_id == _CLIP or loss_id == _CLIP_SHI_EQ7:
+        return run_clip_epochs(X, Y, n_epochs, steps_per_epoch, batch, loss_id == _CLIP_SHI_EQ7, s, lr,
+                               reproject, mt, meta)
+    return _run_epochs_scalar(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl,
+                              w_unif, reproject, mt, meta, gauss)
+
+
+@njit(cache=True, fastmath=True)
+def _run_epochs_scalar(X, Y, n_epochs, steps_per_epoch, batch, loss_id, s, lr, bias, sigma, w_ssl, w_unif,
+                       reproject, mt, meta, gauss) -> float:
     """Run n_epochs of SGD in place on the rows of X, Y (n, d); returns the mean batch loss of the
     last epoch. Each epoch draws a fresh permutation and takes steps_per_epoch batches from it.
     reproject=True: rows are unit vectors and are re-projected after every step (Shi's setup).

@@ -48,18 +48,27 @@ def seed_state(mt, meta, gauss, seed) -> None:
     gauss[0] = 0.0
 
 
+@njit(cache=True, inline="always")
+def _twist(mt, i, i1, im) -> None:
+    y = (mt[i] & _UPPER) | (mt[i1] & _LOWER)
+    v = mt[im] ^ (y >> np.uint32(1))
+    if y & np.uint32(1):
+        v ^= _MATRIX_A
+    mt[i] = v
+
+
 @njit(cache=True)
 def _regenerate(mt) -> None:
-    """The twist: a new block of 624 words from the old one."""
-    for i in range(N):
-        y = (mt[i] & _UPPER) | (mt[(i + 1) % N] & _LOWER)
-        v = mt[(i + M) % N] ^ (y >> np.uint32(1))
-        if y & np.uint32(1):
-            v ^= _MATRIX_A
-        mt[i] = v
+    """The twist: a new block of 624 words from the old one, in the reference order (word i uses
+    the new words below i), split at the wrap-arounds so the loops need no modulo."""
+    for i in range(N - M):
+        _twist(mt, i, i + 1, i + M)
+    for i in range(N - M, N - 1):
+        _twist(mt, i, i + 1, i + M - N)
+    _twist(mt, N - 1, 0, M - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def next_u32(mt, meta) -> np.uint32:
     """The next tempered 32-bit output."""
     if meta[0] >= N:
@@ -102,11 +111,19 @@ def randbelow(mt, meta, n) -> int:
 
 @njit(cache=True)
 def permutation(mt, meta, n):
-    """A random permutation of 0..n-1 (Fisher-Yates from the top, as numba's shuffle)."""
+    """A random permutation of 0..n-1 (Fisher-Yates from the top, as numba's shuffle): the same
+    draws as randbelow(i + 1) for i = n-1 .. 1, with the mask kept across draws (it only shrinks
+    when i falls below a power of two) and the word read inline."""
     out = np.arange(n)
     i = n - 1
+    mask = np.uint32(0xFFFFFFFF)
     while i > 0:
-        j = randbelow(mt, meta, i + 1)
+        while (mask >> np.uint32(1)) >= i:  # the smallest 2^k - 1 >= i
+            mask >>= np.uint32(1)
+        while True:
+            j = np.int64(next_u32(mt, meta) & mask)
+            if j <= i:
+                break
         t = out[i]
         out[i] = out[j]
         out[j] = t
