@@ -141,20 +141,13 @@ def check_out_dir(out: str) -> None:
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
     """Everything that fixes the encoder's weights without loading it (for the fast cache path)."""
-    import torch
+    from ..encoders.cache import encoder_spec
 
-    from .. import __version__
-
-    ck = None
-    if args.checkpoint:
-        st = os.stat(args.checkpoint)
-        ck = [str(Path(args.checkpoint).resolve()), st.st_size, st.st_mtime_ns]
-    return {"encoder": args.encoder, "checkpoint": ck, "seed": args.seed, "gapkit": __version__,
-            "torch": torch.__version__}
+    return encoder_spec(args.encoder, args.checkpoint, args.seed)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..encoders.extraction import merge_embed_dirs, save_embed_dir
+    from ..encoders.embed_dir import merge_embed_dirs, save_embed_dir
 
     check_out_dir(args.out)
     from ._common import check_engine_args
@@ -189,7 +182,7 @@ def embed_from_args(args: argparse.Namespace, shard: str | None = None) -> tuple
     """(PairedEmbeddings, ImageTextDataset) for the encoder and dataset options of
     `add_model_data_args`; a repeat of the same request is read from the cache without the model."""
     from ..data import load_dataset
-    from ..encoders.extraction import extract_by_spec
+    from ..encoders.cache import extract_by_spec
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ds = load_dataset(args.dataset, args.split, args.split_seed, limit=args.limit, cache_dir=args.cache_dir,
