@@ -23,12 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from ..data.dataset import ImageTextDataset
+from ..data.dataset import FileImages, ImageTextDataset
 from ..embeddings import PairedEmbeddings
 from ..errors import GapkitError
 # The cache itself lives in a torch-free module so that a cache hit never imports torch; these
@@ -40,40 +40,63 @@ from .cache import (CACHE_FORMAT, check_batching, dataset_fingerprint, entry_dir
 
 # ------------------------------------------------------------------------------ encoding
 class _Images(torch.utils.data.Dataset):
-    def __init__(self, ds: ImageTextDataset, rows: np.ndarray, preprocess: Any) -> None:
-        self.ds, self.rows, self.preprocess = ds, rows, preprocess
+    """Preprocessed images `load(rows[k])` for a DataLoader (decoded in its worker processes)."""
+
+    def __init__(self, load: Callable[[int], Any], rows: np.ndarray, preprocess: Any) -> None:
+        self.load, self.rows, self.preprocess = load, rows, preprocess
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, k: int) -> torch.Tensor:
-        return self.preprocess(self.ds.image(int(self.rows[k])))
+        return self.preprocess(self.load(int(self.rows[k])))
+
+
+def _encode_images(encoder: Any, load: Callable[[int], Any], rows: np.ndarray, batch_size: int,
+                   num_workers: int, progress: bool) -> np.ndarray:
+    """(len(rows), D) float32: images load(i) for i in rows, decoded in a DataLoader, encoded in batches."""
+    from tqdm.auto import tqdm
+
+    loader = torch.utils.data.DataLoader(_Images(load, rows, encoder.preprocess), batch_size=batch_size,
+                                         num_workers=num_workers, shuffle=False,
+                                         persistent_workers=False, prefetch_factor=4 if num_workers else None)
+    out = []
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=f"{encoder.name} images", unit="batch", disable=not progress):
+            out.append(encoder.encode_image(batch).numpy())
+    return (np.concatenate(out) if out else np.zeros((0, 0), np.float32)).astype(np.float32, copy=False)
+
+
+def encode_texts(encoder: Any, texts: Sequence[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """(len(texts), D) float32: encoder.encode_text over batches of `batch_size` strings."""
+    from tqdm.auto import tqdm
+
+    out = []
+    with torch.inference_mode():
+        for s in tqdm(range(0, len(texts), batch_size), desc=f"{encoder.name} texts", unit="batch",
+                      disable=not progress):
+            out.append(encoder.encode_text(list(texts[s:s + batch_size])).numpy())
+    return (np.concatenate(out) if out else np.zeros((0, 0), np.float32)).astype(np.float32, copy=False)
+
+
+def encode_image_files(encoder: Any, paths: Sequence[str], batch_size: int = 64, num_workers: int = 0,
+                       progress: bool = True, max_pixels: int | None = None) -> np.ndarray:
+    """(len(paths), D) float32 for image files (already checked against their root)."""
+    src = FileImages(list(paths), max_pixels)
+    return _encode_images(encoder, src.load, np.arange(len(src)), batch_size, num_workers, progress)
 
 
 def encode_arrays(encoder: Any, ds: ImageTextDataset, image_rows: np.ndarray | None = None,
                   text_rows: np.ndarray | None = None, batch_size: int = 64, num_workers: int = 0,
                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Run the encoder over images and captions: (len(image_rows), D_i), (len(text_rows), D_t) float32."""
-    from tqdm.auto import tqdm
-
     image_rows = np.arange(ds.n_images) if image_rows is None else image_rows
     text_rows = np.arange(len(ds.captions)) if text_rows is None else text_rows
     if batch_size < 1:
         raise GapkitError(f"batch_size must be positive, got {batch_size}")
-    loader = torch.utils.data.DataLoader(_Images(ds, image_rows, encoder.preprocess), batch_size=batch_size,
-                                         num_workers=num_workers, shuffle=False,
-                                         persistent_workers=False, prefetch_factor=4 if num_workers else None)
-    image_out = []
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc=f"{encoder.name} images", unit="batch", disable=not progress):
-            image_out.append(encoder.encode_image(batch).numpy())
-        text_out = []
-        for s in tqdm(range(0, len(text_rows), batch_size), desc=f"{encoder.name} texts", unit="batch",
-                      disable=not progress):
-            text_out.append(encoder.encode_text([ds.captions[j] for j in text_rows[s:s + batch_size]]).numpy())
-    img = np.concatenate(image_out) if image_out else np.zeros((0, 0), np.float32)
-    txt = np.concatenate(text_out) if text_out else np.zeros((0, 0), np.float32)
-    return img.astype(np.float32, copy=False), txt.astype(np.float32, copy=False)
+    img = _encode_images(encoder, ds.image, image_rows, batch_size, num_workers, progress)
+    txt = encode_texts(encoder, [ds.captions[j] for j in text_rows], batch_size, progress)
+    return img, txt
 
 
 # ------------------------------------------------------------------------------ the cache
