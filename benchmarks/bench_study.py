@@ -31,13 +31,22 @@ def load() -> str:
     return f"load {one:.1f}{' (under load)' if one > (os.cpu_count() or 2) else ''}"
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     dt = time.perf_counter() - t0
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-1200:]}")
-    return dt
+    return dt, done.stdout + done.stderr
+
+
+def stage_times(log: str) -> str:
+    """The demo's per-stage lines ("[k/12] stage ... ran in X s"), where the time goes."""
+    import re
+
+    names = re.findall(r"^\s*\[\s*\d+/\d+\]\s+(\w+)", log, flags=re.M)
+    secs = re.findall(r"(?:done|SKIPPED|FAILED) in ([\d.]+) s", log)
+    return ", ".join(f"{n} {float(t):.1f}" for n, t in zip(names, secs))
 
 
 def bench_command(name: str, cmd: list[str], env: dict[str, str], repeats: int, target: float, tmp: Path,
@@ -46,13 +55,16 @@ def bench_command(name: str, cmd: list[str], env: dict[str, str], repeats: int, 
     gk = [sys.executable, "-m", "gapkit", *cmd]
     if warm_up:
         before = load()
-        dt = timed([*gk, "--out", str(tmp / f"{name}-cold")], env)
+        dt, log = timed([*gk, "--out", str(tmp / f"{name}-cold")], env)
         print(f"{name:>28}: cold {dt:7.1f} s   ({before} -> {load()})", flush=True)
     runs = []
     for r in range(repeats):
         before = load()
-        runs.append(timed([*gk, "--out", str(tmp / f"{name}-warm{r}")], env))
+        dt, log = timed([*gk, "--out", str(tmp / f"{name}-warm{r}")], env)
+        runs.append(dt)
         print(f"{name:>28}: warm {runs[-1]:7.1f} s   ({before} -> {load()})", flush=True)
+        if stages := stage_times(log):
+            print(f"{'':>28}  stages (s): {stages}", flush=True)
     med = statistics.median(runs)
     print(f"{name:>28}: warm median {med:.1f} s of {repeats}  target < {target:.0f} s  "
           f"{'MET' if med < target else 'MISSED'}", flush=True)

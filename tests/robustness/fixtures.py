@@ -687,6 +687,7 @@ def _one_side_cases() -> list[Case]:
         _c("measure-key-empty", "measure", "--embeddings", "{unnamed_npz}", "--key", ",", expect="--key"),
         _c("measure-key-sample", "measure", "--sample", "clip", "--key", "a", expect="--key"),
         _c("measure-key-embdir", "measure", "--embeddings", "{embdir}", "--key", "image", expect="--key"),
+        _c("measure-key-stream", "measure", "--embeddings", "{stack}", "--stream", "--key", "a", expect="--key"),
         _c("measure-key-stack-2d", "measure", "--embeddings", "{unnamed_npz}", "--key", "a", expect="stack"),
         _c("measure-key-side-dir", "measure", "--image", "{images_dir}", "--text", "{texts_dir}", "--key", "nope",
            expect="no array named 'nope'"),
