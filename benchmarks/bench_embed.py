@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,17 +48,10 @@ def main() -> None:
         whole_process(args)
 
 
-def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    dt = time.perf_counter() - t0
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr[-800:]}")
-    return dt, done.stdout + done.stderr
-
-
 def whole_process(args: argparse.Namespace) -> None:
     """Part 3: `gapkit embed` uncached vs cached, each a fresh interpreter; medians of --repeats."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_study import timed as _timed  # one subprocess timer for the whole-process benchmarks
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = dict(os.environ, PYTHONPATH=src, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
     jobs = {"paired dataset": ["--dataset", "emoji", "--split", "all", "--limit", str(args.n)]}
