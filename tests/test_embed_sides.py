@@ -142,7 +142,9 @@ def test_measure_pairs_two_one_side_dirs(side_dirs, capsys):
 
     d, x, y = side_dirs
     assert run("measure", "--image", d / "im", "--text", d / "tx", "--metrics", "geometry", "--out", d / "m.json") == 0
-    got = json.loads((d / "m.json").read_text())["results"]
+    rec = json.loads((d / "m.json").read_text())
+    assert (rec["model"], rec["dataset"]) == ("m", "im + tx")  # names flow from the two manifests
+    got = rec["results"]
     ref = measure(x, y, metrics=["geometry"])
     assert got["centroid_distance"] == pytest.approx(ref["centroid_distance"], rel=1e-6)
     with pytest.raises(GapkitError, match="text embeddings only"):

@@ -327,6 +327,17 @@ def embed_dir_side(path: str | Path) -> str | None:
     return sides[0] if isinstance(sides, list) and len(sides) == 1 and sides[0] in ("image", "text") else None
 
 
+def _sides_manifest(image: str | Path, text: str | Path) -> dict[str, Any] | None:
+    """Model and dataset names of two embed directories paired with --image A --text B, so that
+    records name them (e.g. "towers", "photos + queries.txt"); None when neither is one."""
+    mans = [_read_json_object(Path(p) / "manifest.json") if Path(p).is_dir() else None for p in (image, text)]
+    if not any(mans):
+        return None
+    models = [str(m.get("model")) for m in mans if m and m.get("model")]
+    data = [str(m.get("dataset") or Path(p).name) if m else Path(p).name for m, p in zip(mans, (image, text))]
+    return {"model": " + ".join(dict.fromkeys(models)) or None, "dataset": " + ".join(dict.fromkeys(data))}
+
+
 def split_keys(key: str | None) -> tuple[str | None, str | None]:
     """--key for a paired input: "IMAGE,TEXT" -> (IMAGE, TEXT); one name -> that name for both."""
     if key is None:
@@ -408,6 +419,8 @@ def load_embeddings(
         ki, kt = split_keys(key)
         img, txt = load_array(image, ki, mmap=mmap, side="image"), load_array(text, kt, mmap=mmap, side="text")
         meta.update(layout="separate", image_source=str(image), text_source=str(text))
+        if man := _sides_manifest(image, text):
+            meta["manifest"] = man
     if text_to_image is not None:
         if mapping is not None:
             raise GapkitError("a text_to_image map was given twice (in the file and separately)")
