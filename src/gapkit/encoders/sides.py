@@ -3,7 +3,7 @@
 This is what clip-retrieval's inference does for a query set or an image folder: embed what
 you have, without inventing pairs.
     read_texts(FILE)     .txt: one text per line (blank lines skipped); .csv/.tsv: one column (by name,
-                         or the first of title, caption, text, ...; a one-column file needs no name);
+                         or the first of title, caption, text, ...; a one-column file takes any header name);
                          .jsonl: one key per object (a string, or a list of strings)
     list_images(DIR)     every image file under DIR (sorted relative paths); a path that resolves
                          outside DIR (a symlink) is refused unless its folder is an allowed root;
@@ -97,8 +97,16 @@ def _csv_texts(p: Path, text: str, column: str | None, sep: str | None) -> tuple
     cols = [c.strip() for c in rows[0]]
     ci = 0 if len(cols) == 1 and column is None else _pick_column(
         cols, column, CSV_CAPTION_COLUMNS, "text", "--caption-column", p)
-    out = [(f"row {n}", r[ci]) for n, r in enumerate(rows[1:], start=2) if len(r) == len(cols)]
-    return out, {"columns": {"text": cols[ci], "sep": sep}}
+    from ..data.problems import Skips
+
+    skips, out = Skips(), []
+    for n, r in enumerate(rows[1:], start=2):
+        if len(r) == len(cols):
+            out.append((f"row {n}", r[ci]))
+        elif any(r):  # a row cut or split wrongly is counted in one warning, not dropped silently
+            skips.add("unreadable row", f"line {n}: {len(r)} fields, header has {len(cols)}")
+    skips.report(p.name)
+    return out, {"columns": {"text": cols[ci], "sep": sep}, "skipped": skips.as_dict()}
 
 
 def _jsonl_texts(p: Path, text: str, key: str | None) -> tuple[list[tuple[str, str]], dict]:
