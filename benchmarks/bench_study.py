@@ -5,6 +5,8 @@ Targets (issue 12, 2 cores):
     gapkit demo --quick, warm cache              < 30 s
     gapkit study on 1,000 pairs, warm cache      < 30 s
     measure default report at 20k x 512          < 8 s, cost growing smoothly in N
+Each timing prints wall and CPU seconds (user + sys of the process and its threads/children):
+under load, CPU / 2 cores approximates the idle-machine wall time (BLAS spinning inflates it).
 "Warm" = the embedding/feature cache already holds what the command needs: each command is run
 once untimed (or timed as "cold") into --cache, then timed --repeats times. The machine is shared:
 the 1-minute load average is printed beside every timing ("under load" when it exceeds the cores).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,12 +35,21 @@ def load() -> str:
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """(wall seconds, output) of a subprocess; its CPU seconds (user + sys, all threads) are kept in
+    LAST_CPU: on a shared machine CPU time / cores is the better estimate of idle-machine wall time."""
+    global LAST_CPU
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CPU = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-1200:]}")
     return dt, done.stdout + done.stderr
+
+
+LAST_CPU = 0.0
 
 
 def stage_times(log: str) -> str:
@@ -56,13 +68,13 @@ def bench_command(name: str, cmd: list[str], env: dict[str, str], repeats: int, 
     if warm_up:
         before = load()
         dt, log = timed([*gk, "--out", str(tmp / f"{name}-cold")], env)
-        print(f"{name:>28}: cold {dt:7.1f} s   ({before} -> {load()})", flush=True)
+        print(f"{name:>28}: cold {dt:7.1f} s wall, {LAST_CPU:6.1f} s CPU   ({before} -> {load()})", flush=True)
     runs = []
     for r in range(repeats):
         before = load()
         dt, log = timed([*gk, "--out", str(tmp / f"{name}-warm{r}")], env)
         runs.append(dt)
-        print(f"{name:>28}: warm {runs[-1]:7.1f} s   ({before} -> {load()})", flush=True)
+        print(f"{name:>28}: warm {runs[-1]:7.1f} s wall, {LAST_CPU:6.1f} s CPU   ({before} -> {load()})", flush=True)
         if stages := stage_times(log):
             print(f"{'':>28}  stages (s): {stages}", flush=True)
     med = statistics.median(runs)
