@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", choices=("inprocess", "process"), help="run one part (default: all)")
+    ap.add_argument("--process-jobs", default="paired,texts", help="part 3: paired and/or texts (default both)")
     args = ap.parse_args()
     if args.only != "process":
         in_process(args)
@@ -59,6 +60,8 @@ def whole_process(args: argparse.Namespace) -> None:
         q = Path(tmp) / "queries.txt"
         q.write_text("".join(f"query number {k}: a small picture of a thing\n" for k in range(args.n)))
         jobs["--texts (one side)"] = ["--texts", str(q)]
+        wanted = args.process_jobs.split(",")
+        jobs = {k: v for k, v in jobs.items() if ("texts" if "texts" in k else "paired") in wanted}
         print(f"\nwhole process: gapkit embed --encoder open_clip:{args.arch}, {args.repeats} repeats, "
               f"load average {os.getloadavg()[0]:.1f}")
         for name, job in jobs.items():
