@@ -1,16 +1,20 @@
 """The Ray engine against the single-process paths, side by side in one process.
 
     python benchmarks/bench_ray.py            # 16 shards x 10k x 512 (float16), emoji 48 images
-    python benchmarks/bench_ray.py --full     # 16 shards x 128k x 512 = 2.05M pairs (~4 GB of /tmp)
-    python benchmarks/bench_ray.py --skip-embed
+    python benchmarks/bench_ray.py --full     # 16 shards x 128k x 512 = 2.05M pairs (~2 GB of /tmp)
+    python benchmarks/bench_ray.py --full --skip-embed --shards-dir /tmp/shards2m   # keep the shards for reruns
 
 1. `measure` over 16 memory-mapped clip-retrieval shards: the single-process streaming pass
    (`measure_stream(folder)`) vs one Ray task per shard merged in a tree (`engine="ray"`) on a
-   local Ray instance with 1 CPU and with 2 CPUs (`ray.init(num_cpus=k)`). Timed: the pass over
-   the shards (accumulators, merges), i.e. what the engine distributes; the final compute() on the
-   merged state is identical driver-side work and is timed once. Time = median of `--repeats` runs
-   after one warm-up run (Ray start-up and worker imports are not counted; printed separately). Targets (issue 13): Ray with 1 worker <= 1.2x the single process; 2 workers
-   >= 1.6x the throughput of 1 worker (needs two idle cores).
+   local Ray instance with 2 CPUs, run with at most 1 and at most 2 shard tasks in flight. A Ray
+   worker is one CPU with one thread, so the overhead baseline is the single process limited to one
+   thread (threadpoolctl); the all-threads single pass is printed once for reference. Timed: the
+   pass over the shards (accumulators, merges), i.e. what the engine distributes; the final
+   compute() on the merged state is identical driver-side work and is timed once. Each repeat runs
+   the three back to back (same machine load); ratios are medians of the per-repeat ratios; Ray
+   start-up and the workers' imports (a two-shard warm-up) are not counted. Targets (issue 13): Ray
+   with 1 worker <= 1.2x the single process; 2 workers >= 1.6x the throughput of 1 worker (needs
+   two idle cores).
 2. `embed` with the built-in towers (towers:random) on an emoji subset: the sequential `extract`
    vs `embed_to_shards(engine="ray")` with 2 encoder actors. Wall time of the whole call (Ray
    Data start-up and the actors' model loads included: that is what a user waits for), and the
@@ -61,50 +65,81 @@ def load() -> str:
     return "load %.1f/%.1f/%.1f on %d cores" % (*os.getloadavg(), os.cpu_count() or 0)
 
 
-def single_pass(root: Path, reservoir: int) -> object:
-    """The single-process streaming pass of measure_stream (accumulation only)."""
+def single_pass(root: Path, reservoir: int, threads: int | None = None) -> object:
+    """The single-process streaming pass of measure_stream (accumulation only), with the BLAS/OpenMP
+    pools limited to `threads` (None: as configured)."""
+    from threadpoolctl import threadpool_limits
+
     from gapkit.metrics.streaming import StreamAccumulator, iter_chunks
 
-    acc = StreamAccumulator(reservoir, 0)
-    for a, b in iter_chunks(root):
-        acc.update(a, b)
+    with threadpool_limits(limits=threads):
+        acc = StreamAccumulator(reservoir, 0)
+        for a, b in iter_chunks(root):
+            acc.update(a, b)
     return acc
 
 
-def engine_pass(root: Path, reservoir: int, engine: object) -> object:
-    """measure_shards' pass: one task per shard, accumulators merged in a tree (accumulation only)."""
+def engine_pass(root: Path, reservoir: int, engine: object, first: int | None = None) -> object:
+    """measure_shards' pass: one task per shard (the first `first` shards only, when given),
+    accumulators merged in a tree (accumulation only)."""
     from gapkit.metrics.streaming import ShardJob, merge_accumulators, shard_accumulator
     from gapkit.shards import list_shards
 
-    jobs = [ShardJob(s, reservoir, 0) for s in list_shards(root)]
+    jobs = [ShardJob(s, reservoir, 0) for s in list_shards(root)[:first]]
     return engine.map_reduce(shard_accumulator, jobs, merge_accumulators)
 
 
 def bench_measure(root: Path, n_rows: int, repeats: int, reservoir: int = 2000) -> None:
     """Times the pass that reads every shard (what the engine distributes); `compute()` on the merged
-    state is the same driver-side work for every engine and is timed once."""
+    state is the same driver-side work for every engine and is timed once.
+
+    One local Ray instance with 2 CPUs; "1 worker" = the same engine with at most one shard task in
+    flight (max_in_flight=1). A Ray worker runs with one thread (Ray sets OMP_NUM_THREADS=1 for a
+    1-CPU task), so the engine-overhead baseline is the single process on one thread too; the
+    single process on all its threads is timed once more for reference. Each repeat runs single
+    process, Ray 1 worker and Ray 2 workers back to back, so the three see the same machine load;
+    the ratios are medians of the per-repeat ratios."""
     import ray
 
-    from gapkit.engines import get_engine
+    from gapkit.engines.ray_engine import RayEngine
 
-    print(f"\n== measure over 16 shards, {n_rows:,} x 512 float16 pairs ({load()})")
-    single = _median_time(lambda: single_pass(root, reservoir), repeats)
-    print(f"  single-process streaming pass : {single:7.2f} s  ({n_rows / single:,.0f} pairs/s)")
+    print(f"\n== measure over {len(list(root.glob('img_emb/*.npy')))} shards, {n_rows:,} x 512 float16 pairs ({load()})")
     t = time.perf_counter()
     single_pass(root, reservoir).compute()
-    print(f"  (pass + compute() on the merged state, once: {time.perf_counter() - t:.2f} s)")
-    res = {}
-    for cpus in (1, 2):
-        t0 = time.perf_counter()
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        start = time.perf_counter() - t0
-        eng = get_engine("ray")
-        res[cpus] = _median_time(lambda: engine_pass(root, reservoir, eng), repeats)
+    print(f"  (one pass + compute() on the merged state: {time.perf_counter() - t:.2f} s; also the page-cache warm-up)",
+          flush=True)
+    t0 = time.perf_counter()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    print(f"  ray.init: {time.perf_counter() - t0:.1f} s (not counted)")
+    engines = {1: RayEngine(max_in_flight=1), 2: RayEngine()}
+    runs = {"single": lambda: single_pass(root, reservoir, threads=1),
+            "ray1": lambda: engine_pass(root, reservoir, engines[1]),
+            "ray2": lambda: engine_pass(root, reservoir, engines[2])}
+    try:
+        for eng in engines.values():  # warm-up: worker processes and their imports (two shards)
+            engine_pass(root, reservoir, eng, first=2)
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        for r in range(repeats):
+            for name, fn in runs.items():
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+            print(f"  repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()) + f"  ({load()})",
+                  flush=True)
+    finally:
         ray.shutdown()
-        print(f"  Ray, {cpus} worker{'s' if cpus > 1 else ' '}                 : {res[cpus]:7.2f} s  "
-              f"({n_rows / res[cpus]:,.0f} pairs/s; ray.init {start:.1f} s and the warm-up run not counted)")
-    print(f"  Ray 1 worker / single process : {res[1] / single:5.2f}x time   (target <= 1.2x)")
-    print(f"  Ray 2 workers vs 1 worker     : {res[1] / res[2]:5.2f}x throughput (target >= 1.6x; {load()})")
+    t = time.perf_counter()
+    single_pass(root, reservoir)
+    all_threads = time.perf_counter() - t
+    med = {k: statistics.median(v) for k, v in times.items()}
+    over = statistics.median(a / b for a, b in zip(times["ray1"], times["single"]))
+    speed = statistics.median(a / b for a, b in zip(times["ray1"], times["ray2"]))
+    print(f"  single process, 1 thread      : {med['single']:7.2f} s  ({n_rows / med['single']:,.0f} pairs/s)")
+    print(f"  single process, all threads   : {all_threads:7.2f} s  (once, for reference; {load()})")
+    print(f"  Ray, 1 worker                 : {med['ray1']:7.2f} s  ({n_rows / med['ray1']:,.0f} pairs/s)")
+    print(f"  Ray, 2 workers                : {med['ray2']:7.2f} s  ({n_rows / med['ray2']:,.0f} pairs/s)")
+    print(f"  Ray 1 worker / single process : {over:5.2f}x time   (target <= 1.2x; median of per-repeat ratios)")
+    print(f"  Ray 2 workers vs 1 worker     : {speed:5.2f}x throughput (target >= 1.6x; needs two idle cores; {load()})")
 
 
 def bench_embed(n_images: int, tmp: Path) -> None:
@@ -149,15 +184,20 @@ def main() -> None:
     ap.add_argument("--embed-images", type=int, default=48)
     ap.add_argument("--skip-embed", action="store_true")
     ap.add_argument("--skip-measure", action="store_true")
+    ap.add_argument("--shards-dir", metavar="DIR", help="keep the measure shards here and reuse them on the next run "
+                    "(default: a temporary folder, deleted at the end)")
     args = ap.parse_args()
     rows = args.rows or (128_000 if args.full else 10_000)
     tmp = Path(tempfile.mkdtemp(prefix="gapkit-bench-ray-"))
+    shards = Path(args.shards_dir) if args.shards_dir else tmp / "shards"
     try:
         if not args.skip_measure:
-            t = time.perf_counter()
-            write_shards(tmp / "shards", 16, rows)
-            print(f"wrote 16 shards x {rows:,} rows in {time.perf_counter() - t:.1f} s")
-            bench_measure(tmp / "shards", 16 * rows, args.repeats)
+            if not (shards / "text_emb" / "text_emb_15.npy").exists():
+                t = time.perf_counter()
+                write_shards(shards, 16, rows)
+                print(f"wrote 16 shards x {rows:,} rows in {time.perf_counter() - t:.1f} s")
+            n = sum(np.load(f, mmap_mode="r").shape[0] for f in (shards / "img_emb").glob("*.npy"))
+            bench_measure(shards, n, args.repeats)
         if not args.skip_embed:
             bench_embed(args.embed_images, tmp)
     finally:

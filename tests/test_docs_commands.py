@@ -25,6 +25,8 @@ SKIP = {
     "train ": "trains a model for minutes; the trainer runs on tiny inputs in tests/test_train.py",
     "reproduce NAME": "a template (NAME, DIR), not a command",
     "reproduce fashion-zero-shot-sweep": "LiT heads on pretrained towers over Fashion-MNIST: minutes",
+    "reproduce isoclip": "LiT heads on the pretrained towers over emoji + openclipart (minutes with a cold "
+                         "cache); the fixer is tested in tests/test_fixers_methods.py",
     "embed --encoder open_clip:ViT-B-32": "a full-size ViT-B-32 on real images (minutes on 2 cores); open_clip "
                                           "embedding runs with a tiny config in tests/test_own_data.py",
     "embed --encoder hf:": "needs a Hugging Face CLIP directory of the user's",

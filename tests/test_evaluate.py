@@ -245,3 +245,24 @@ def test_retrieval_and_mixed_invariant_to_rigid_rotation():
     ca = corpus_from_pairs(PairedEmbeddings(img, txt, m), seed=1)
     cb = corpus_from_pairs(PairedEmbeddings(img @ rot, txt @ rot, m), seed=1)
     assert mixed_retrieval(ca) == pytest.approx(mixed_retrieval(cb))
+
+
+def test_protocol_fit_of_role_center_includes_the_fused_role():
+    """fit_fixer (the evaluation protocol) fits doc_fused as the mean of the calibration pairs'
+    fused documents, so a role fixer evaluates on corpora with fused documents."""
+    from gapkit.embeddings import PairedEmbeddings
+    from gapkit.evaluate.protocol import fit_fixer
+    from gapkit.fixers import fuse
+
+    rng = np.random.default_rng(2)
+    img = unit(rng.standard_normal((30, 8)) + 3 * np.eye(8)[0])
+    m = np.repeat(np.arange(30), 2)
+    txt = unit(img[m] - 6 * np.eye(8)[0] + 0.3 * rng.standard_normal((60, 8)))
+    role = fit_fixer(create_fixer("role-center", fuse_weight=0.3), PairedEmbeddings(img, txt, m), seed=1)
+    corpus = corpus_from_pairs(PairedEmbeddings(img, txt, m), seed=1, fused=True, alpha=0.3)
+    want = unit(corpus.docs[corpus.role_rows("fused")]).mean(axis=0)
+    got = role.role_means_[role.roles_.index("doc_fused")]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    p = corpus.fused_parts  # each fused document fuses an image with one of its document captions
+    np.testing.assert_allclose(corpus.docs[corpus.role_rows("fused")], fuse(p[:, 0], p[:, 1], 0.3), atol=1e-12)
+    assert mixed_retrieval(corpus, role)["ndcg@10"] >= 0

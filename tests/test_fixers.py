@@ -305,3 +305,42 @@ def test_memmap_streaming_matches_in_memory(name, tmp_path):
     out = np.lib.format.open_memmap(tmp_path / "o.npy", mode="w+", dtype=np.float32, shape=x.shape)
     fb.transform(mm, "image", out=out, chunk_size=97)
     np.testing.assert_allclose(out, fa.transform(x.astype(np.float16), "image"), atol=1e-5)
+
+
+# ------------------------------------------------------------------ fitting from merged statistics
+@pytest.mark.parametrize("name,params", [("center", {}), ("role-center", {}), ("role-center", {"fuse_weight": 0.3}),
+                                         ("standardize", {}), ("topk", {"k": 3}), ("procrustes", {}),
+                                         ("shift", {"lam": 0.7})])
+def test_fit_from_merged_shard_statistics_equals_fit_on_all_rows(name, params):
+    """Statistics of unequal shards, merged pairwise, fit the same fixer as every row at once."""
+    from gapkit.fixers.stats import fit_stats, merge_fit_stats
+
+    x, y = gapped_pairs(700, 16, seed=5)
+    direct = create_fixer(name, **params).fit(x, y)
+    fx = create_fixer(name, **params)
+    assert fx.fits_from_stats
+    cuts = [0, 90, 333, 350, 700]
+    parts = [fit_stats(x[a:b], y[a:b], cross=fx.needs_cross, chunk=64, fuse_weight=fx.stats_fuse_weight)
+             for a, b in zip(cuts, cuts[1:])]
+    merged = parts[0]
+    for p in parts[1:]:
+        merged = merge_fit_stats(merged, p)
+    fx.fit_from_stats(merged)
+    fitted = [a for a in vars(direct) if a.endswith("_") and isinstance(getattr(direct, a), np.ndarray)]
+    assert fitted
+    for attr in fitted:
+        np.testing.assert_allclose(getattr(fx, attr), getattr(direct, attr), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fx.transform(x[:20], "image"), direct.transform(x[:20], "image"), atol=1e-12)
+    np.testing.assert_allclose(fx.transform(y[:20], "text"), direct.transform(y[:20], "text"), atol=1e-12)
+
+
+def test_fixers_that_need_rows_say_so():
+    from gapkit.fixers.stats import fit_stats
+
+    x, y = gapped_pairs(50, 8, seed=1)
+    for fx in (create_fixer("shift", lam="close"), create_fixer("calibrated")):
+        assert not fx.fits_from_stats
+        with pytest.raises(GapkitError, match="needs the calibration rows"):
+            fx.fit_from_stats(fit_stats(x, y))
+    with pytest.raises(GapkitError, match="fused-pair statistics"):
+        create_fixer("role-center").fit_from_stats(fit_stats(x, y))  # made without the fused moments

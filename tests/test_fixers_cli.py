@@ -47,6 +47,19 @@ def test_fix_keeps_stack_layout_and_pipes_into_measure(stack, tmp_path, capsys):
     np.testing.assert_array_equal(np.load(out2), a)
 
 
+def test_a_fixer_name_beats_a_folder_of_that_name(stack, tmp_path, monkeypatch):
+    """`--method center` is the center fixer even where ./center is a folder (e.g. a run folder);
+    `--method ./center` loads the saved fixer in it."""
+    p, x, _ = stack
+    monkeypatch.chdir(tmp_path)
+    assert main(["fix", "--method", "shift", "--param", "lam=0.5", "--fit", str(p), "--apply", str(p),
+                 "--out", "a.npy", "--save-fixer", "center"]) == 0  # a folder called center: a saved shift
+    assert main(["fix", "--method", "center", "--fit", str(p), "--apply", str(p), "--out", "b.npy"]) == 0
+    np.testing.assert_allclose(np.load("b.npy")[0], unit(unit(x) - unit(x).mean(0)), atol=1e-5)
+    assert main(["fix", "--method", "./center", "--apply", str(p), "--out", "c.npy"]) == 0
+    np.testing.assert_array_equal(np.load("c.npy"), np.load("a.npy"))
+
+
 def test_fix_multi_caption_npz_keeps_mapping(tmp_path):
     rng = np.random.default_rng(0)
     img = unit(rng.standard_normal((10, 8)))

@@ -106,3 +106,44 @@ def test_missing_features_are_one_gapkit_error():
 
     with pytest.raises(GapkitError, match="image_features"):
         pick_features({"loss": torch.tensor(1.0)})
+
+
+class DumpPerRank(GapMetricsCallback):
+    """Writes what each process logs at each validation end (the parent only sees rank 0's)."""
+
+    def __init__(self, out_dir, **kw) -> None:
+        super().__init__(**kw)
+        self.out_dir = out_dir
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        super().on_validation_epoch_end(trainer, pl_module)
+        if self.last:
+            import json
+
+            path = self.out_dir / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.json"
+            path.write_text(json.dumps(self.last))
+
+
+@pytest.mark.timeout(240)
+def test_two_process_ddp_logs_the_metrics_of_all_validation_rows(tmp_path):
+    """Lightning DDP on CPU (gloo, 2 forked processes): each process sees half of the validation rows,
+    the states are synced, and both log gapkit.measure of all rows."""
+    import json
+
+    cb = DumpPerRank(tmp_path, keys=["centroid_distance", "rmg", "paired_cosine_mean", "uniformity_image",
+                                     "uniformity_cross", "logit_entropy"])
+    model = TwoTowers()
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp_fork", logger=False,
+                        callbacks=[cb], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+    train, val = loaders()  # 24 validation rows: 12 per process, no padding duplicates
+    trainer.fit(model, train, val)
+    logged = {r: json.loads((tmp_path / f"rank{r}_epoch1.json").read_text()) for r in (0, 1)}
+    assert logged[0] == logged[1] and logged[0]["val/n_image"] == N_VAL
+    model.eval()  # the parent holds rank 0's trained weights
+    with torch.no_grad():
+        x, y = model.embed(*data(N_VAL, 1))
+    ref = measure(x.numpy(), y.numpy(), metrics=["geometry", "uniformity", "logit_entropy"])
+    for key in ("centroid_distance", "rmg", "paired_cosine_mean", "uniformity_image", "uniformity_cross",
+                "logit_entropy"):
+        np.testing.assert_allclose(logged[0][f"val/{key}"], ref[key], rtol=1e-5, err_msg=key)

@@ -29,13 +29,19 @@ def test_both_seams_exist_and_are_used_by_open_clip_train():
     import open_clip_train.main as oc_main
     import open_clip_train.train as oc_train
 
-    for kind in ("metrics", "loss"):
+    for kind in ("metrics", "loss", "model"):
         mod, attr = goc.seam(kind)
         assert callable(getattr(mod, attr))
-    # evaluate() calls get_clip_metrics by its module-global name, main() calls create_loss the same way:
-    # patching the module attribute is what reaches them
+    # evaluate() calls get_clip_metrics by its module-global name, main() calls create_loss and
+    # create_model_and_transforms the same way: patching the module attribute is what reaches them
     assert "get_clip_metrics" in oc_train.evaluate.__code__.co_names
     assert "create_loss" in oc_main.main.__code__.co_names
+    assert "create_model_and_transforms" in oc_main.main.__code__.co_names
+    # the train loop calls model(images, texts): the token ids are the forward's second argument
+    import inspect
+
+    src = inspect.getsource(oc_train.train_one_epoch)
+    assert "model(images, texts)" in src and "loss(**model_out, output_dict=True)" in src
 
 
 def test_gap_metrics_wrapper_adds_measure_values():
@@ -66,7 +72,8 @@ def test_gap_loss_term_adds_weighted_terms_and_drops_contrastive():
     (["--gap-metrics", "centroid_distance,bogus"], "unknown metric 'bogus'"),
     (["--gap-loss", "nope"], "unknown loss 'nope'"),
     (["--gap-loss", "clip"], "only repeats a contrastive loss"),
-    (["--gap-loss", "imsep"], "SBERT"),
+    (["--gap-loss-cache", "emb.npy"], "need --gap-loss imsep"),
+    (["--gap-loss", "imsep", "--gap-loss-cache", "e.npy", "--gap-semantic-model", "m"], "drop --gap-semantic-model"),
     (["--gap-loss-param", "t=3"], "needs --gap-loss"),
     (["--gap-loss", "uniformity", "--gap-loss-weight", "abc"], "invalid float value"),
     (["--gap-loss", "uniformity", "--gap-loss-weight", "nan"], "finite"),
@@ -201,3 +208,85 @@ def test_above_the_exact_limit_pairwise_metrics_are_sampled_with_a_ci():
     assert sampled["centroid_distance"] == pytest.approx(exact["centroid_distance"], rel=1e-12)  # always exact
     for key in ("uniformity_image", "uniformity_cross", "logit_entropy"):
         assert sampled[f"{key}_ci_low"] <= exact[key] <= sampled[f"{key}_ci_high"], key
+
+
+# ----------------------------------------------------------------------------- imsep and TensorBoard
+
+def test_caption_table_finds_each_batch_caption_by_its_token_ids():
+    import open_clip
+
+    from gapkit.integrations.caption_table import CaptionTable, token_hash
+
+    captions = ["a red apple", "a green apple", "a red apple", "grinning face", "x" * 500, "x" * 500 + " more"]
+    tok = open_clip.get_tokenizer("ViT-B-32")
+    tokens = tok(captions)
+    emb = np.random.default_rng(0).standard_normal((len(captions), 5)).astype(np.float32)
+    table = CaptionTable(tokens.numpy(), emb)
+    assert table.hashes.shape[0] == 4  # duplicates and texts equal after the context length are one key
+    np.testing.assert_array_equal(token_hash(tokens).numpy(), token_hash(tokens.numpy()))  # torch == NumPy
+    batch = torch.tensor([3, 1, 0, 2, 5, 4])
+    got = table.lookup(tokens[batch])
+    first = {0: 0, 1: 1, 2: 0, 3: 3, 4: 4, 5: 4}  # each caption's first row with equal token ids
+    np.testing.assert_array_equal(got.numpy(), emb[[first[int(i)] for i in batch]])
+    with pytest.raises(GapkitError, match="not in the caption table"):
+        table.lookup(tok(["a caption that was never in the training csv"]))
+    with pytest.raises(GapkitError, match="one per training caption"):
+        CaptionTable(tokens.numpy(), emb[:3])
+
+
+def test_open_clip_train_with_imsep_and_tensorboard(emoji_csv, monkeypatch):
+    """--gap-loss imsep with its caption embeddings computed before training (SBERT, offline), looked up
+    per batch by token ids; --report-to tensorboard: the event file holds the val/ gap scalars."""
+    import open_clip
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gapkit.integrations import caption_table
+    from gapkit.losses.semantic import caption_embeddings
+
+    root, rows = emoji_csv
+    seen = []
+    original = caption_table.SemanticFromTokens.__call__
+
+    def record(self, image_features):  # what the loss was given, beside the batch's token ids
+        out = original(self, image_features)
+        seen.append((self.tap.tokens.clone(), out["semantic"].clone()))
+        return out
+
+    monkeypatch.setattr(caption_table.SemanticFromTokens, "__call__", record)
+    results, log = _train(root, "imsep", ["--gap-metrics", "geometry", "--gap-loss", "imsep",
+                                          "--gap-loss-weight", "0.5", "--report-to", "tensorboard"])
+    steps = re.findall(r"Contrastive_loss: (\S+) \(\S+\) Gap_imsep_image_loss: (\S+) \(\S+\) Loss: (\S+) ", log)
+    assert len(steps) >= 4
+    for contrastive, gap, total in steps:
+        assert float(gap) > 0  # 0.5 x a cross-entropy
+        assert float(total) == pytest.approx(float(contrastive) + float(gap), rel=1e-3, abs=1e-3)
+    # each batch got the SBERT embeddings of its own captions (found here by exact token equality)
+    train_captions = [c for _, c in rows["train"]]
+    tokens = open_clip.get_tokenizer(f"local-dir:{root / 'tiny-clip'}")(train_captions)
+    emb = caption_embeddings(train_captions, progress=False)
+    assert len(seen) >= 4
+    for batch_tokens, semantic in seen:
+        match = (batch_tokens[:, None, :] == tokens[None]).all(-1).float().argmax(1)  # first equal row
+        torch.testing.assert_close(semantic, emb[match])
+    # TensorBoard: open_clip's writer holds gapkit's scalars under val/, equal to results.jsonl
+    events = EventAccumulator(str(root / "logs" / "imsep" / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"val/centroid_distance", "val/rmg", "val/image_to_text_R@1", "train/gap_imsep_image_loss"} <= tags
+    for key in ("centroid_distance", "rmg", "paired_cosine_mean"):
+        values = [e.value for e in events.Scalars(f"val/{key}")]
+        np.testing.assert_allclose(values, [r[key] for r in results], rtol=1e-6, err_msg=key)
+
+
+def test_imsep_bad_caption_inputs_are_one_line_errors_before_the_run_starts(emoji_csv, tmp_path, capsys):
+    root, rows = emoji_csv
+    bad = tmp_path / "emb.npy"
+    np.save(bad, np.ones((len(rows["train"]) - 1, 8), np.float32))
+    common = ["--train-data", str(root / "train.tsv"), "--dataset-type", "csv", "--model",
+              f"local-dir:{root / 'tiny-clip'}", "--logs", str(tmp_path / "logs"), "--gap-loss", "imsep"]
+    for extra, match in ((["--gap-loss-cache", str(bad)], "one row per --train-data row"),
+                         (["--gap-loss-cache", str(tmp_path / "missing.npy")], "cannot read a .npy"),
+                         (["--csv-caption-key", "caption"], "no caption column 'caption'")):
+        assert goc.main(common + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("gapkit open_clip_train: error:") and "\n" not in err and match in err, err
+    assert not (tmp_path / "logs").exists()  # open_clip_train never started

@@ -56,6 +56,66 @@ def test_batch_state_equals_numpy_rows_state():
 
 
 @pytest.mark.parametrize("multi", [False, True], ids=["1to1", "captions"])
+def test_fused_cpu_kernel_equals_numpy_rows_state(multi):
+    from gapkit.integrations._rowsums import fused_sums
+
+    image, text, mapping = captions(300, d=40, seed=2)  # > BLOCK rows: the float32 partial sums flush
+    if not multi:
+        text, mapping = text[:300] + image, None
+    ref = rows_state(image, text, mapping)
+    keep_i = np.where(np.arange(300) % 3 == 0, np.arange(300) // 3, -1)  # every third row into the buffers
+    keep_t = np.where(np.arange(text.shape[0]) % 2 == 0, np.arange(text.shape[0]) // 2, -1)
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-6)):  # float32: D * eps-sized rounding per row
+        x, y = image.astype(dtype), text.astype(dtype)
+        bi, bt = np.zeros((100, 40), dtype), np.zeros(((text.shape[0] + 1) // 2, 40), dtype)
+        col_i, col_t, stats = np.zeros(40), np.zeros(40), np.zeros(4)
+        fused_sums(x, y, np.empty(0, np.int64) if mapping is None else mapping, keep_i, keep_t, bi, bt,
+                   col_i, col_t, stats)
+        np.testing.assert_allclose(col_i, ref.sum_image, rtol=tol, atol=tol * 300)
+        np.testing.assert_allclose(col_t, ref.sum_text, rtol=tol, atol=tol * text.shape[0])
+        np.testing.assert_allclose(stats, [ref.sq_image, ref.sq_text, ref.sum_cos, ref.sum_dist], rtol=tol,
+                                   atol=tol * text.shape[0])
+        unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+        np.testing.assert_allclose(bi, unit(image[::3]), rtol=tol, atol=tol)
+        np.testing.assert_allclose(bt, unit(text[::2]), rtol=tol, atol=tol)
+
+
+def test_torch_path_equals_the_cpu_kernel(monkeypatch):
+    """The path CUDA features take (torch ops, kept rows normalised one by one), run on CPU."""
+    image, text, mapping = captions(120, seed=4)
+    args = [(torch.from_numpy(image[s : s + 40]), torch.from_numpy(text[sel]), torch.from_numpy(mapping[sel] - s))
+            for s in range(0, 120, 40) for sel in [np.flatnonzero((mapping >= s) & (mapping < s + 40))]]
+    fast, slow = gtm.ModalityGap(reservoir=50), gtm.ModalityGap(reservoir=50)
+    for a in args:
+        fast.update(*a)
+    monkeypatch.setattr(gtm, "_rowsums_ok", lambda *a: False)
+    for a in args:
+        slow.update(*a)
+    got, ref = slow.compute(), fast.compute()
+    assert set(got) == set(ref)
+    check_equal(got, {k: float(v) for k, v in ref.items()}, list(ref), 1e-12)
+
+
+def test_forward_reset_and_large_batches_keep_the_sample_right():
+    """torchmetrics replaces the "cat" states (forward's merge, reset): the buffers follow; a batch larger
+    than the reservoir copies at most `reservoir` rows."""
+    image, text, mapping = captions(90, seed=6)
+    x, y, t = torch.from_numpy(image), torch.from_numpy(text), torch.from_numpy(mapping)
+    m = gtm.ModalityGap()
+    m.update(torch.randn(7, 12, dtype=torch.float64), torch.randn(7, 12, dtype=torch.float64))
+    m.reset()
+    sel = (t < 50).nonzero().squeeze(1)
+    batch_values = m(x[:50], y[sel], t[sel])  # forward: this batch's metrics, and accumulate
+    check_equal(batch_values, reference(image[:50], text[sel.numpy()], mapping[sel.numpy()]), GEOM + PAIRWISE, 1e-10)
+    rest = (t >= 50).nonzero().squeeze(1)
+    m.update(x[50:], y[rest], t[rest] - 50)
+    check_equal(m.compute(), reference(image, text, mapping), GEOM + PAIRWISE, 1e-10)
+    small = gtm.ModalityGap(reservoir=10)
+    small.update(x, y, t)
+    assert torch.cat(small.sample_image_key).shape[0] == 10  # only the batch's 10 smallest keys were copied
+
+
+@pytest.mark.parametrize("multi", [False, True], ids=["1to1", "captions"])
 def test_equals_measure_on_random_data(multi):
     image, text, mapping = captions()
     if not multi:
@@ -116,6 +176,24 @@ def test_single_metric_classes_and_half_precision():
     assert not gtm.RMG().needs_sample  # geometry metrics keep O(D) state only
 
 
+def assert_bottom_k(m, image: np.ndarray, batch: int, k: int, text: np.ndarray | None = None):
+    """The sample is the k images of smallest uniform key (keys drawn per process from seed 0, batch
+    by batch), stored as their unit rows (and, for 1:1 `text`, their texts'). Returns the pruned
+    sample (image, text, ikey, tkey)."""
+    n = image.shape[0]
+    g = np.random.default_rng([0, 0])  # seed 0, rank 0
+    all_keys = torch.from_numpy(np.concatenate([g.random(min(batch, n - s)) for s in range(0, n, batch)]))
+    sample = gtm._prune(*(torch.cat(getattr(m, name)) for name in gtm._SAMPLE), k)
+    expect = torch.argsort(all_keys)[:k]  # image rows in key order
+    np.testing.assert_array_equal(torch.sort(sample[2]).values.numpy(), all_keys[expect].numpy())
+    unit = image[expect.numpy()] / np.linalg.norm(image[expect.numpy()], axis=1, keepdims=True)
+    np.testing.assert_allclose(sample[0][torch.argsort(sample[2])].numpy(), unit, rtol=1e-12, atol=1e-12)
+    if text is not None:
+        unit = text[expect.numpy()] / np.linalg.norm(text[expect.numpy()], axis=1, keepdims=True)
+        np.testing.assert_allclose(sample[1][torch.argsort(sample[3])].numpy(), unit, rtol=1e-12, atol=1e-12)
+    return sample
+
+
 def test_reservoir_smaller_than_data_keeps_captions_and_exact_sums():
     image, text, mapping = captions(400, d=8, seed=5)
     m = gtm.ModalityGap(reservoir=150)
@@ -124,9 +202,8 @@ def test_reservoir_smaller_than_data_keeps_captions_and_exact_sums():
         m.update(torch.from_numpy(image[s : s + 64]), torch.from_numpy(text[sel]), torch.from_numpy(mapping[sel] - s))
     got = m.compute()
     check_equal(got, reference(image, text, mapping), GEOM, 1e-10)  # the sums stay exact
-    kept_images = torch.cat(m.sample_image_key)
-    kept_texts = torch.cat(m.sample_text_key)
-    assert kept_images.shape[0] == 150  # memory stays bounded
+    assert torch.cat(m.sample_image_key).shape[0] == 150  # memory stays bounded
+    _, _, kept_images, kept_texts = assert_bottom_k(m, image, 64, 150)
     assert torch.isin(kept_texts, kept_images).all()  # only captions of kept images ...
     n_captions = np.bincount(mapping, minlength=400)  # ... and all of them: each key's count is its image's
     all_keys_counts = torch.unique(kept_texts, return_counts=True)[1].sort().values
@@ -144,9 +221,19 @@ def test_reservoir_uniformity_ci_covers_the_full_value():
     for s in range(0, 600, 100):
         m.update(torch.from_numpy(image[s : s + 100]), torch.from_numpy(text[s : s + 100]))
     got, ref = m.compute(), reference(image, text)
+    sample = assert_bottom_k(m, image, 100, 200, text)  # 1:1 batches: each text sits in its image's slot
+    assert torch.equal(sample[2], sample[3])
     for key in ("uniformity_image", "uniformity_text", "uniformity_cross"):
         assert float(got[f"{key}_ci_low"]) <= ref[key] <= float(got[f"{key}_ci_high"]), key
         assert abs(float(got[key]) - ref[key]) < 0.1
+
+
+def test_a_nan_feature_gives_nan_metrics_not_numbers():
+    x, y = torch.randn(50, 8), torch.randn(50, 8)
+    x[3, 2] = float("nan")  # a diverged model: the CPU kernel must not optimise NaN away
+    got = gtm.ModalityGap(["centroid_distance", "paired_cosine_mean", "rmg"])
+    got.update(x, y)
+    assert all(np.isnan(float(v)) for k, v in got.compute().items() if not k.startswith("n_"))
 
 
 def test_bad_input_is_one_gapkit_error():

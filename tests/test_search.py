@@ -94,6 +94,7 @@ def test_flat_backends_return_the_exact_top_k(name, params, raw_docs, queries, t
 
 @pytest.mark.parametrize("name,params", [
     ("faiss", {"kind": "hnsw", "ef_search": 64}),
+    ("faiss", {"kind": "ivf", "nlist": 32, "nprobe": 8}),  # memory-mapped inverted lists
     ("lancedb", {"flat_max": 1000, "index_type": "IVF_HNSW_SQ", "num_partitions": 8, "nprobes": 6, "refine_factor": 4}),
 ])
 def test_ann_backends_recall_at_least_095(name, params, tmp_path):

@@ -212,6 +212,17 @@ def test_page_in_chromium(live_url, tmp_path):
             assert all(h["img"] and h["img"] > 10 for h in got["corrected"] if h["role"] in ("image", "fused"))
             assert all(h["prob"].startswith("P(match)") for h in got["corrected"])
             assert "images in the top 10" in got["share"] and "in the corpus" in got["share"]
+        # a probability threshold: every hit shown is at least that likely, and fewer are shown
+        got = page.eval(READ_PAGE)
+        shown = [float(h["prob"].split()[1]) for h in got["corrected"]]
+        thr = round(max(shown) - 0.01, 2)  # shown to 2 digits: the likeliest hits stay
+        page.eval(f"document.getElementById('min-prob').value = '{thr:.2f}'; "
+                  "document.getElementById('search-form').requestSubmit()")
+        page.wait_for(f"document.querySelectorAll('#hits-corrected li.hit').length < {len(shown)}")
+        got = page.eval(READ_PAGE)
+        probs = [float(h["prob"].split()[1]) for h in got["corrected"] + got["raw"]]
+        assert got["corrected"] and all(p >= thr - 0.005 for p in probs), (thr, probs)  # shown rounded to 2 digits
+        page.eval("document.getElementById('min-prob').value = ''")
         # hostile captions stay text: nothing ran, no extra script element, the text is visible
         page.eval(TYPE_AND_SUBMIT % json.dumps("red square script"))
         page.wait_for("document.getElementById('status').textContent.includes('script')")

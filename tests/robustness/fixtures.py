@@ -451,6 +451,18 @@ def _fix_cases() -> list[Case]:
     cs += [
         _c("fix-savefixer-eq-out", *base, "--out", "{out}/same", "--save-fixer", "{out}/same", expect="overlap"),
         _c("fix-method-unknown", *base, "--out", "{out}/f.npy", "--method", "nope"),
+        _c("fix-isoclip-noweights", "fix", "--method", "isoclip", "--fit", "{stack}", "--apply", "{stack}",
+           "--out", "{out}/f.npy", expect="projection weights"),
+        _c("fix-isoclip-missing", "fix", "--method", "isoclip", "--param", "weights={in}/nope.safetensors", "--fit",
+           "{stack}", "--apply", "{stack}", "--out", "{out}/f.npy", expect="not found"),
+        _c("fix-isoclip-pickle", "fix", "--method", "isoclip", "--param", "weights={pkl}", "--fit",
+           "{stack}", "--apply", "{stack}", "--out", "{out}/f.npy"),
+        _c("fix-isoclip-evil-pt", "fix", "--method", "isoclip", "--param", "weights={evil_pt}", "--fit",
+           "{stack}", "--apply", "{stack}", "--out", "{out}/f.npy"),
+        _c("fix-chowers-retrieve", "fix", "--method", "chowers", "--param", "retrieve=audio", "--fit", "{stack}",
+           "--apply", "{stack}", "--out", "{out}/f.npy", expect="retrieve"),
+        _c("fix-chowers-rank", "fix", "--method", "chowers", "--param", "rank=100000", "--fit", "{stack}",
+           "--apply", "{stack}", "--out", "{out}/f.npy", expect="rank"),
         _c("fix-param-bad", *base, "--out", "{out}/f.npy", "--param", "nope=1"),
         _c("fix-param-type", "fix", "--method", "noise", "--param", "std=loud", "--fit", "{stack}", "--apply",
            "{stack}", "--out", "{out}/f.npy"),
@@ -493,6 +505,16 @@ def _evaluate_cases() -> list[Case]:
         _c("evaluate-savefixer-eq-input", "evaluate", "--task", "mixed-retrieval", "--embeddings", "{embdir}",
            "--fixer", "center", "--fit", "{stack}", "--save-fixer", "{embdir}", "--out", "{out}/e.json", expect="input"),
     ]
+    mixed = ("evaluate", "--task", "mixed-retrieval", "--sample", "clip", "--out", "{out}/e.json")
+    cs += [_c(f"evaluate-alpha-{k}", *mixed, "--fused", "--alpha", v, expect="alpha")
+           for k, v in {"range": "1.5", "nan": "nan", "text": "abc", "empty": "", "list": "0,2", "comma": "0.5,"}.items()]
+    cs += [
+        _c("evaluate-alpha-nofused", *mixed, "--alpha", "0.3", expect="--fused"),
+        _c("evaluate-alpha-task", "evaluate", "--task", "retrieval", "--sample", "clip", "--alpha", "0.3",
+           "--out", "{out}/e.json", expect="mixed-retrieval"),
+    ]
+    cs += [_c(f"evaluate-gains-{k}", *mixed, "--gains", v, expect="gains")
+           for k, v in {"role": "audio=1", "neg": "image=-1", "nan": "text=nan", "syntax": "image", "empty": ""}.items()]
     return cs
 
 

@@ -14,7 +14,8 @@ def add_fixer_args(p: argparse.ArgumentParser, method_flag: str = "--method", re
     g = p.add_argument_group("fixer")
     g.add_argument(method_flag, dest="method", metavar="NAME|DIR", required=required,
                    help="fixer name (shift, center, role-center, standardize, topk, procrustes, noise, "
-                        "calibrated) or the directory of a fixer saved with --save-fixer")
+                        "calibrated, ...) or the directory of a fixer saved with --save-fixer (write ./NAME for a "
+                        "folder named like a fixer)")
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="fixer parameter, e.g. --param lam=0.5 --param side=image (values parsed as JSON "
                         "when possible)")
@@ -29,11 +30,20 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     return parse_key_values(items, "--param")
 
 
+def is_saved_fixer(method: str) -> bool:
+    """True when --method names a saved fixer folder. A registered fixer name always means the
+    fixer, even where a folder of that name exists in the working directory (a run folder called
+    `center` must not be read as a fixer); write ./center to load such a folder."""
+    from ..fixers import FIXERS
+
+    return Path(method).is_dir() and method not in FIXERS
+
+
 def fixer_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """Load a saved fixer or build + fit one by name; returns (fixer, description for records)."""
     from ..fixers import create_fixer, load_fixer
 
-    if Path(args.method).is_dir():
+    if is_saved_fixer(args.method):
         if args.fit or args.fit_sample or args.param:
             raise GapkitError(f"{args.method} is a saved fixer: --fit/--fit-sample/--param do not apply")
         fx = load_fixer(args.method)

@@ -56,6 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--offensive", default="non-human,crime", help="fairness: comma-separated offensive categories")
     g.add_argument("--query-fraction", type=float, default=0.5, help="mixed-retrieval: share of pairs used as queries")
     g.add_argument("--fused", action="store_true", help="mixed-retrieval: add fused image+text documents")
+    g.add_argument("--alpha", metavar="A[,A...]",
+                   help="mixed-retrieval with --fused: the image's weight in a fused document, normalise(A x + "
+                        "(1 - A) y), in [0, 1] (default 0.5); several values run a sweep (MixBench sweeps [0, 1])")
+    g.add_argument("--gains", metavar="ROLE=G,...",
+                   help="mixed-retrieval: graded relevance, the gain of a relevant document by its role "
+                        "(image, text, fused), e.g. image=1,text=1,fused=2 (default: all 1, binary NDCG)")
     g.add_argument("--score", default="auto", choices=("auto", "probability", "percentile"),
                    help="mixed-retrieval with --fixer calibrated: which calibrated score ranks the corpus")
     g.add_argument("--index", metavar="IDX", help="mixed-retrieval: a search index (gapkit index build) to query")
@@ -135,6 +141,48 @@ def _read_matrix(path: str, name: str, mmap: bool = True) -> Any:
     return as_matrix(load_array(path, mmap=mmap, side="image" if name.startswith("--image") else None), name)
 
 
+def _alphas(args: argparse.Namespace) -> list[float]:
+    """--alpha as a list of weights in [0, 1] (default [0.5]); several need --fused."""
+    import math
+
+    from ..errors import GapkitError
+
+    if args.alpha is None:
+        return [0.5]
+    try:
+        values = [float(v) for v in args.alpha.split(",")]
+    except ValueError:
+        raise GapkitError(f"--alpha: expected numbers in [0, 1] separated by commas, got {args.alpha!r}") from None
+    if not values or any(not math.isfinite(v) or not 0 <= v <= 1 for v in values):
+        raise GapkitError(f"--alpha: every value must be in [0, 1], got {args.alpha!r}")
+    if not args.fused and len(values) > 1:
+        args.fused = True  # a sweep is about fused documents
+    if not args.fused:
+        raise GapkitError("--alpha weighs fused documents: add --fused")
+    return values
+
+
+def _gains(text: str | None) -> dict[str, float] | None:
+    """--gains image=1,text=1,fused=2 -> {role: gain}."""
+    import math
+
+    from ..errors import GapkitError
+
+    if text is None:
+        return None
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        role, sep, value = part.partition("=")
+        try:
+            g = float(value)
+        except ValueError:
+            g = math.nan
+        if not sep or role.strip() not in ("image", "text", "fused") or not math.isfinite(g) or g < 0:
+            raise GapkitError(f"--gains: expected ROLE=GAIN with ROLE in image, text, fused and GAIN >= 0, got {part!r}")
+        out[role.strip()] = g
+    return out
+
+
 def _need(args: argparse.Namespace, *names: str) -> None:
     from ..errors import GapkitError
 
@@ -185,10 +233,14 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
         if args.task == "mixed-retrieval":
             from ..evaluate.protocol import mixed_corpus
 
-            corpus = mixed_corpus(pe, args.seed, args.query_fraction, fused=args.fused)
+            alphas, gains = _alphas(args), _gains(args.gains)
+            if len(alphas) > 1:
+                sweep = cmp.alpha_sweep(pe, alphas, fx, args.seed, args.query_fraction, gains, args.score)
+                return {"alpha_sweep": sweep}, inputs, None, pe
+            corpus = mixed_corpus(pe, args.seed, args.query_fraction, fused=args.fused, alpha=alphas[0], gains=gains)
             return ev.mixed_retrieval(corpus, fx, kind=args.score), inputs, lambda f: cmp.mixed_per_query_of(
                 pe, f, args.seed, query_fraction=args.query_fraction, fused=args.fused, kind=args.score,
-                prefix=""), pe
+                prefix="", alpha=alphas[0], gains=gains), pe
         img, txt = _apply(fx, pe.image, "image"), _apply(fx, pe.text, "text")
         if args.task == "retrieval":
             return ev.retrieval(img, txt, pe.text_to_image), inputs, lambda f: cmp.retrieval_per_query(pe, f), pe
@@ -217,9 +269,14 @@ def _task_values(args: argparse.Namespace, fx: Any) -> tuple[dict[str, Any], dic
         flat = cls.reshape(-1, cls.shape[-1])
         cls = _apply(fx, flat, "text").reshape(cls.shape)
     if args.task == "zero-shot":
+        from ..metrics.class_prompts import class_prompt_metrics
+
         raw_cls = load_array(args.classifier, mmap=False)
-        return (ev.zero_shot(img, labels, cls), inputs,
-                lambda f: cmp.zero_shot_per_query(raw_img, labels, raw_cls, f), named)
+        metrics = ev.zero_shot(img, labels, cls)
+        # the gap of the (fixed) images against their class prompts: class-prompt mode (docs/metrics.md)
+        gap = class_prompt_metrics(img, labels, cls)
+        metrics.update({f"class_prompt_{k}": gap[k] for k in ("l2m", "l2i", "rmg", "centroid_cosine")})
+        return metrics, inputs, lambda f: cmp.zero_shot_per_query(raw_img, labels, raw_cls, f), named
     _need(args, "groups", "prompt_categories")
     inputs.update(groups=args.groups, prompt_categories=args.prompt_categories)
     offensive = tuple(s for s in args.offensive.split(",") if s)
@@ -297,13 +354,19 @@ def run(args: argparse.Namespace) -> int:
     from ._common import write_output
     from ._fixer_args import fixer_from_args, save_fixer_if_asked
 
+    from ..errors import GapkitError
+
+    if (args.alpha is not None or args.gains is not None) and (args.task != "mixed-retrieval" or args.index is not None):
+        raise GapkitError("--alpha / --gains apply to --task mixed-retrieval on paired embeddings (not --index)")
+    _alphas(args), _gains(args.gains)  # checked before any work
     fx, fixer_desc = (None, {}) if args.method is None else fixer_from_args(args)
     metrics, inputs, model, dataset = _run_task(args, fx)
     params = {"seed": args.seed, **fixer_desc}
     if args.task == "mixed-retrieval" and args.index is not None:
         params.update(n_boot=args.n_boot)
     elif args.task == "mixed-retrieval":
-        params.update(query_fraction=args.query_fraction, fused=args.fused, score=args.score)
+        params.update(query_fraction=args.query_fraction, fused=args.fused, score=args.score,
+                      alpha=_alphas(args), gains=_gains(args.gains))
     elif args.task == "mixbench":
         params.update(query_fraction=args.query_fraction, fit_fraction=args.fit_fraction, n_boot=args.n_boot,
                       corrections=args.corrections, backends=args.backends)
@@ -327,6 +390,10 @@ def summary_line(rec: dict[str, Any], out: str) -> str:
                                                   f"{v['ndcg@10_diff_ci_high']:+.3f}])" if "ndcg@10_diff" in v else "")
                  for name, v in arms.items()]
         return f"gapkit evaluate: {rec['task']} -> {'stdout' if out == '-' else out}; ndcg@10 " + "; ".join(parts)
+    if "alpha_sweep" in m:  # one NDCG@10 per fused-document weight
+        parts = [f"alpha {r['alpha']:g}: {with_ci(r, 'ndcg@10')}" for r in m["alpha_sweep"]]
+        return (f"gapkit evaluate: {rec['task']} ({rec.get('fixer') or 'raw'}) -> {'stdout' if out == '-' else out}; "
+                "ndcg@10 " + "; ".join(parts))
     parts = []
     for k in [k for k in MAIN_KEYS if k in m] or [k for k, v in m.items() if isinstance(v, float)][:2]:
         t = with_ci(m, k)

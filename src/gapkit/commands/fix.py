@@ -177,7 +177,7 @@ def _run_sharded(args: argparse.Namespace) -> int:
     from ..fixers import create_fixer
     from ..fixers.sharded import fit_sharded, fix_shards
     from ._common import check_engine_args
-    from ._fixer_args import fixer_from_args, parse_params, save_fixer_if_asked
+    from ._fixer_args import fixer_from_args, is_saved_fixer, parse_params, save_fixer_if_asked
 
     check_engine_args(args)
     if not args.apply or not Path(args.apply).is_dir():
@@ -186,7 +186,7 @@ def _run_sharded(args: argparse.Namespace) -> int:
 
     list_shards(args.apply)  # bad folders fail before a cluster is contacted
     check_replaceable_dir(args.out)
-    fit_dir = args.fit and Path(args.fit).is_dir() and not Path(args.method).is_dir()
+    fit_dir = args.fit and Path(args.fit).is_dir() and not is_saved_fixer(args.method)
     eng = get_engine(args.engine, address=args.address, progress=sys.stderr.isatty())
     try:
         fx = create_fixer(args.method, **parse_params(args.param)) if fit_dir else None

@@ -142,6 +142,9 @@ class RayEngine:
         self.ray = require_ray()
         #: ids of the Ray nodes that ran pipeline work (decode tasks or actors) in this engine's runs
         self.nodes_used: set[str] = set()
+        #: worker process ids per pipeline stage ("prepare", "apply"): disjoint when the stages run
+        #: in separate processes, i.e. when Ray Data did not fuse decoding into the actors
+        self.stage_pids: dict[str, set[int]] = {"prepare": set(), "apply": set()}
 
     # ------------------------------------------------------------------ helpers
     def _remote(self, fn: Callable[..., Any]) -> Any:
@@ -217,18 +220,22 @@ class RayEngine:
         ds = None
         try:
             ds = ray.data.from_items(list(items), override_num_blocks=max(1, len(items)))
-            # ray_remote_args_fn keeps Ray Data from fusing this stage into the actors: decoding
-            # stays in CPU tasks that run beside the (GPU) actors instead of inside them. (Ray
-            # deprecates it for 2.64; with num_gpus > 0 the stages are not fused anyway.)
+            # Decoding must stay in CPU tasks that run beside the (GPU) actors, not inside them:
+            # Ray Data fuses consecutive map stages whose resource requests are equal, so the
+            # prepare stage asks for a different CPU share than the actors (ray-project/ray#54433;
+            # the older way, ray_remote_args_fn, is deprecated and goes in Ray 2.64).
             ds = ds.map_batches(_prepare_batch, fn_kwargs={"prepare": prepare, "context": context},
-                                batch_size=1, batch_format="numpy", ray_remote_args_fn=_one_cpu)
+                                batch_size=1, batch_format="numpy", num_cpus=_prepare_cpus(cpus_per_actor))
             ds = ds.map_batches(_ModelActor, fn_constructor_kwargs={"load": load, "apply": apply, "context": context,
                                                                     "device": "cuda" if gpus_per_actor > 0 else "cpu"},
                                 batch_size=None, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
                                 num_gpus=gpus_per_actor, num_cpus=cpus_per_actor)
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                for col in (_NODE_PREPARE, _NODE_APPLY):  # where the work ran (reported, then dropped)
-                    self.nodes_used.update(str(v) for v in np.unique(batch.pop(col)))
+                for stage, col in (("prepare", _NODE_PREPARE), ("apply", _NODE_APPLY)):
+                    for tag in np.unique(batch.pop(col)):  # where the work ran (reported, then dropped)
+                        node, pid = str(tag).rsplit(":", 1)
+                        self.nodes_used.add(node)
+                        self.stage_pids[stage].add(int(pid))
                 yield batch
         except Exception as exc:  # noqa: BLE001
             _reraise(exc, desc)
@@ -249,19 +256,22 @@ class RayEngine:
         self.close()
 
 
-def _one_cpu() -> dict[str, Any]:
-    return {"num_cpus": 1}
+def _prepare_cpus(cpus_per_actor: float) -> float:
+    """CPU share of one prepare task: 0.5, or 1 when the actors themselves ask for 0.5 (unequal
+    requests are what keeps Ray Data from fusing the two stages)."""
+    return 1.0 if cpus_per_actor == 0.5 else 0.5
 
 
 _NODE_PREPARE, _NODE_APPLY = "_gapkit_node_prepare", "_gapkit_node_apply"
 
 
 def _node_column(batch: dict[str, Any], name: str) -> dict[str, Any]:
-    """Tag every row with the id of the node that processed it (the driver reports and drops it)."""
+    """Tag every row with "node_id:pid" of the worker that processed it (the driver reports and
+    drops it)."""
     import ray
 
     n = len(next(iter(batch.values()))) if batch else 0
-    batch[name] = np.full(n, ray.get_runtime_context().get_node_id())
+    batch[name] = np.full(n, f"{ray.get_runtime_context().get_node_id()}:{os.getpid()}")
     return batch
 
 

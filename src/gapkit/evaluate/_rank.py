@@ -87,3 +87,20 @@ def ndcg_at_k(top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray, k: 
     dcg = (relevant[:, :k] * disc[: relevant[:, :k].shape[1]]).sum(axis=1)
     ideal = np.cumsum(disc)[np.clip(np.minimum(n_relevant, k) - 1, 0, k - 1)]
     return np.where(n_relevant > 0, dcg / ideal, 0.0)
+
+
+def graded_ndcg_at_k(gains_at_rank: np.ndarray, relevant_gains: np.ndarray, k: int = 10) -> np.ndarray:
+    """Graded NDCG@k per query with linear gains.
+
+    gains_at_rank: (Q, >=k) gain of the document at each rank (0 = not relevant);
+    relevant_gains: (Q, n) gain of every document of the corpus for the query (0 = not relevant).
+    DCG = sum_{r<=k} g_r / log2(r + 1); IDCG = the same over the k largest gains. 0 when IDCG = 0.
+    """
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    g = gains_at_rank[:, :k]
+    dcg = (g * disc[: g.shape[1]]).sum(axis=1)
+    kk = min(k, relevant_gains.shape[1])
+    # the kk largest gains, largest first (partition keeps it O(n) per query on big corpora)
+    best = -np.sort(np.partition(-relevant_gains, kk - 1, axis=1)[:, :kk], axis=1) if kk else relevant_gains[:, :0]
+    ideal = (best * disc[:kk]).sum(axis=1)
+    return np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 0.0)

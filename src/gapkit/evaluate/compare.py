@@ -53,13 +53,31 @@ def retrieval_per_query(test: PairedEmbeddings, fixer: Any = None,
 
 def mixed_per_query_of(test: PairedEmbeddings, fixer: Any = None, seed: int = 0, ks: Sequence[int] = DEFAULT_KS,
                        query_fraction: float = 0.5, fused: bool = False, kind: str = "auto",
-                       prefix: str = "mixed_") -> dict[str, np.ndarray]:
-    """Per-query mixed-retrieval values on the protocol's corpus of `test` (MIXED_KEYS)."""
+                       prefix: str = "mixed_", alpha: float = 0.5,
+                       gains: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Per-query mixed-retrieval values on the protocol's corpus of `test` (MIXED_KEYS); alpha and
+    gains as in gapkit.evaluate.mixed (fused-document image weight, graded relevance)."""
     from .mixed import mixed_per_query
     from .protocol import mixed_corpus
 
-    per = mixed_per_query(mixed_corpus(test, seed, query_fraction, fused), fixer, ks, kind)
+    per = mixed_per_query(mixed_corpus(test, seed, query_fraction, fused, alpha, gains), fixer, ks, kind)
     return {f"{prefix}{k}": v for k, v in per.items() if k in MIXED_KEYS}
+
+
+def alpha_sweep(test: PairedEmbeddings, alphas: Sequence[float], fixer: Any = None, seed: int = 0,
+                query_fraction: float = 0.5, gains: dict[str, float] | None = None, kind: str = "auto",
+                n_boot: int = DEFAULT_N_BOOT) -> list[dict[str, float]]:
+    """Mixed retrieval with fused documents at each image weight alpha (MixBench sweeps [0, 1]):
+    one row per alpha with every metric, its 95 % CI and, with a fixer, the paired difference from
+    raw on the same queries. The corpus (queries, documents) is the same at every alpha; only the
+    fused documents change."""
+    rows = []
+    for a in alphas:
+        run = lambda f: mixed_per_query_of(test, f, seed, query_fraction=query_fraction, fused=True,  # noqa: E731
+                                           kind=kind, prefix="", alpha=float(a), gains=gains)
+        raw = run(None)
+        rows.append({"alpha": float(a), **uncertainty(raw, None if fixer is None else run(fixer), n_boot, seed)})
+    return rows
 
 
 def zero_shot_per_query(image: np.ndarray, labels: np.ndarray, classifier: np.ndarray,

@@ -15,6 +15,17 @@ fixer knows roles, else "text") and each document by its role; a score fixer ("c
 each raw cosine through the calibration of its modality pair (text-image, text-text or
 text-fused), as P(match) with the fixer's priors, or as a percentile.
 
+Graded relevance (MixBench, Li et al. 2025, arXiv:2507.19054, judges documents on a graded scale):
+`gains` gives each relevant document a gain by its role, e.g. {"image": 1, "text": 1, "fused": 2}
+(a fused document holds both the matching image and its caption), and ndcg@10 becomes
+
+    DCG = sum_{r <= 10} g_r / log2(r + 1)  (g_r = the gain of the document at rank r, 0 if irrelevant)
+    NDCG = DCG / IDCG,  IDCG = the DCG of the query's relevant documents sorted by decreasing gain
+
+(linear gains, as trec_eval / pytrec_eval, which BEIR-style benchmarks use). Without gains every
+relevant document has gain 1 (binary NDCG). Fused documents are normalise(alpha x + (1 - alpha) y):
+`alpha` is the image's weight (MixBench sweeps it over [0, 1]; 0.5 = the plain sum).
+
 Building a corpus from image-caption pairs (`corpus_from_pairs`): a random `query_fraction` of the
 images become query groups; one caption of each becomes a query and the image plus its other
 captions become relevant documents. All other images and captions are distractor documents.
@@ -30,7 +41,7 @@ import numpy as np
 
 from ..embeddings import PairedEmbeddings, as_paired
 from ..errors import GapkitError
-from ._rank import ndcg_at_k, top_k, unit_rows
+from ._rank import graded_ndcg_at_k, ndcg_at_k, top_k, unit_rows
 
 ROLE_IMAGE, ROLE_TEXT, ROLE_FUSED = "image", "text", "fused"
 
@@ -53,6 +64,8 @@ class MixedCorpus:
     fused_parts: np.ndarray | None = None
     doc_sources: np.ndarray | None = None
     query_sources: np.ndarray | None = None
+    fuse_weight: float = 0.5
+    doc_gains: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.queries.shape[1] != self.docs.shape[1]:
@@ -72,13 +85,15 @@ def fuse_rows(image: np.ndarray, text: np.ndarray, weight: float = 0.5) -> np.nd
     return unit_rows(weight * unit_rows(image) + (1 - weight) * unit_rows(text))
 
 
-def corpus_from_pairs(pairs: Any, query_fraction: float = 0.5, seed: int = 0, fused: bool = False) -> MixedCorpus:
+def corpus_from_pairs(pairs: Any, query_fraction: float = 0.5, seed: int = 0, fused: bool = False,
+                      alpha: float = 0.5, gains: dict[str, float] | None = None) -> MixedCorpus:
     """Build a mixed corpus from PairedEmbeddings (or a (2, N, D) stack); see the module docstring.
 
-    fused=True adds one fused document normalise(x + y) per image that keeps a caption in the
-    corpus (its first remaining caption).
+    fused=True adds one fused document normalise(alpha x + (1 - alpha) y) per image that keeps a
+    caption in the corpus (its first remaining caption). gains: graded relevance by role.
     """
     pe: PairedEmbeddings = as_paired(pairs)
+    check_alpha(alpha)
     if not 0 < query_fraction < 1:
         raise GapkitError(f"query_fraction must be in (0, 1), got {query_fraction}")
     rng = np.random.default_rng(seed)
@@ -103,12 +118,31 @@ def corpus_from_pairs(pairs: Any, query_fraction: float = 0.5, seed: int = 0, fu
     if fused:
         keep_img, first_idx = np.unique(m[doc_texts], return_index=True)
         parts = np.stack([img[keep_img], txt[doc_texts[first_idx]]], axis=1)
-        docs.append(fuse_rows(parts[:, 0], parts[:, 1]))
+        docs.append(fuse_rows(parts[:, 0], parts[:, 1], alpha))
         roles.append(np.full(keep_img.size, ROLE_FUSED))
         groups.append(keep_img)
         sources.append(np.stack([keep_img, doc_texts[first_idx]], axis=1))
-    return MixedCorpus(txt[q_texts], q_imgs, np.concatenate(docs), np.concatenate(roles).astype(object),
-                       np.concatenate(groups), parts, np.concatenate(sources).astype(np.int64), q_texts)
+    roles_all = np.concatenate(roles).astype(object)
+    return MixedCorpus(txt[q_texts], q_imgs, np.concatenate(docs), roles_all, np.concatenate(groups), parts,
+                       np.concatenate(sources).astype(np.int64), q_texts, float(alpha), role_gains(roles_all, gains))
+
+
+def check_alpha(alpha: float) -> None:
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise GapkitError(f"alpha (the image's weight in a fused document) must be in [0, 1], got {alpha}")
+
+
+def role_gains(roles: np.ndarray, gains: dict[str, float] | None) -> np.ndarray | None:
+    """(n,) gain of each document by its role (None = binary relevance). Unnamed roles get 1."""
+    if gains is None:
+        return None
+    unknown = sorted(set(gains) - {ROLE_IMAGE, ROLE_TEXT, ROLE_FUSED})
+    if unknown:
+        raise GapkitError(f"gains: unknown roles {unknown}; use image, text, fused")
+    for role, g in gains.items():
+        if not (isinstance(g, (int, float)) and not isinstance(g, bool) and np.isfinite(g) and g >= 0):
+            raise GapkitError(f"gains: the gain of {role} must be a finite number >= 0, got {g!r}")
+    return np.array([float(gains.get(r, 1.0)) for r in roles], dtype=np.float64)
 
 
 def _knows_roles(fixer: Any) -> bool:
@@ -132,7 +166,8 @@ def _transformed(corpus: MixedCorpus, fixer: Any) -> tuple[np.ndarray, np.ndarra
             d[rows] = fixer.transform(corpus.docs[rows], "doc_fused")
         else:  # fuse the separately fixed parts
             p = corpus.fused_parts
-            d[rows] = fuse_rows(fixer.transform(p[:, 0], "image"), fixer.transform(p[:, 1], "text"))
+            d[rows] = fuse_rows(fixer.transform(p[:, 0], "image"), fixer.transform(p[:, 1], "text"),
+                                corpus.fuse_weight)
     return unit_rows(q), unit_rows(d)
 
 
@@ -210,7 +245,11 @@ def corpus_per_query(corpus: MixedCorpus, top: np.ndarray, ks: Iterable[int] = (
     relevant_all = corpus.doc_groups[None, :] == corpus.query_groups[:, None]  # (Q, n)
     has_role = {role: (relevant_all & (corpus.doc_roles == role)[None, :]).any(axis=1)
                 for role in (ROLE_IMAGE, ROLE_TEXT, ROLE_FUSED)}
-    return per_query_metrics(rel, roles, relevant_all.sum(axis=1), has_role, ks)
+    out = per_query_metrics(rel, roles, relevant_all.sum(axis=1), has_role, ks)
+    if corpus.doc_gains is not None:
+        at_rank = np.where(rel, corpus.doc_gains[rows], 0.0)
+        out["ndcg@10"] = graded_ndcg_at_k(at_rank, np.where(relevant_all, corpus.doc_gains[None, :], 0.0), 10)
+    return out
 
 
 def mixed_per_query(corpus: MixedCorpus, fixer: Any = None, ks: Iterable[int] = (1, 5, 10),

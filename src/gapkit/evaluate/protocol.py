@@ -86,16 +86,23 @@ def kfold_images(pairs: Any, folds: int, seed: int = 0) -> Iterator[tuple[Paired
 
 
 def mixed_corpus(pairs: Any, seed: int = 0, query_fraction: float = DEFAULT_QUERY_FRACTION,
-                 fused: bool = False) -> MixedCorpus:
-    """The mixed corpus of the protocol (step 3 of the module doc), every caption kept."""
-    return corpus_from_pairs(as_paired(pairs), query_fraction, seed, fused=fused)
+                 fused: bool = False, alpha: float = 0.5, gains: dict[str, float] | None = None) -> MixedCorpus:
+    """The mixed corpus of the protocol (step 3 of the module doc), every caption kept; alpha =
+    the image's weight in fused documents, gains = graded relevance by role (gapkit.evaluate.mixed)."""
+    return corpus_from_pairs(as_paired(pairs), query_fraction, seed, fused=fused, alpha=alpha, gains=gains)
 
 
 def fit_fixer(fx: Any, calib: PairedEmbeddings, seed: int = 0) -> Any:
     """Fit `fx` on the calibration part (step 2 of the module doc) and return it."""
     if "query_text" not in getattr(fx, "modalities", ()) or not hasattr(fx, "fit_roles"):
         return fx.fit(calib.image, calib.text, calib.text_to_image)
-    corpus = mixed_corpus(calib, seed)
+    # the fused role too, built as the corpus builds it (fuse weight = the image's weight alpha), so
+    # a role-aware fixer can also be evaluated on corpora with fused documents
+    corpus = mixed_corpus(calib, seed, fused=True, alpha=float(getattr(fx, "fuse_weight", 0.5)))
     text_docs = corpus.docs[corpus.role_rows("text")]
-    return fx.fit_roles({"query_text": corpus.queries, "doc_text": text_docs if len(text_docs) else corpus.queries,
-                         "doc_image": calib.image})
+    rows = {"query_text": corpus.queries, "doc_text": text_docs if len(text_docs) else corpus.queries,
+            "doc_image": calib.image}
+    fused_docs = corpus.docs[corpus.role_rows("fused")]
+    if len(fused_docs):
+        rows["doc_fused"] = fused_docs
+    return fx.fit_roles(rows)

@@ -6,7 +6,7 @@
     >>> fx.save("center-fixer"); load_fixer("center-fixer")        # doctest: +SKIP
 
 Fixers (docs/fixers.md gives each formula): shift, center, role-center, standardize, topk,
-procrustes, noise, calibrated, chain.
+procrustes, noise, calibrated, chain, isoclip (projector weights), chowers.
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from .base import Fixer, load_fixer
 from .calibrate import CalibratedScores
 from .centering import ROLES, MeanCentering, RoleCentering, fuse
 from .chain import FixerChain
+from .complement import ComplementShift
+from .isoclip import IsoCLIP
 from .noise import GaussianNoise
 from .procrustes import ProcrustesMap
 from .registry import FIXERS, available_fixers, create_fixer, fixer_params
@@ -25,5 +27,5 @@ __all__ = [
     "Fixer", "load_fixer", "create_fixer", "available_fixers", "fixer_params", "FIXERS",
     "GapShift", "MeanCentering", "RoleCentering", "Standardize", "TopKGapRemoval", "ProcrustesMap",
     "GaussianNoise", "CalibratedScores", "FixerChain", "ROLES", "fuse", "shift_pair", "shift_offsets", "signed_gap",
-    "closing_lambda",
+    "closing_lambda", "IsoCLIP", "ComplementShift",
 ]

@@ -48,6 +48,11 @@ class Fixer(BaseEstimator):
     #: whether `_fit_stats` needs the (D, D) cross sum of FitStats (procrustes)
     needs_cross: ClassVar[bool] = False
 
+    @property
+    def stats_fuse_weight(self) -> float | None:
+        """The fuse weight whose fused-pair moments `_fit_stats` needs (role-center), else None."""
+        return None
+
     # ------------------------------------------------------------------ public API
     def fit(self, image: Any, text: Any, text_to_image: Any = None) -> "Fixer":
         """Fit on a calibration set: image (N, D), text (M, D), optional text -> image map (M,)."""

@@ -122,6 +122,20 @@ class RoleCentering(_Centering):
     def _fit(self, image: np.ndarray, text: np.ndarray, mapping: np.ndarray | None) -> None:  # pragma: no cover
         raise AssertionError("RoleCentering overrides fit()")
 
+    @property
+    def stats_fuse_weight(self) -> float | None:
+        return float(self.fuse_weight)
+
+    def _fit_stats(self, stats: Any) -> None:
+        """From merged shard statistics, as fit(image, text) on 1:1 pairs: doc_image and doc_text
+        are the modality means, query_text the text mean, doc_fused the fused pairs' mean."""
+        if stats.fused is None or stats.fuse_weight != float(self.fuse_weight):
+            raise GapkitError("role-center needs the fused-pair statistics made with its fuse weight")
+        means = {"query_text": stats.text.mean, "doc_text": stats.text.mean, "doc_image": stats.image.mean,
+                 "doc_fused": stats.fused.mean}
+        self.roles_ = list(ROLES)
+        self.role_means_ = np.stack([means[r].copy() for r in ROLES])
+
     def _mean(self, modality: str) -> np.ndarray:
         role = ROLE_ALIASES.get(modality, modality)
         if role not in self.roles_:

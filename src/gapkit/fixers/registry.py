@@ -9,6 +9,8 @@ from .base import Fixer
 from .calibrate import CalibratedScores
 from .centering import MeanCentering, RoleCentering
 from .chain import FixerChain
+from .complement import ComplementShift
+from .isoclip import IsoCLIP
 from .noise import GaussianNoise
 from .procrustes import ProcrustesMap
 from .shift import GapShift
@@ -17,7 +19,7 @@ from .topk import TopKGapRemoval
 
 FIXERS: dict[str, type[Fixer]] = {cls.name: cls for cls in (
     GapShift, MeanCentering, RoleCentering, Standardize, TopKGapRemoval, ProcrustesMap, GaussianNoise,
-    CalibratedScores, FixerChain,
+    CalibratedScores, FixerChain, IsoCLIP, ComplementShift,
 )}
 
 

@@ -29,6 +29,7 @@ class _StatsJob:
     shard: Any  # gapkit.shards.Shard
     cross: bool
     chunk: int
+    fuse_weight: float | None = None
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def shard_fit_stats(job: _StatsJob) -> FitStats:
     from ..shards import read_shard
 
     image, text = read_shard(job.shard)
-    return fit_stats(image, text, cross=job.cross, chunk=job.chunk)
+    return fit_stats(image, text, cross=job.cross, chunk=job.chunk, fuse_weight=job.fuse_weight)
 
 
 def apply_to_shard(job: _ApplyJob) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def fit_sharded(fixer: Fixer, folder: str | Path, *, engine: Any = "local", addr
     if not fixer.fits_from_stats:
         raise GapkitError(f"fixer '{fixer.name}' needs the calibration rows themselves; fit it on a calibration "
                           "file (--fit FILE) instead of a shard folder")
-    jobs = [_StatsJob(s, fixer.needs_cross, chunk) for s in list_shards(folder)]
+    jobs = [_StatsJob(s, fixer.needs_cross, chunk, fixer.stats_fuse_weight) for s in list_shards(folder)]
     eng, owned = _with_engine(engine, address, progress)
     try:
         stats = eng.map_reduce(shard_fit_stats, jobs, merge_fit_stats, desc="fit")

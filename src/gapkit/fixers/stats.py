@@ -8,9 +8,11 @@ Two shards' statistics merge exactly (Chan, Golub & LeVeque 1979, the pairwise u
     n = na + nb, delta = mean_b - mean_a, mean = mean_a + delta nb / n,
     m2 = m2_a + m2_b + delta^2 na nb / n
 so fitting from merged statistics equals fitting on all rows at once, to float64 rounding.
-Fixers that can fit this way implement `_fit_stats(stats)` (center, shift with a numeric lam,
-standardize, topk, procrustes, noise); the others (shift with lam="close", calibrated,
-role-center) need the rows themselves.
+and, where a fixer needs it, the moments of the fused pairs normalise(w x_i + (1 - w) y_i).
+Fixers that can fit this way implement `_fit_stats(stats)` (center, role-center, shift with a
+numeric lam, standardize, topk, procrustes, noise); the other two need the rows themselves: shift
+with lam="close" searches lam over the calibration pairs, and calibrated fits a logistic model to
+matched and unmatched pair cosines.
 """
 from __future__ import annotations
 
@@ -58,11 +60,14 @@ class Moments:
 
 @dataclass
 class FitStats:
-    """Moments of both modalities and (optional) the (D, D) cross sum of 1:1 pairs."""
+    """Moments of both modalities and (optional) the (D, D) cross sum of 1:1 pairs and the moments
+    of their fused rows (with the weight they were fused with)."""
 
     image: Moments
     text: Moments
     cross: np.ndarray | None = None
+    fused: Moments | None = None
+    fuse_weight: float | None = None
 
     @property
     def dim(self) -> int:
@@ -70,17 +75,40 @@ class FitStats:
 
     def merge(self, o: "FitStats") -> "FitStats":
         cross = None if self.cross is None or o.cross is None else self.cross + o.cross
-        return FitStats(self.image.merge(o.image), self.text.merge(o.text), cross)
+        fused = None
+        if self.fused is not None and o.fused is not None:
+            if self.fuse_weight != o.fuse_weight:
+                raise GapkitError("cannot merge fused statistics made with different fuse weights")
+            fused = self.fused.merge(o.fused)
+        return FitStats(self.image.merge(o.image), self.text.merge(o.text), cross, fused,
+                        self.fuse_weight if fused is not None else None)
 
 
-def fit_stats(image: np.ndarray, text: np.ndarray, cross: bool = False, chunk: int = DEFAULT_CHUNK) -> FitStats:
-    """FitStats of 1:1 pairs image (n, D), text (n, D); `cross` adds sum_i y_i^T x_i."""
+def fused_moments(image: np.ndarray, text: np.ndarray, weight: float, chunk: int = DEFAULT_CHUNK) -> Moments:
+    """Moments of the fused rows normalise(w x_i + (1 - w) y_i) of 1:1 pairs, chunk by chunk."""
+    from .centering import fuse
+
+    out: Moments | None = None
+    for s in range(0, image.shape[0], chunk):
+        part = Moments.of(fuse(image[s:s + chunk], text[s:s + chunk], weight), "fused embeddings", chunk)
+        out = part if out is None else out.merge(part)
+    if out is None:
+        raise GapkitError("fused statistics need at least one pair")
+    return out
+
+
+def fit_stats(image: np.ndarray, text: np.ndarray, cross: bool = False, chunk: int = DEFAULT_CHUNK,
+              fuse_weight: float | None = None) -> FitStats:
+    """FitStats of 1:1 pairs image (n, D), text (n, D); `cross` adds sum_i y_i^T x_i and
+    `fuse_weight` the moments of the fused pairs."""
     c = None
     if cross:
         from .procrustes import cross_covariance
 
         c = cross_covariance(image, text, None, chunk)
-    return FitStats(Moments.of(image, "image embeddings", chunk), Moments.of(text, "text embeddings", chunk), c)
+    fused = None if fuse_weight is None else fused_moments(image, text, float(fuse_weight), chunk)
+    return FitStats(Moments.of(image, "image embeddings", chunk), Moments.of(text, "text embeddings", chunk), c,
+                    fused, None if fuse_weight is None else float(fuse_weight))
 
 
 def merge_fit_stats(a: FitStats, b: FitStats) -> FitStats:

@@ -13,15 +13,21 @@ runs `open_clip_train.main.main` unchanged (same arguments, logs, checkpoints, D
   metrics are exact up to `--gap-exact-limit` pairs (default 2,000) and sampled, with 95 % CIs
   (`val/<key>_ci_low`, `_ci_high`), above it.
 - `--gap-loss NAME`: adds the terms of a gapkit loss (gapkit.losses registry: uniformity, alignment,
-  cyclip, cua, cuaxu, dual_ce, ...) times W to open_clip's loss, logged as `train/gap_<term>`. The
-  gap loss's own `contrastive_loss` term, if it has one, is dropped: open_clip's stays the only one.
+  cyclip, cua, cuaxu, dual_ce, imsep, ...) times W to open_clip's loss, logged as `train/gap_<term>`.
+  The gap loss's own `contrastive_loss` term, if it has one, is dropped: open_clip's stays the only one.
+- `--gap-loss imsep [--gap-loss-cache FILE.npy | --gap-semantic-model SBERT]`: IMSep's caption
+  embeddings are computed once before training for every caption of the --train-data CSV (or read
+  from FILE, row i for CSV row i) and looked up per batch by the batch's token ids
+  (gapkit.integrations.caption_table).
 
-open_clip has no hook for either, so each is patched at one named seam (SEAMS), for the duration of
+open_clip has no hook for these, so each is patched at one named seam (SEAMS), for the duration of
 the run only, and tests check that both seams still exist in the installed open_clip_train:
 - `open_clip_train.train.get_clip_metrics(image_features, text_features, logit_scale) -> dict`: called
   by `evaluate` on all validation features; its dict is what evaluate logs under `val/`.
 - `open_clip_train.main.create_loss(args) -> nn.Module`: the loss that `train_one_epoch` calls as
   `loss(**model_out, output_dict=True)` and whose dict entries it sums and logs.
+- imsep only: `open_clip_train.main.create_model_and_transforms(...) -> (model, ...)`: gapkit adds a
+  forward pre-hook to the model that keeps the token ids of its latest `model(images, texts)`.
 No code of open_clip is copied: the wrappers call the originals.
 """
 from __future__ import annotations
@@ -36,7 +42,8 @@ from typing import Any, Callable, Iterator, Sequence
 from ..errors import GapkitError
 
 SEAMS = {"metrics": ("open_clip_train.train", "get_clip_metrics"),
-         "loss": ("open_clip_train.main", "create_loss")}
+         "loss": ("open_clip_train.main", "create_loss"),
+         "model": ("open_clip_train.main", "create_model_and_transforms")}
 DEFAULT_METRICS = ("geometry", "uniformity", "logit_entropy")
 # Above this many validation pairs the pairwise metrics use gapkit's sampled estimators (uniformity
 # from 200k random pairs, logit_entropy from 1,000 random queries, each with a 95 % CI), so that they
@@ -87,9 +94,10 @@ class GapLossTerm(_torch_module()):  # type: ignore[misc]
     (or their sum when output_dict is False).
     """
 
-    def __init__(self, base: Any, gap_loss: Any, weight: float) -> None:
+    def __init__(self, base: Any, gap_loss: Any, weight: float, extra: Callable[[Any], dict] | None = None) -> None:
         super().__init__()
         self.base, self.gap_loss, self.weight = base, gap_loss, float(weight)
+        self.extra = extra  # image_features -> more keyword arguments of the gap loss (imsep: semantic)
 
     def forward(self, image_features: Any, text_features: Any, logit_scale: Any, output_dict: bool = False,
                 **kw: Any) -> Any:
@@ -97,7 +105,8 @@ class GapLossTerm(_torch_module()):  # type: ignore[misc]
                            output_dict=True, **kw)
         if not isinstance(losses, dict):  # a custom open_clip loss that ignores output_dict
             losses = {"contrastive_loss": losses}
-        terms = self.gap_loss(image_features, text_features, logit_scale)
+        more = self.extra(image_features) if self.extra is not None else {}
+        terms = self.gap_loss(image_features, text_features, logit_scale, **more)
         for name, value in terms.items():
             if name != "contrastive_loss":
                 losses[f"gap_{name}"] = self.weight * value
@@ -108,9 +117,6 @@ def build_gap_loss(name: str, params: dict[str, Any]) -> Any:
     """gapkit loss `name` with `params`, checked to add something beyond a contrastive term."""
     from ..losses import create_loss
 
-    if name == "imsep":
-        raise GapkitError("--gap-loss imsep needs each caption's SBERT embedding, which open_clip_train "
-                          "batches (token ids only) do not carry; use gapkit train for AlignCLIP/IMSep")
     loss = create_loss(name, **params)
     if name in ("clip", "clip_chunked", "siglip"):
         raise GapkitError(f"--gap-loss {name} only repeats a contrastive loss; open_clip already has one "
@@ -153,6 +159,8 @@ def parse_gap_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--gap-loss", default=None)
     p.add_argument("--gap-loss-weight", type=float, default=1.0)
     p.add_argument("--gap-loss-param", action="append", default=[])
+    p.add_argument("--gap-loss-cache", default=None)
+    p.add_argument("--gap-semantic-model", default=None)
     try:
         gap, rest = p.parse_known_args(list(argv))
     except argparse.ArgumentError as exc:  # e.g. --gap-loss-weight abc: one line, not argparse's usage block
@@ -170,7 +178,37 @@ def parse_gap_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         raise GapkitError(f"--gap-exact-limit must be at least 2, got {gap.gap_exact_limit}")
     if gap.gap_loss is None and gap.gap_loss_param:
         raise GapkitError("--gap-loss-param needs --gap-loss NAME")
+    if gap.gap_loss != "imsep" and (gap.gap_loss_cache or gap.gap_semantic_model):
+        raise GapkitError("--gap-loss-cache and --gap-semantic-model give IMSep its caption embeddings: "
+                          "they need --gap-loss imsep")
+    if gap.gap_loss_cache and gap.gap_semantic_model:
+        raise GapkitError("--gap-loss-cache FILE already holds the caption embeddings: drop --gap-semantic-model")
     return gap, rest
+
+
+def _imsep_semantic(gap: argparse.Namespace, loss: Any, rest: Sequence[str],
+                    stack: contextlib.ExitStack) -> Callable[[Any], Any] | None:
+    """For --gap-loss imsep: build the caption table now, before open_clip_train starts (so a bad CSV or
+    cache file is one error line before any run folder exists), tap the model's token ids (seam
+    "model"), and return args -> the loss's `semantic` provider (gapkit.integrations.caption_table)."""
+    if gap.gap_loss != "imsep" or not getattr(loss, "semantic_supervision", False):
+        return None
+    from open_clip_train.params import parse_args
+
+    from .caption_table import SemanticFromTokens, TokenTap, build_table
+
+    table = build_table(parse_args(list(rest)), gap.gap_loss_cache, gap.gap_semantic_model)
+    tap = TokenTap()
+
+    def make_model(original: Callable[..., Any]) -> Callable[..., Any]:
+        def create_model_and_transforms(*args: Any, **kw: Any) -> Any:
+            out = original(*args, **kw)
+            tap.attach(out[0])  # the teacher of --distill gets the hook too: it sees the same texts
+            return out
+        return create_model_and_transforms
+
+    stack.enter_context(patched("model", make_model))
+    return lambda args: SemanticFromTokens(table, tap)
 
 
 def run(argv: Sequence[str]) -> Any:
@@ -182,8 +220,9 @@ def run(argv: Sequence[str]) -> Any:
                 orig, gap.gap_metrics, gap.gap_exact_limit)))
         if gap.gap_loss is not None:
             loss = build_gap_loss(gap.gap_loss, gap.gap_loss_param)
+            semantic = _imsep_semantic(gap, loss, rest, stack)
             stack.enter_context(patched("loss", lambda orig: (lambda args: GapLossTerm(
-                orig(args), loss.to(args.device), gap.gap_loss_weight))))
+                orig(args), loss.to(args.device), gap.gap_loss_weight, semantic(args) if semantic else None))))
         mod, attr = seam("loss")  # importing open_clip_train.main (after the patches are in place)
         return mod.main(rest)
 

@@ -13,15 +13,20 @@ Two kinds of state, both reduced across processes by torchmetrics (`dist_reduce_
    cos(x_t(j), y_j) and of ||x_t(j) - y_j|| = sqrt(2 - 2 cos). `compute` hands them to
    `geometry_compute`, the same function behind `gapkit.measure`, for centroid_distance,
    centroid_cosine, paired_cosine_mean, paired_distance_mean, alignment_loss, the cone means and rmg.
-   The sums are built on the tensor's own device in float32 (float64 input stays float64) and
-   accumulated in float64; a (4096, 512) batch costs about two matrix-vector products.
+   On CPU one numba pass reads each input row once and adds the sums without making normalised
+   copies (gapkit.integrations._rowsums: per-row sums in the input dtype, column sums in float32
+   blocks of 256 rows added to float64); on CUDA the same sums are torch ops on the device
+   (`batch_state`). A (4096, 512) float32 update costs about as much as reading both batches once
+   (benchmarks/bench_integrations.py).
 
 2. A mergeable uniform sample of images with all their captions (`dist_reduce_fx="cat"`), for the
    truly pairwise metrics (uniformity_image/text/cross, the cone minima, logit_entropy). Every image
    gets a uniform random key; the `reservoir` images with the smallest keys are kept (with their
    captions, which carry their image's key), so merging the samples of several processes keeps a
-   uniform sample of the union, as gapkit.metrics.streaming.Reservoir does for 1:1 pairs. At
-   `compute`:
+   uniform sample of the union, as gapkit.metrics.streaming.Reservoir does for 1:1 pairs. Rows whose
+   key cannot enter are rejected before any copy; the kept ones are written (unit length) into
+   fixed slots by the same CPU pass (`_Sample`), so an update's sample cost does not grow with the
+   batch once the sample is full. At `compute`:
      - when the sample holds every image (`reservoir=None`, or fewer images than `reservoir`), the
        metrics are `gapkit.measure` on all rows: identical to it;
      - otherwise uniformity is gapkit's exact U-statistic on the sample (an unbiased estimate of the
@@ -136,7 +141,7 @@ class ModalityGap(Metric):
       pairwise ones keep a sample of `reservoir` images (None = every image, exact at any size).
     logit_scale: s of logit_entropy = mean_i H(softmax(s x_i Y^T)) (100 = CLIP's clamp).
     dim: feature dimension, when known (needed only if some process may see no rows).
-    seed: seeds the sample's keys (each process adds its rank) and gapkit's sampled estimators.
+    seed: seeds the sample's keys (a NumPy stream per (seed, rank)) and gapkit's sampled estimators.
     Extra keyword arguments go to torchmetrics.Metric (e.g. compute_on_cpu, sync_on_compute).
     """
 
@@ -157,7 +162,7 @@ class ModalityGap(Metric):
             raise GapkitError(f"logit_scale must be a finite number >= 0, got {logit_scale}")
         self.reservoir, self.logit_scale, self.seed = reservoir, float(logit_scale), seed
         self.needs_sample = any(k in PAIRWISE_KEYS for k in self.keys)
-        self._generator: torch.Generator | None = None
+        self._generator: np.random.Generator | None = None
         for name in _SUMS:
             self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         for name in ("sum_image", "sum_text"):
@@ -168,40 +173,95 @@ class ModalityGap(Metric):
 
     # -- update -----------------------------------------------------------------------------
     def update(self, image: Any, text: Any, text_to_image: Any = None) -> None:  # type: ignore[override]
-        """Fold one batch: image (B, D), text (M, D), text_to_image (M,) batch-local or None (1:1)."""
+        """Fold one batch: image (B, D), text (M, D), text_to_image (M,) batch-local or None (1:1).
+
+        Cost: one pass over the batch for the sums (module doc), plus writing the unit rows the
+        sample keeps (every row while it is filling; about B * reservoir / N rows once N images
+        were seen). No (B, D) temporary is created on CPU.
+        """
         x, y = _features(image, "image features"), _features(text, "text features")
+        if x.shape[1] != y.shape[1]:
+            raise GapkitError(f"image features have dim {x.shape[1]} but text features have dim {y.shape[1]}")
         mapping = _mapping(text_to_image, x.shape[0], y.shape[0], x.device)
-        st = batch_state(x, y, mapping)
+        self._check_dim(x.shape[1])
+        sampler = self._sampler() if self.needs_sample else None
+        slots = sampler.slots(x.shape[0], mapping, x.dtype, x.shape[1]) if sampler is not None else None
+        if _rowsums_ok(x, y, self.device):
+            self._update_cpu(x, y, mapping, slots)
+        else:  # CUDA (or no numba): torch ops on the batch's device
+            for name, value in batch_state(x, y, mapping).items():
+                setattr(self, name, getattr(self, name) + value.to(self.device))
+            if slots is not None:
+                slots.write_torch(x, y)
+        if sampler is not None:
+            sampler.publish(self)
+
+    def _check_dim(self, d: int) -> None:
         for name in ("sum_image", "sum_text"):
             cur = getattr(self, name)
             if cur.numel() == 0:  # first batch fixes the dimension
-                setattr(self, name, torch.zeros(x.shape[1], dtype=torch.float64, device=self.device))
-            elif cur.shape[0] != x.shape[1]:
-                raise GapkitError(f"features have dim {x.shape[1]}, earlier batches had {cur.shape[0]}")
-        for name, value in st.items():  # the sums may live on another device than the batch
-            setattr(self, name, getattr(self, name) + value.to(self.device))
-        if self.needs_sample:
-            self._sample(x, y, mapping)
+                setattr(self, name, torch.zeros(d, dtype=torch.float64, device=self.device))
+            elif cur.shape[0] != d:
+                raise GapkitError(f"features have dim {d}, earlier batches had {cur.shape[0]}")
 
-    def _keys(self, n: int) -> torch.Tensor:
+    def _update_cpu(self, x: torch.Tensor, y: torch.Tensor, mapping: torch.Tensor | None,
+                    slots: "_Slots | None") -> None:
+        """The fused one-pass kernel (gapkit.integrations._rowsums) adding into the CPU sum states."""
+        from ._rowsums import fused_sums
+
+        dtype = slots.dtype if slots is not None else (torch.float64 if x.dtype == y.dtype == torch.float64
+                                                       else torch.float32)
+        xn, yn = (np.ascontiguousarray(a.to(dtype).numpy()) for a in (x, y))
+        stats = np.zeros(4)
+        if slots is None:
+            none_i, none_t = np.full(x.shape[0], -1, np.int64), np.full(y.shape[0], -1, np.int64)
+            empty = np.empty((0, x.shape[1]), xn.dtype)
+            args = (none_i, none_t, empty, empty)
+        else:
+            args = slots.numpy_args()
+            # the kernel does not check bounds: the buffers must take every row it is told to write
+            for dest, buf in ((args[0], args[2]), (args[1], args[3])):
+                if buf.shape[1] != xn.shape[1] or (dest.size and dest.max() >= buf.shape[0]):
+                    raise AssertionError(f"sample buffer {buf.shape} cannot take rows up to {dest.max()}")
+        fused_sums(xn, yn, _NO_MAP if mapping is None else mapping.numpy(), *args,
+                   self.sum_image.numpy(), self.sum_text.numpy(), stats)
+        self.n_image += x.shape[0]
+        self.n_text += y.shape[0]
+        for name, value in zip(("sq_image", "sq_text", "sum_cos", "sum_dist"), stats):
+            getattr(self, name).add_(float(value))
+
+    def reset(self) -> None:
+        super().reset()
+        sampler = self.__dict__.get("_sample_buffers")
+        if sampler is not None:  # keep the buffers' memory: no fresh pages to fault in next epoch
+            sampler.clear()
+            sampler.publish(self)
+
+    def _reduce_states(self, incoming_state: dict[str, Any]) -> None:
+        """forward()/merge_state(): a side that has seen no rows yet has (0,)-shaped column sums."""
+        for name in ("sum_image", "sum_text"):
+            mine, theirs = getattr(self, name), incoming_state[name]
+            if mine.numel() == 0 and theirs.numel():
+                setattr(self, name, torch.zeros_like(theirs))
+            elif theirs.numel() == 0 and mine.numel():
+                incoming_state = {**incoming_state, name: torch.zeros_like(mine)}
+        super()._reduce_states(incoming_state)
+
+    def _sampler(self) -> "_Sample":
+        """The sample's buffers, re-adopted from the registered states when torchmetrics replaced them
+        (reset, forward's state merge, .to(device), load_state_dict)."""
+        sampler = self.__dict__.get("_sample_buffers")
+        if sampler is None or not sampler.owns(self):
+            sampler = _Sample.adopt(self)
+            self.__dict__["_sample_buffers"] = sampler
+        return sampler
+
+    def _keys(self, n: int) -> np.ndarray:
+        """(n,) uniform float64 keys of the sample, from this process's own stream (module doc)."""
         if self._generator is None:  # per process: the same seed on two ranks would repeat keys
             rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
-            self._generator = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + rank)
-        return torch.rand(n, generator=self._generator, dtype=torch.float64)
-
-    def _sample(self, x: torch.Tensor, y: torch.Tensor, mapping: torch.Tensor | None) -> None:
-        """Add the batch's unit rows with fresh image keys, then keep the `reservoir` smallest keys."""
-        keys = self._keys(x.shape[0]).to(self.device)
-        text_keys = keys if mapping is None else keys[mapping.to(self.device)]
-        unit = lambda a: torch.nn.functional.normalize(a, dim=1).to(self.device)  # noqa: E731
-        self.sample_image.append(unit(x))
-        self.sample_text.append(unit(y))
-        self.sample_image_key.append(keys)
-        self.sample_text_key.append(text_keys)
-        if self.reservoir is not None and sum(k.shape[0] for k in self.sample_image_key) > self.reservoir:
-            kept = _prune(*(dim_zero_cat(getattr(self, n)) for n in _SAMPLE), self.reservoir)
-            for name, value in zip(_SAMPLE, kept):
-                setattr(self, name, [value])
+            self._generator = np.random.default_rng([int(self.seed), rank])
+        return self._generator.random(n)
 
     # -- compute ----------------------------------------------------------------------------
     def compute(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
@@ -238,12 +298,202 @@ class ModalityGap(Metric):
         return out
 
 
+_NO_MAP = np.empty(0, np.int64)  # the kernel's "1:1 batch" mapping
+
+
+def _rowsums_ok(x: torch.Tensor, y: torch.Tensor, device: torch.device) -> bool:
+    """Whether the fused CPU kernel applies: batch and states on CPU, numba installed."""
+    return x.device.type == y.device.type == torch.device(device).type == "cpu" and _have_numba()
+
+
+def _have_numba() -> bool:
+    global _NUMBA
+    if _NUMBA is None:
+        import importlib.util
+
+        _NUMBA = importlib.util.find_spec("numba") is not None
+    return _NUMBA
+
+
+_NUMBA: bool | None = None
+
+
+class _Slots:
+    """Where this batch's kept rows go: dest (B,) / (M,) int64 buffer rows, -1 = not kept."""
+
+    def __init__(self, sample: "_Sample", dest_image: np.ndarray, dest_text: np.ndarray) -> None:
+        self.sample, self.dest_image, self.dest_text = sample, dest_image, dest_text
+        self.dtype = sample.image.dtype
+
+    def numpy_args(self) -> tuple[np.ndarray, ...]:
+        """(image_dest, text_dest, image_buf, text_buf) for `fused_sums` (CPU buffers)."""
+        return (self.dest_image, self.dest_text, self.sample.image.numpy(), self.sample.text.numpy())
+
+    def write_torch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The torch path: normalise only the kept rows and write them into the buffers."""
+        for a, dest, buf in ((x, self.dest_image, self.sample.image), (y, self.dest_text, self.sample.text)):
+            sel = np.flatnonzero(dest >= 0)
+            if sel.size:
+                rows = torch.nn.functional.normalize(a[torch.from_numpy(sel).to(a.device)].to(buf.dtype), dim=1,
+                                                     eps=1e-12)
+                buf[torch.from_numpy(dest[sel]).to(buf.device)] = rows.to(buf.device)
+
+
+class _Sample:
+    """The metric's bottom-k sample: the `reservoir` images of smallest uniform random key, with all
+    their captions (which carry their image's key), in preallocated buffers.
+
+    Images live in `reservoir` slots. A batch row can only enter the bottom-k if its key is below the
+    largest key kept (`threshold`), so every other row is rejected before anything is copied; the
+    entering rows are written by the update kernel straight into free slots or into the slots of the
+    images they push out. Per update: O(B) key work, O(reservoir) to find the new k-th key, and one
+    write per kept row (every row while the sample fills, about B * reservoir / N once N images were
+    seen); nothing is compacted. 1:1 batches keep each text in its image's slot; with several captions,
+    texts are appended and the captions of pushed-out images are dropped lazily (they are compacted
+    away when they outnumber the live ones, and ignored by `compute`, whose `_prune` keeps only texts
+    whose key is an image's). `reservoir=None` appends every row.
+    Keys and slot bookkeeping are NumPy on the host (a few microseconds each, outside torch's thread
+    pool); the rows stay on the metric's device. The registered torchmetrics "cat" states are views
+    of the buffers (`publish`), so sync, merge and reset work as for any list state; when
+    torchmetrics replaces them, `adopt` rebuilds the buffers.
+    """
+
+    def __init__(self, metric: "ModalityGap", image: torch.Tensor, text: torch.Tensor, ikey: np.ndarray,
+                 tkey: np.ndarray) -> None:
+        self.metric, self.reservoir = metric, metric.reservoir
+        self.image, self.text, self.ikey, self.tkey = image, text, ikey, tkey
+        self.n_image, self.n_text = image.shape[0], text.shape[0]
+        self.shared = self.n_image == self.n_text and bool(np.array_equal(ikey, tkey))  # texts in image slots
+        self.threshold = float(ikey.max()) if self.full() else float("inf")
+        self.lists: tuple[list, ...] = ()
+        self.views: tuple[torch.Tensor, ...] = ()
+
+    @classmethod
+    def adopt(cls, metric: "ModalityGap") -> "_Sample":
+        parts = [getattr(metric, n) for n in _SAMPLE]
+        if all(len(p) == 0 for p in parts):
+            empty = torch.empty(0, 0, device=metric.device)
+            return cls(metric, empty, empty, np.empty(0), np.empty(0))
+        rows = (dim_zero_cat(p) for p in parts)
+        if metric.reservoir is not None:  # e.g. forward()'s merge of two samples: back to the bottom-k
+            rows = _prune(*rows, metric.reservoir)
+        image, text, ikey, tkey = rows
+        return cls(metric, image.clone(), text.clone(), ikey.cpu().numpy().astype(np.float64),
+                   tkey.cpu().numpy().astype(np.float64))
+
+    def full(self) -> bool:
+        return self.reservoir is not None and self.n_image >= self.reservoir
+
+    def clear(self) -> None:
+        """Empty the sample, keeping the buffers' memory (reset between validation epochs)."""
+        self.n_image = self.n_text = 0
+        self.shared, self.threshold = True, float("inf")
+
+    def owns(self, metric: "ModalityGap") -> bool:
+        """Whether the registered states are still the views `publish` set (reset() clears lists in place)."""
+        return len(self.lists) == len(_SAMPLE) and all(
+            getattr(metric, n) is lst and len(lst) == 1 and lst[0] is view
+            for n, lst, view in zip(_SAMPLE, self.lists, self.views))
+
+    def publish(self, metric: "ModalityGap") -> None:
+        """Point the registered "cat" states at the filled part of the buffers (views on CPU, no copy)."""
+        dev = self.image.device
+        self.views = (self.image[: self.n_image], self.text[: self.n_text],
+                      torch.from_numpy(self.ikey[: self.n_image]).to(dev),
+                      torch.from_numpy(self.tkey[: self.n_text]).to(dev))
+        self.lists = tuple([v] for v in self.views)
+        for name, lst in zip(_SAMPLE, self.lists):
+            setattr(metric, name, lst)
+
+    def slots(self, n: int, mapping: torch.Tensor | None, dtype: torch.dtype, d: int) -> _Slots:
+        """Draw the batch's image keys, choose the rows that enter the sample and their buffer rows."""
+        if self.n_image == 0 and self.n_text == 0 and (self.image.shape[1] != d or self.image.dtype != dtype):
+            # an empty sample (first batch, or after reset) takes the batch's dtype and dim
+            self.image = torch.empty(0, d, dtype=dtype, device=self.metric.device)
+            self.text = torch.empty(0, d, dtype=dtype, device=self.metric.device)
+        elif self.image.shape[1] != d:
+            raise GapkitError(f"features have dim {d}, the sampled rows have dim {self.image.shape[1]}")
+        keys = self.metric._keys(n)
+        cand = np.flatnonzero(keys < self.threshold)
+        if self.reservoir is not None and cand.shape[0] > self.reservoir:  # at most `reservoir` per batch
+            cand = cand[np.argpartition(keys[cand], self.reservoir - 1)[: self.reservoir]]
+        cand, slot = self._image_slots(cand, keys)
+        dest_i = np.full(n, -1, dtype=np.int64)
+        dest_i[cand] = slot
+        self._reserve_images()
+        self.ikey[slot] = keys[cand]
+        if self.full():  # the largest key kept: rows at or above it can never enter
+            self.threshold = float(self.ikey[: self.n_image].max())
+        if mapping is not None and self.shared:  # first batch with several captions: texts go by append
+            self.shared = False
+        if self.shared:
+            self.n_text = self.n_image
+            self.tkey[: self.n_text] = self.ikey[: self.n_image]
+            return _Slots(self, dest_i, dest_i)
+        tmap = np.arange(n) if mapping is None else mapping.cpu().numpy()
+        tkeep = np.flatnonzero(dest_i[tmap] >= 0)
+        self._drop_dead_texts(tkeep.shape[0])
+        dest_t = np.full(tmap.shape[0], -1, dtype=np.int64)
+        dest_t[tkeep] = np.arange(self.n_text, self.n_text + tkeep.shape[0])
+        self._reserve_texts(self.n_text + tkeep.shape[0])
+        self.tkey[self.n_text : self.n_text + tkeep.shape[0]] = keys[tmap[tkeep]]
+        self.n_text += tkeep.shape[0]
+        return _Slots(self, dest_i, dest_t)
+
+    def _image_slots(self, cand: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(entering batch rows, their slots): free slots first, then the slots of the largest keys."""
+        free = cand.shape[0] if self.reservoir is None else max(self.reservoir - self.n_image, 0)
+        if cand.shape[0] <= free:  # still filling: every candidate enters
+            slot = np.arange(self.n_image, self.n_image + cand.shape[0])
+            self.n_image += cand.shape[0]
+            return cand, slot
+        old = self.ikey[: self.n_image]
+        both = np.concatenate([old, keys[cand]])
+        kth = np.partition(both, self.reservoir - 1)[self.reservoir - 1]
+        out = np.flatnonzero(old > kth)  # pushed-out images
+        cand = cand[keys[cand] <= kth]
+        slot = np.concatenate([np.arange(self.n_image, self.reservoir), out])
+        self.n_image = self.reservoir
+        return cand, slot
+
+    def _reserve_images(self) -> None:
+        if self.n_image > self.image.shape[0]:
+            cap = max(self.n_image, 2 * self.image.shape[0], 64)
+            cap = cap if self.reservoir is None else min(cap, self.reservoir)
+            self.image, self.ikey = self._grown(self.image, self.ikey, cap, self.image.shape[0])
+        if self.shared and self.n_image > self.text.shape[0]:
+            self.text, self.tkey = self._grown(self.text, self.tkey, self.image.shape[0], self.n_text)
+
+    def _reserve_texts(self, need: int) -> None:
+        if need > self.text.shape[0]:
+            self.text, self.tkey = self._grown(self.text, self.tkey, max(need, 2 * self.text.shape[0], 64), self.n_text)
+
+    @staticmethod
+    def _grown(buf: torch.Tensor, keys: np.ndarray, cap: int, n: int) -> tuple[torch.Tensor, np.ndarray]:
+        grown = torch.empty(cap, buf.shape[1], dtype=buf.dtype, device=buf.device)
+        grown[:n] = buf[:n]
+        gkeys = np.empty(cap)
+        gkeys[:n] = keys[:n]
+        return grown, gkeys
+
+    def _drop_dead_texts(self, adding: int) -> None:
+        """Compact the captions of pushed-out images away once they outnumber the live ones."""
+        if self.n_text + adding <= self.text.shape[0] or not self.full():
+            return
+        live = np.flatnonzero(self.tkey[: self.n_text] <= self.threshold)
+        if 2 * live.shape[0] < self.n_text:
+            self.text[: live.shape[0]] = self.text[torch.from_numpy(live).to(self.text.device)]
+            self.tkey[: live.shape[0]] = self.tkey[live]
+            self.n_text = live.shape[0]
+
+
 def _prune(image: torch.Tensor, text: torch.Tensor, ikey: torch.Tensor, tkey: torch.Tensor,
            size: int) -> tuple[torch.Tensor, ...]:
     """Keep the `size` images of smallest key and the captions whose image is kept."""
-    if ikey.shape[0] <= size:
+    if ikey.shape[0] == 0:
         return image, text, ikey, tkey
-    threshold = torch.kthvalue(ikey, size).values  # keys are distinct with probability 1
+    # keys are distinct with probability 1; captions of images pushed out earlier have larger keys
+    threshold = torch.kthvalue(ikey, min(size, ikey.shape[0])).values
     keep_i, keep_t = ikey <= threshold, tkey <= threshold
     return image[keep_i], text[keep_t], ikey[keep_i], tkey[keep_t]
 

@@ -7,6 +7,7 @@ Every function takes NumPy arrays or torch tensors, image (N, D), text (M, D) an
 from __future__ import annotations
 
 from .bootstrap import bootstrap_ci, geometry_bootstrap
+from .class_prompts import class_prompt_metrics, class_prompt_pairs
 from .cosines import cosine_distributions, cosine_summary
 from .distribution import distribution_metrics, mmd_rbf, sliced_wasserstein
 from .entropy import logit_entropy
@@ -27,5 +28,5 @@ __all__ = [
     "cone_cosine_mean", "cone_cosine_min", "rmg", "geometry_metrics", "uniformity", "recall_at_k", "retrieval_metrics",
     "linear_separability", "logit_entropy", "singular_values", "effective_rank", "rank", "gap_dimension_shares",
     "spectrum_metrics", "gap_statistics", "mmd_rbf", "sliced_wasserstein", "distribution_metrics",
-    "cosine_distributions", "cosine_summary", "bootstrap_ci", "geometry_bootstrap", "permutation_null",
+    "cosine_distributions", "cosine_summary", "class_prompt_metrics", "class_prompt_pairs", "bootstrap_ci", "geometry_bootstrap", "permutation_null",
 ]

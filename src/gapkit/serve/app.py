@@ -94,7 +94,7 @@ class Searcher:
                 hits = self.index.search_vectors(q, qrole, k=k, role=role, raw=name == "raw",
                                                  min_probability=min_probability)[0]
                 rows = [hit_json(h) for h in hits]
-                out[name] = {"hits": rows, "image_share@10": image_share(rows)}
+                out[name] = {"hits": rows, "image_share@10": image_share(rows), "min_probability": min_probability}
         return out
 
     def score(self, text: str | None, image: Any = None, doc_id: str | None = None) -> dict[str, Any]:

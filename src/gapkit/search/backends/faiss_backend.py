@@ -7,7 +7,10 @@ kind:
   auto   flat for partitions up to flat_max rows, hnsw above (default)
 Vectors are staged in ROLE.f32 while adding (streamed, bounded memory), the index is built at
 finish() and written as ROLE.faiss (FAISS's own binary format, no pickle); the staging file is
-then deleted.
+then deleted. Memory: the staging file is read in chunks (never memory-mapped whole, so its pages
+do not add to the build's resident set), each role's index is dropped once written, and IVF
+indexes are opened with FAISS's IO_FLAG_MMAP (their inverted lists stay on disk, paged in by the
+cells a query probes), so a 1M x 512 build peaks near one role's index, not all of them.
 """
 from __future__ import annotations
 
@@ -29,6 +32,35 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
+
+
+def _read(f: Path, kind: str) -> Any:
+    """Open ROLE.faiss: IVF indexes memory-mapped (IO_FLAG_MMAP), the others read into memory."""
+    faiss = _faiss()
+    return faiss.read_index(str(f), faiss.IO_FLAG_MMAP) if kind == "ivf" else faiss.read_index(str(f))
+
+
+class _StagedRows:
+    """Row slices of the float32 staging file, read with np.fromfile (a bounded buffer per slice,
+    no memory map whose touched pages would count in the resident set); fancy indexing reads the
+    sorted rows one at a time (only for the k-means training sample)."""
+
+    def __init__(self, path: Path, n: int, dim: int) -> None:
+        self.path, self.shape, self._row = path, (n, dim), dim * 4
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        n, dim = self.shape
+        if isinstance(key, slice):
+            start, stop, _ = key.indices(n)
+            count = max(0, stop - start)
+            return np.fromfile(self.path, "<f4", count * dim, offset=start * self._row).reshape(count, dim)
+        rows = np.asarray(key, np.int64)
+        out = np.empty((rows.size, dim), np.float32)
+        with open(self.path, "rb") as f:
+            for j, r in enumerate(rows):
+                f.seek(int(r) * self._row)
+                out[j] = np.frombuffer(f.read(self._row), "<f4")
+        return out
 
 
 class FaissBackend(Backend):
@@ -82,13 +114,14 @@ class FaissBackend(Backend):
         faiss = _faiss()
         for role, n in self.counts.items():
             stage = self._stage(role)
-            rows = np.memmap(stage, dtype="<f4", mode="r", shape=(n, self.dim))
             kind = self._kind_for(n)
-            index = self._build(rows, kind)
-            del rows
+            index = self._build(_StagedRows(stage, n, self.dim), kind)
             faiss.write_index(index, str(self.path / f"{role}.faiss"))
+            del index  # reopened below: an IVF index memory-mapped, the others in memory
             stage.unlink()
-            self._index[role], self.kinds[role] = index, kind
+            self.kinds[role] = kind
+        for role in self.counts:
+            self._index[role] = _read(self.path / f"{role}.faiss", self.kinds[role])
         self._configure()
 
     def _configure(self) -> None:
@@ -128,7 +161,7 @@ class FaissBackend(Backend):
             if not f.is_file():
                 raise GapkitError(f"{f}: missing FAISS index file")
             try:
-                index = faiss.read_index(str(f))
+                index = _read(f, b.kinds.get(str(role), ""))
             except RuntimeError as exc:
                 raise GapkitError(f"{f}: unreadable FAISS index ({str(exc).splitlines()[0]})") from None
             if index.ntotal != int(n) or index.d != b.dim:

@@ -35,6 +35,7 @@ async function loadInfo() {
     if (corr) $("correction-name").textContent = `(${typeof corr === "string" ? corr : ""})`;
     if (!(info.calibrated_pairs || []).length) {
       $("index-info").textContent += "; P(match) needs a calibrated index (gapkit index build --correction calibrated)";
+      $("min-prob").disabled = true;  // no probabilities to filter on
     }
   } catch (err) {
     $("index-info").textContent = "could not read the index info";
@@ -77,11 +78,17 @@ function renderColumn(name, result) {
   const nImg = top.filter((h) => h.role === "image").length;
   $("share-" + name).textContent = `images in the top ${top.length}: ${nImg} (${pct(result["image_share@10"])})` +
     (corpusImageShare !== null ? `; in the corpus: ${pct(corpusImageShare)}` : "");
-  if (result.hits.length === 0) list.appendChild(el("li", "muted", "no hits"));
+  if (result.hits.length === 0) {
+    list.appendChild(el("li", "muted", result.min_probability !== undefined && result.min_probability !== null
+      ? `no hits with P(match) >= ${result.min_probability}` : "no hits"));
+  }
 }
 
 function options() {
-  return { k: $("k").value || "10", role: $("role").value, mode: "both" };
+  const opts = { k: $("k").value || "10", role: $("role").value, mode: "both" };
+  const minProb = $("min-prob").value.trim();
+  if (minProb !== "" && !$("min-prob").disabled) opts.min_probability = minProb;  // the server checks 0..1
+  return opts;
 }
 
 async function show(response) {

@@ -1,0 +1,124 @@
+"""One pass over a CPU batch: the GeometryState sums of its L2-normalised rows, without normalised copies.
+
+For image rows x_i (i < B), text rows y_j (j < M), pairs (x_t(j), y_j) (t = identity for 1:1 batches),
+r_i = ||x_i||, q_j = ||y_j||, and inverse norms 1 / max(r, 1e-12) (a zero row stays zero, as in
+`batch_state`), the kernel ADDS into its float64 outputs
+
+    col_image += sum_i x_i / r_i           (D,)      col_text += sum_j y_j / q_j    (D,)
+    stats[0]  += sum_i (r_i / r_i)^2                  stats[1] += sum_j (q_j / q_j)^2
+    stats[2]  += sum_j c_j,  c_j = <x_t(j), y_j> / (r_t(j) q_j)
+    stats[3]  += sum_j sqrt(max(2 - 2 c_j, 0))
+
+and writes x_i / r_i into image_buf[image_dest[i]] for the rows with image_dest[i] >= 0 (likewise
+texts): the rows the caller keeps for its sample, stored while the row is still in L1 cache.
+
+Why a kernel: torch has no fused row-wise dot, and `(x * y).sum(1)`, `F.normalize` and
+`torch.linalg.vecdot` all materialise a (B, D) temporary (an 8 MB write and page faults per call at
+4096 x 512). Here each input row is read from memory once (1:1 batches: x_i and y_i together), the
+per-row sums r^2, q^2 and <x, y> are accumulated in the input dtype (float32 or float64; rounding
+<= D * eps relative), and the column sums are accumulated in the input dtype over blocks of BLOCK
+rows, then added to float64, so the float32 error does not grow with the number of rows.
+Serial on purpose: at 4096 x 512 the pass costs about as much as reading the batch once (see
+benchmarks/bench_integrations.py), and one thread does not contend with the training loop's threads.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+BLOCK = 256  # rows per float32 partial column sum
+# Reassociation lets LLVM vectorise the reductions; no "nnan"/"ninf": a NaN feature (a diverged
+# model) must give NaN metrics, not be treated as a number.
+_FAST = {"reassoc", "contract"}
+
+
+@njit(cache=True, fastmath=_FAST, nogil=True)
+def _row_out(a, i, inv, part, buf, dest) -> None:
+    """part += a[i] * inv; buf[dest] = a[i] * inv when dest >= 0 (the row is hot in cache)."""
+    f = a.dtype.type(inv)
+    for k in range(a.shape[1]):
+        part[k] += a[i, k] * f
+    if dest >= 0:
+        for k in range(a.shape[1]):
+            buf[dest, k] = a[i, k] * f
+
+
+@njit(cache=True, fastmath=_FAST, nogil=True)
+def _flush(part, col) -> None:
+    for k in range(part.shape[0]):
+        col[k] += part[k]
+        part[k] = 0
+
+
+@njit(cache=True, nogil=True)
+def _inv(sq: float) -> tuple[float, float]:
+    """(1 / max(sqrt(sq), 1e-12), (r * that)^2): the row's inverse norm and its unit row's squared norm."""
+    r = np.sqrt(sq)
+    inv = 1.0 / max(r, 1e-12)
+    return inv, (r * inv) ** 2
+
+
+@njit(cache=True, nogil=True)
+def _pair(dot: float, inv_x: float, inv_y: float, stats) -> None:
+    c = dot * inv_x * inv_y
+    stats[2] += c
+    stats[3] += np.sqrt(max(2.0 - 2.0 * c, 0.0))
+
+
+@njit(cache=True, fastmath=_FAST, nogil=True)
+def fused_sums(x, y, mapping, image_dest, text_dest, image_buf, text_buf, col_image, col_text, stats) -> None:
+    """Add the batch's sums into col_image, col_text (D,) and stats (4,) (module doc); fill the buffers.
+
+    x (B, D), y (M, D) C-contiguous, same dtype; mapping (M,) int64 image row of each text, or an
+    empty array for a 1:1 batch (M == B); image_dest (B,), text_dest (M,) int64 buffer rows or -1.
+    """
+    n, d = x.shape
+    part_x = np.zeros(d, dtype=x.dtype)
+    part_y = np.zeros(d, dtype=x.dtype)
+    zero = x.dtype.type(0)
+    if mapping.shape[0] == 0:  # 1:1: x_i and y_i in one pass
+        for i in range(n):
+            sx, sy, sxy = zero, zero, zero
+            for k in range(d):
+                a, b = x[i, k], y[i, k]
+                sx += a * a
+                sy += b * b
+                sxy += a * b
+            ix, ux = _inv(sx)
+            iy, uy = _inv(sy)
+            stats[0] += ux
+            stats[1] += uy
+            _pair(sxy, ix, iy, stats)
+            _row_out(x, i, ix, part_x, image_buf, image_dest[i])
+            _row_out(y, i, iy, part_y, text_buf, text_dest[i])
+            if (i + 1) % BLOCK == 0:
+                _flush(part_x, col_image)
+                _flush(part_y, col_text)
+        _flush(part_x, col_image)
+        _flush(part_y, col_text)
+        return
+    inv_x = np.empty(n)
+    for i in range(n):  # images first: the pairs need their inverse norms
+        sx = zero
+        for k in range(d):
+            sx += x[i, k] * x[i, k]
+        inv_x[i], ux = _inv(sx)
+        stats[0] += ux
+        _row_out(x, i, inv_x[i], part_x, image_buf, image_dest[i])
+        if (i + 1) % BLOCK == 0:
+            _flush(part_x, col_image)
+    _flush(part_x, col_image)
+    for j in range(y.shape[0]):
+        t = mapping[j]
+        sy, sxy = zero, zero
+        for k in range(d):
+            b = y[j, k]
+            sy += b * b
+            sxy += x[t, k] * b
+        iy, uy = _inv(sy)
+        stats[1] += uy
+        _pair(sxy, inv_x[t], iy, stats)
+        _row_out(y, j, iy, part_y, text_buf, text_dest[j])
+        if (j + 1) % BLOCK == 0:
+            _flush(part_y, col_text)
+    _flush(part_y, col_text)
