@@ -1,7 +1,7 @@
 """The Ray engine against the single-process paths, side by side in one process.
 
     python benchmarks/bench_ray.py            # 16 shards x 10k x 512 (float16), emoji 48 images
-    python benchmarks/bench_ray.py --full     # 16 shards x 128k x 512 = 2.05M pairs (~2 GB of /tmp)
+    python benchmarks/bench_ray.py --full     # 16 shards x 128k x 512 = 2.05M pairs (~4 GB of /tmp)
     python benchmarks/bench_ray.py --full --skip-embed --shards-dir /tmp/shards2m   # keep the shards for reruns
 
 1. `measure` over 16 memory-mapped clip-retrieval shards: the single-process streaming pass
