@@ -140,6 +140,16 @@ def _make_workspace(root: Path) -> Path:
     im.save(root / "apple.png")
     # the saved records behind docs/fidelity.md (`gapkit reproduce --summary` reads docs/results)
     shutil.copytree(Path(__file__).resolve().parents[1] / "docs" / "results", root / "docs" / "results")
+    # what the skipped `embed --encoder towers --texts/--images` of docs/encoders.md would write
+    # (one-side embed directories, row i of each describing the same thing), and a several-array file
+    from gapkit.encoders.embed_dir import save_side_dir
+
+    side = _pairs(n=5, seed=6)
+    save_side_dir(side.text, "text", root / "runs" / "q", {"model": "synthetic"}, captions=[f"query {k}" for k in range(5)])
+    save_side_dir(side.image, "image", root / "runs" / "photos", {"model": "synthetic"},
+                  image_ids=[f"photo{k}.jpg" for k in range(5)])
+    feats = _pairs(seed=7)
+    np.savez(root / "features.npz", img_feats=feats.image, txt_feats=feats.text, labels=np.arange(feats.n_image))
     return root
 
 

@@ -12,7 +12,8 @@ Formats read and written (chosen by suffix; see `load_embeddings` / `save_embedd
   .safetensors    tensors "image", "text", optional "text_to_image" (or one tensor)
   .parquet        one vector column per modality (list / fixed-size list of floats)
   directory       a `gapkit embed` output directory: embeddings.safetensors (+ manifest.json,
-                  captions.json with captions and image ids), or clip-retrieval output:
+                  captions.json with captions and image ids; one side only after `gapkit embed
+                  --texts/--images`: read it with load_array), or clip-retrieval output:
                   img_emb/img_emb_*.npy, text_emb/text_emb_*.npy, metadata/metadata_*.parquet
 Pickle files are never read.
 """
@@ -232,17 +233,21 @@ def _pick(d: dict[str, np.ndarray], keys: tuple[str, ...]) -> str | None:
     return None
 
 
-def _single_array(d: dict[str, np.ndarray], p: Path, key: str | None) -> np.ndarray:
+def _single_array(d: dict[str, np.ndarray], p: Path, key: str | None, side: str | None = None) -> np.ndarray:
+    """The one array of `d` to read: `key` when given, else the only one, else the one named like
+    `side` (image / text names), else a conventional single-array name; GapkitError listing the keys."""
     if key is not None:
         if key not in d:
-            raise GapkitError(f"{p}: no array named '{key}' (found: {', '.join(sorted(d))})")
+            raise GapkitError(f"{p}: no array named '{key}' (found: {', '.join(sorted(d))}); pick one with --key NAME")
         return d[key]
     if len(d) == 1:
         return next(iter(d.values()))
+    if side is not None and (k := _pick(d, IMAGE_KEYS if side == "image" else TEXT_KEYS)) is not None:
+        return d[k]
     for k in ("embeddings", "embedding", "emb", "arr_0"):
         if k in d:
             return d[k]
-    raise GapkitError(f"{p}: several arrays ({', '.join(sorted(d))}); say which one with a key")
+    raise GapkitError(f"{p}: several arrays ({', '.join(sorted(d))}); say which one with --key NAME")
 
 
 def _parquet_vectors(p: Path, column: str | None = None) -> dict[str, np.ndarray]:
@@ -278,17 +283,69 @@ def _parquet_vectors(p: Path, column: str | None = None) -> dict[str, np.ndarray
     return out
 
 
-def load_array(path: str | Path, key: str | None = None, mmap: bool = True) -> np.ndarray:
-    """Read one array (a 2-D modality matrix, a (2, N, D) stack or a 1-D map) from any format."""
+def load_array(path: str | Path, key: str | None = None, mmap: bool = True, side: str | None = None) -> np.ndarray:
+    """Read one array (a 2-D modality matrix, a (2, N, D) stack or a 1-D map) from any format.
+
+    `key` names the array in a file (or embed directory) that holds several; without it the only
+    array is read, or the one named for `side` ("image" / "text": e.g. an embed directory given as
+    --image), and anything else ambiguous is a GapkitError listing the keys.
+    """
     p = _check_path(path)
     if p.is_dir():
-        raise GapkitError(f"{p}: is a directory; a single-array file was expected")
+        if (p / EMBED_DIR_ARRAYS).is_file():
+            return _embed_dir_side(p, key, side)
+        raise GapkitError(f"{p}: is a directory but not a gapkit embed directory; a single-array file was expected")
     suffix = p.suffix.lower()
-    if suffix == ".npy":
+    if suffix == ".npy":  # one array: a --key meant for another input file is moot here
         return _read_npy(p, mmap)
     if suffix == ".parquet":
-        return _single_array(_parquet_vectors(p, key), p, key)
-    return _single_array(_read_dict(p), p, key)
+        return _single_array(_parquet_vectors(p, key), p, key, side)
+    return _single_array(_read_dict(p), p, key, side)
+
+
+def _embed_dir_side(root: Path, key: str | None, side: str | None) -> np.ndarray:
+    """One array of an embed directory: `key`, else the `side` asked for, else its only side."""
+    d = _read_dict(root / EMBED_DIR_ARRAYS)
+    held = [s for s in ("image", "text") if s in d]
+    if key is not None:
+        return _single_array(d, root, key)
+    if side is not None:
+        if side not in d:
+            raise GapkitError(f"{root}: holds {' and '.join(held) or 'no'} embeddings, not {side} embeddings")
+        return d[side]
+    if len(held) == 1:
+        return d[held[0]]
+    raise GapkitError(f"{root}: holds image and text embeddings; choose one with --key image or --key text")
+
+
+def embed_dir_side(path: str | Path) -> str | None:
+    """"image" or "text" when `path` is an embed directory holding one side only (gapkit embed
+    --images / --texts), else None. Reads the manifest only."""
+    p = Path(path)
+    man = _read_json_object(p / "manifest.json") if p.is_dir() else None
+    sides = man.get("sides") if man else None
+    return sides[0] if isinstance(sides, list) and len(sides) == 1 and sides[0] in ("image", "text") else None
+
+
+def _sides_manifest(image: str | Path, text: str | Path) -> dict[str, Any] | None:
+    """Model and dataset names of two embed directories paired with --image A --text B, so that
+    records name them (e.g. "towers", "photos + queries.txt"); None when neither is one."""
+    mans = [_read_json_object(Path(p) / "manifest.json") if Path(p).is_dir() else None for p in (image, text)]
+    if not any(mans):
+        return None
+    models = [str(m.get("model")) for m in mans if m and m.get("model")]
+    data = [str(m.get("dataset") or Path(p).name) if m else Path(p).name for m, p in zip(mans, (image, text))]
+    return {"model": " + ".join(dict.fromkeys(models)) or None, "dataset": " + ".join(dict.fromkeys(data))}
+
+
+def split_keys(key: str | None) -> tuple[str | None, str | None]:
+    """--key for a paired input: "IMAGE,TEXT" -> (IMAGE, TEXT); one name -> that name for both."""
+    if key is None:
+        return None, None
+    parts = [k.strip() for k in key.split(",")]
+    if len(parts) > 2 or not all(parts):
+        raise GapkitError(f"--key {key!r}: give one array name, or IMAGE,TEXT for a file holding both")
+    return (parts[0], parts[-1])
 
 
 def _stack_to_pair(a: np.ndarray, p: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -306,6 +363,7 @@ def load_embeddings(
     text: str | Path | None = None,
     text_to_image: str | Path | np.ndarray | None = None,
     mmap: bool = True,
+    key: str | None = None,
 ) -> PairedEmbeddings:
     """Load PairedEmbeddings from one file holding both modalities, or from two files.
 
@@ -314,6 +372,8 @@ def load_embeddings(
     directory (embeddings.safetensors + manifest.json + captions.json) or a clip-retrieval directory.
     `image` / `text`: two single-modality files in any format; `text_to_image`: an index file
     (.npy, .json list, or .txt with one integer per line) or an array.
+    `key`: the array names when they are not image/text: "IMAGE,TEXT" (one file, or one name in
+    each of two files), or one name (a (2, N, D) stack in `path`; the same name in both files).
     """
     if path is not None and (image is not None or text is not None):
         raise GapkitError("give either one embeddings file or --image and --text, not both")
@@ -324,6 +384,8 @@ def load_embeddings(
         p = _check_path(path)
         meta["source"] = str(p)
         if p.is_dir() and (p / EMBED_DIR_ARRAYS).is_file():
+            if key is not None:
+                raise GapkitError(f"{p}: --key does not apply to a paired embed directory (its arrays are image and text)")
             return _read_embed_dir(p, text_to_image)
         if p.is_dir():
             img, txt, captions = _read_clip_retrieval(p)
@@ -331,6 +393,9 @@ def load_embeddings(
         elif p.suffix.lower() == ".npy":
             img, txt = _stack_to_pair(_read_npy(p, mmap), p)
             meta["layout"] = "stack"
+        elif key is not None:
+            img, txt, mapping = _keyed_pair(p, key)
+            meta.update(layout="keyed", format=p.suffix.lower())
         else:
             d = _parquet_vectors(p) if p.suffix.lower() == ".parquet" else _read_dict(p)
             ki, kt, km = _pick(d, IMAGE_KEYS), _pick(d, TEXT_KEYS), _pick(d, MAP_KEYS)
@@ -341,7 +406,7 @@ def load_embeddings(
                 else:
                     raise GapkitError(
                         f"{p}: cannot tell image from text arrays (found: {', '.join(sorted(d))}); "
-                        "name them 'image' and 'text'"
+                        "name them with --key IMAGE,TEXT"
                     )
             else:
                 img, txt = d[ki], d[kt]
@@ -351,8 +416,11 @@ def load_embeddings(
     else:
         if image is None or text is None:
             raise GapkitError("both image and text embeddings are needed (--image and --text)")
-        img, txt = load_array(image, mmap=mmap), load_array(text, mmap=mmap)
+        ki, kt = split_keys(key)
+        img, txt = load_array(image, ki, mmap=mmap, side="image"), load_array(text, kt, mmap=mmap, side="text")
         meta.update(layout="separate", image_source=str(image), text_source=str(text))
+        if man := _sides_manifest(image, text):
+            meta["manifest"] = man
     if text_to_image is not None:
         if mapping is not None:
             raise GapkitError("a text_to_image map was given twice (in the file and separately)")
@@ -361,6 +429,18 @@ def load_embeddings(
 
 
 EMBED_DIR_ARRAYS = "embeddings.safetensors"
+
+
+def _keyed_pair(p: Path, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(image, text, map or None) of a several-array file named by --key IMAGE,TEXT (or one stack)."""
+    d = _parquet_vectors(p) if p.suffix.lower() == ".parquet" else _read_dict(p)
+    ki, kt = split_keys(key)
+    if ki == kt:
+        img, txt = _stack_to_pair(_single_array(d, p, ki), p)
+    else:
+        img, txt = _single_array(d, p, ki), _single_array(d, p, kt)
+    km = _pick(d, MAP_KEYS)
+    return img, txt, (d[km] if km else None)
 
 
 def _read_json_object(p: Path) -> dict[str, Any] | None:
@@ -380,6 +460,11 @@ def _read_embed_dir(root: Path, text_to_image: Any = None) -> PairedEmbeddings:
     """A `gapkit embed` output directory: image/text/text_to_image from embeddings.safetensors, the
     manifest as metadata["manifest"], captions and image ids from captions.json when present."""
     d = _read_dict(root / EMBED_DIR_ARRAYS)
+    held = [s for s in ("image", "text") if s in d]
+    if len(held) == 1:
+        other = "text" if held[0] == "image" else "image"
+        raise GapkitError(f"{root}: holds {held[0]} embeddings only (gapkit embed --{held[0]}s); this needs image "
+                          f"and text: pair it with {other} embeddings (--image A --text B) or embed a dataset")
     if "image" not in d or "text" not in d:
         raise GapkitError(f"{root / EMBED_DIR_ARRAYS}: no 'image' and 'text' tensors (found: {', '.join(sorted(d))})")
     if text_to_image is not None and "text_to_image" in d:
@@ -587,5 +672,5 @@ def as_paired(x: Any, text: Any = None, text_to_image: Any = None) -> PairedEmbe
 
 __all__ = [
     "PairedEmbeddings", "load_embeddings", "load_array", "load_mapping", "save_embeddings", "save_array",
-    "iter_clip_retrieval_shards", "as_paired", "as_matrix", "check_mapping",
+    "iter_clip_retrieval_shards", "as_paired", "as_matrix", "check_mapping", "embed_dir_side", "split_keys",
 ]

@@ -193,6 +193,12 @@ def _embed_dirs(i: Path, p: dict[str, str]) -> None:
         np.save(i / name / "text_emb" / "text_emb_1.npy", np.zeros((20, dims[1]), np.float32) + 0.1)
     shutil.copytree(i / "clip", i / "clip_badmeta")
     (i / "clip_badmeta" / "metadata" / "metadata_0.parquet").write_bytes(b"PAR1garbagePAR1")
+    # one-side embed directories (gapkit embed --texts / --images)
+    from gapkit.encoders.embed_dir import save_side_dir
+
+    save_side_dir(y, "text", i / "texts_dir", {"model": "fuzz"}, captions=[f"caption {k}" for k in range(40)])
+    save_side_dir(x, "image", i / "images_dir", {"model": "fuzz"}, image_ids=[f"im{k}.png" for k in range(40)])
+    p.update(texts_dir=str(i / "texts_dir"), images_dir=str(i / "images_dir"))
     p.update({k: str(i / k) for k in ("embdir", "shard_noindex", "shard_dims", "shard_badindex",
                                       "shard_badmanifest", "shard_capslist", "clip", "clip_mixed", "clip_badmeta")})
 
@@ -272,6 +278,13 @@ def _datasets(i: Path, p: dict[str, str], root: Path) -> None:
     (d / "nul.csv").write_text("image,caption\nimages/c0.png,a\x00b\n")
     (d / "bin.csv").write_bytes(b"image,caption\n\xff\xfe\xfd\n")
     (d / "empty.csv").write_text("")
+    (d / "queries.txt").write_text("a red apple\nthe moon\n")
+    (d / "blank.txt").write_text("\n   \n\n")
+    (d / "texts.tsv").write_text("id\tnote\n1\tx\n")
+    (i / "noimages").mkdir()
+    (i / "noimages" / "readme.txt").write_text("no images here\n")
+    (i / "badimages").mkdir()
+    (i / "badimages" / "broken.png").write_bytes(b"not a png")
     (d / "allbad.jsonl").write_text("[1]\n{\"image\": 5}\n" + _deep_json(5000) + "\n")
     (d / "coco_num.json").write_text(json.dumps({"images": [{"id": 1, "file_name": 5}],
                                                  "annotations": [{"image_id": 1, "caption": "x"}]}))
@@ -369,7 +382,7 @@ BAD_EMBEDDINGS = {
     "unnamed_npz": ("{unnamed_npz}", ""), "bomb": ("{bomb}", "zip bomb"), "fifo": ("{fifo}", ""),
     "devnull": ("{devnull}", ""), "shard_badmanifest": ("{shard_badmanifest}", ""),
     "clip_mixed": ("{clip_mixed}", "dimension"), "clip_badmeta": ("{clip_badmeta}", "parquet"),
-    "plainfile": ("{plainfile}", ""),
+    "plainfile": ("{plainfile}", ""), "side_only": ("{texts_dir}", "text embeddings only"),
 }
 BAD_MAPS = {"big": "{map_big}", "float": "{map_float}", "neg": "{map_neg}", "short": "{map_short}",
             "deep": "{map_deep}", "dict": "{map_dict}", "words": "{map_words}", "bin": "{map_bin}"}
@@ -639,6 +652,79 @@ def _other_cases() -> list[Case]:
     return cs
 
 
+def _one_side_cases() -> list[Case]:
+    """gapkit embed --texts/--images and --key, and one-side embed directories where both sides are needed."""
+    enc = ("embed", "--encoder", "gapkit:tiny-vit")
+    t = (*enc, "--texts", "{in}/data/queries.txt")
+    im = (*enc, "--images", "{in}/data/images")
+    cs = [_c(f"embed-texts-out-{k}", *t, "--out", v, expect=e)
+          for k, (v, e) in BAD_DIR_OUTS.items() if k not in ("inside_input", "input_dir")]
+    cs += [
+        _c("embed-texts-missing", *enc, "--texts", "{in}/nope.txt", "--out", "{out}/q", expect="no such file"),
+        _c("embed-texts-suffix", *enc, "--texts", "{xyz}", "--out", "{out}/q", expect="unknown text file type"),
+        _c("embed-texts-pickle", *enc, "--texts", "{pkl}", "--out", "{out}/q", expect="unknown text file type"),
+        _c("embed-texts-blank", *enc, "--texts", "{in}/data/blank.txt", "--out", "{out}/q", expect="no non-empty"),
+        _c("embed-texts-binary", *enc, "--texts", "{bin_csv}", "--out", "{out}/q", expect="utf-8"),
+        _c("embed-texts-nocolumn", *enc, "--texts", "{in}/data/texts.tsv", "--out", "{out}/q", expect="no text column"),
+        _c("embed-texts-column-unknown", *enc, "--texts", "{pairs_csv}", "--caption-column", "nope", "--out", "{out}/q",
+           expect="nope"),
+        _c("embed-texts-column-txt", *t, "--caption-column", "x", "--out", "{out}/q", expect="--caption-column"),
+        _c("embed-texts-jsonl-bad", *enc, "--texts", "{allbad_jsonl}", "--out", "{out}/q", expect="expected a json object"),
+        _c("embed-texts-fifo", *enc, "--texts", "{fifo}", "--out", "{out}/q"),
+        _c("embed-texts-and-images", *t, "--images", "{in}/data/images", "--out", "{out}/q", expect="not both"),
+        _c("embed-texts-with-dataset", *t, "--dataset", "{pairs_csv}", "--out", "{out}/q", expect="--dataset"),
+        _c("embed-texts-with-root", *t, "--root", "{in}", "--out", "{out}/q", expect="--root"),
+        _c("embed-texts-shard", *t, "--shard", "0/2", "--out", "{out}/q", expect="--shard"),
+        _c("embed-texts-split", *t, "--split", "train", "--out", "{out}/q", expect="--split"),
+        _c("embed-texts-merge", *t, "--merge", "{embdir}", "--out", "{out}/q", expect="--merge"),
+        _c("embed-texts-engine", *t, "--engine", "local", "--out", "{out}/q", expect="--engine"),
+        _c("embed-texts-no-encoder", "embed", "--texts", "{in}/data/queries.txt", "--out", "{out}/q", expect="--encoder"),
+        _c("embed-texts-batch", *t, "--batch-size", "0", "--out", "{out}/q", expect="batch size"),
+        _c("embed-texts-sep", *enc, "--texts", "{pairs_csv}", "--sep", "ab", "--out", "{out}/q", expect="one character"),
+        _c("embed-images-file", *enc, "--images", "{pairs_csv}", "--out", "{out}/i", expect="not a directory"),
+        _c("embed-images-missing", *enc, "--images", "{in}/nope", "--out", "{out}/i", expect="not a directory"),
+        _c("embed-images-none", *enc, "--images", "{in}/noimages", "--out", "{out}/i", expect="no readable images"),
+        _c("embed-images-escape", *enc, "--images", "{folder_imglink}", "--out", "{out}/i", expect="outside"),
+        _c("embed-images-strict", *enc, "--images", "{in}/badimages", "--strict", "--out", "{out}/i", expect="corrupt"),
+        _c("embed-images-column", *im, "--caption-column", "x", "--out", "{out}/i", expect="--caption-column"),
+        _c("embed-images-limit", *im, "--limit", "2", "--out", "{out}/i", expect="--limit"),
+        _c("embed-images-root", *im, "--root", "{in}/nope", "--out", "{out}/i", expect="not a directory"),
+        _c("embed-images-out-npy", *im, "--out", "{out}/i.npy", expect="directory"),
+        _c("embed-images-into-input", *im, "--out", "{in}/data/images", expect="input"),
+        # one-side directories where both sides are needed, or the wrong side
+        _c("measure-side-wrong", "measure", "--image", "{texts_dir}", "--text", "{texts_dir}", expect="not image"),
+        _c("measure-side-two-images", "measure", "--image", "{images_dir}", "--text", "{images_dir}", expect="not text"),
+        _c("fix-apply-image-texts", "fix", "--method", "center", "--fit", "{stack}", "--apply-image", "{texts_dir}",
+           "--out", "{out}/f", expect="not image"),
+        _c("fix-fit-side-only", "fix", "--method", "center", "--fit", "{images_dir}", "--apply-image", "{images_dir}",
+           "--out", "{out}/f", expect="image embeddings only"),
+        _c("evaluate-side-only", "evaluate", "--task", "retrieval", "--image", "{images_dir}", "--text", "{images_dir}",
+           "--out", "{out}/e.json", expect="not text"),
+        _c("index-side-only", "index", "build", "--embeddings", "{texts_dir}", "--out", "{out}/idx", expect="only"),
+        # --key
+        _c("measure-key-missing", "measure", "--embeddings", "{unnamed_npz}", "--key", "a,zz", expect="no array named 'zz'"),
+        _c("measure-key-ambiguous", "measure", "--image", "{unnamed_npz}", "--text", "{unnamed_npz}",
+           expect="--key"),
+        _c("measure-key-syntax", "measure", "--embeddings", "{unnamed_npz}", "--key", "a,b,c", expect="--key"),
+        _c("measure-key-empty", "measure", "--embeddings", "{unnamed_npz}", "--key", ",", expect="--key"),
+        _c("measure-key-sample", "measure", "--sample", "clip", "--key", "a", expect="--key"),
+        _c("measure-key-embdir", "measure", "--embeddings", "{embdir}", "--key", "image", expect="--key"),
+        _c("measure-key-stream", "measure", "--embeddings", "{stack}", "--stream", "--key", "a", expect="--key"),
+        _c("measure-key-stack-2d", "measure", "--embeddings", "{unnamed_npz}", "--key", "a", expect="stack"),
+        _c("measure-key-side-dir", "measure", "--image", "{images_dir}", "--text", "{texts_dir}", "--key", "nope",
+           expect="no array named 'nope'"),
+        _c("fix-key-missing", "fix", "--method", "center", "--fit", "{stack}", "--apply-text", "{unnamed_npz}",
+           "--key", "zz", "--out", "{out}/f.npy", expect="zz"),
+        _c("fix-key-ambiguous", "fix", "--method", "center", "--fit", "{stack}", "--apply-text", "{unnamed_npz}",
+           "--out", "{out}/f.npy", expect="--key"),
+        _c("study-key-sample", "study", "--sample", "clip", "--key", "a", "--quiet", "--out", "{out}/s", expect="--key"),
+        _c("study-key-missing", "study", "--embeddings", "{unnamed_npz}", "--key", "a,zz", "--quiet", "--out", "{out}/s",
+           expect="zz"),
+        _c("index-key-sample", "index", "build", "--sample", "clip", "--key", "a", "--out", "{out}/idx", expect="--key"),
+    ]
+    return cs
+
+
 def _study_cases() -> list[Case]:
     cs = [_c(f"study-emb-{k}", "study", "--embeddings", v, "--quiet", "--out", "{out}/s", expect=e)
           for k, (v, e) in BAD_EMBEDDINGS.items()]
@@ -662,4 +748,4 @@ def _study_cases() -> list[Case]:
 
 
 CASES: list[Case] = [*_measure_cases(), *_fix_cases(), *_evaluate_cases(), *_embed_cases(), *_train_cases(),
-                     *_other_cases(), *_study_cases()]
+                     *_other_cases(), *_study_cases(), *_one_side_cases()]

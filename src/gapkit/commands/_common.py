@@ -47,6 +47,16 @@ def add_embedding_args(p: argparse.ArgumentParser, prefix: str = "", required: b
                    help="(M,) index of each text's image (.npy, .json list, or .txt one per line)")
     g.add_argument(f"--{prefix}sample", metavar="NAME",
                    help="a bundled real sample, e.g. 'clip' (see gapkit.SAMPLES)")
+    if not prefix:
+        add_key_arg(g)
+
+
+def add_key_arg(p: Any, what: str = "") -> None:
+    """--key NAME | IMAGE,TEXT: which array of a several-array file (gapkit.embeddings.load_array)."""
+    p.add_argument("--key", metavar="NAME[,TEXT]",
+                   help="the array to read from a file (.npz/.safetensors/.pt/parquet) or embed directory that "
+                        "holds several: one NAME, or IMAGE,TEXT for a paired file whose arrays are not named "
+                        "image/text" + what)
 
 
 def load_from_args(args: argparse.Namespace, prefix: str = "") -> tuple[PairedEmbeddings, dict[str, Any]]:
@@ -58,11 +68,14 @@ def load_from_args(args: argparse.Namespace, prefix: str = "") -> tuple[PairedEm
     given = [x is not None for x in (emb, img or txt, sample)]
     if sum(given) != 1:
         raise GapkitError(f"give exactly one input: --{prefix}embeddings, --{prefix}image/--{prefix}text, or --{prefix}sample")
+    key = getattr(args, "key", None) if not prefix else None
     if sample is not None:
+        if key is not None:
+            raise GapkitError("--key applies to --embeddings/--image/--text files, not to --sample")
         from ..samples import load_sample, sample_path
 
         return load_sample(sample), {"sample": sample, "embeddings": str(sample_path(sample))}
-    pe = load_embeddings(emb, image=img, text=txt, text_to_image=mapping)
+    pe = load_embeddings(emb, image=img, text=txt, text_to_image=mapping, key=key)
     inputs = {"embeddings": emb, "image": img, "text": txt, "text_to_image": mapping}
     return pe, {k: v for k, v in inputs.items() if v is not None}
 

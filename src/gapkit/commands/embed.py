@@ -19,6 +19,9 @@ DESCRIPTION = """Embed the images and captions of a dataset with an encoder and 
   OUT/manifest.json           model, weights hash, dataset, split, preprocessing, versions, CSV columns
   OUT/captions.json           captions and image ids
 Every gapkit command that reads embeddings takes OUT itself (or OUT/embeddings.safetensors).
+With --texts FILE or --images DIR (instead of --dataset) only that side is embedded, as
+clip-retrieval's inference does; the manifest says which ("sides"), and commands that need both
+sides name the missing one (pair two such directories with --image DIR --text DIR).
 Embeddings are unnormalised; metrics normalise rows themselves. A second identical call is
 answered from the cache ($GAPKIT_CACHE or ~/.cache/gapkit, or --cache-dir) without running the model.
 
@@ -36,6 +39,9 @@ examples:
   gapkit embed --encoder open_clip:ViT-B-32 --checkpoint ckpt.safetensors --dataset data/train.tsv --split all --out e
   gapkit embed --encoder towers --dataset fashion-mnist --split test --shard 0/2 --out s0   # and --shard 1/2 --out s1
   gapkit embed --merge s0 s1 --out full
+  gapkit embed --encoder towers --texts queries.txt --out runs/q        # texts alone (one per line)
+  gapkit embed --encoder towers --images photos/ --out runs/photos      # every image under photos/
+  gapkit search runs/idx --query-vector runs/q                          # one ranked list per text
   torchrun --nproc-per-node 4 -m gapkit embed --encoder towers --dataset emoji --shard auto --out parts
   gapkit embed --merge parts/shard-* --out full
   gapkit measure --embeddings runs/emoji-towers
@@ -51,6 +57,13 @@ each); a rerun skips shards that are complete. See docs/scale.md.
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_data_args(p, default_split="test")
+    one = p.add_argument_group("one side only (instead of --dataset)")
+    one.add_argument("--texts", metavar="FILE",
+                     help="embed texts alone: .txt (one per line), or a .csv/.tsv/.jsonl column (--caption-column); "
+                          "writes an embed directory holding text rows only")
+    one.add_argument("--images", metavar="DIR",
+                     help="embed every image under DIR alone (paths outside DIR refused unless under a --root); "
+                          "writes an embed directory holding image rows only")
     p.add_argument("--shard", metavar="i/k|auto", help="embed only the i-th of k blocks of images (0-based); "
                    "'auto' takes i/k from torchrun's RANK/WORLD_SIZE and writes OUT/shard-i-of-k")
     p.add_argument("--merge", nargs="+", metavar="DIR", help="merge shard embed directories into --out")
@@ -141,20 +154,13 @@ def check_out_dir(out: str) -> None:
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
     """Everything that fixes the encoder's weights without loading it (for the fast cache path)."""
-    import torch
+    from ..encoders.cache import encoder_spec
 
-    from .. import __version__
-
-    ck = None
-    if args.checkpoint:
-        st = os.stat(args.checkpoint)
-        ck = [str(Path(args.checkpoint).resolve()), st.st_size, st.st_mtime_ns]
-    return {"encoder": args.encoder, "checkpoint": ck, "seed": args.seed, "gapkit": __version__,
-            "torch": torch.__version__}
+    return encoder_spec(args.encoder, args.checkpoint, args.seed)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..encoders.extraction import merge_embed_dirs, save_embed_dir
+    from ..encoders.embed_dir import merge_embed_dirs, save_embed_dir
 
     check_out_dir(args.out)
     from ._common import check_engine_args
@@ -162,12 +168,16 @@ def run(args: argparse.Namespace) -> int:
     check_engine_args(args)
     if args.engine and (args.shard or args.merge):
         raise GapkitError("--engine writes its own shards; --shard and --merge do not apply")
+    if args.merge and (args.texts or args.images):
+        raise GapkitError("--merge joins shard directories; it does not apply with --texts/--images")
     if args.merge:
         pe = merge_embed_dirs(args.merge, args.out)
         print(f"merged {len(args.merge)} shards -> {args.out} ({pe.n_image} images, {pe.n_text} texts, dim {pe.dim})")
         return 0
+    if args.texts or args.images:
+        return _run_one_side(args)
     if not args.encoder or not args.dataset:
-        raise GapkitError("give --encoder and --dataset (or --merge DIRS)")
+        raise GapkitError("give --encoder and --dataset (or --texts FILE, --images DIR, or --merge DIRS)")
     out = Path(args.out)
     if args.shard == "auto":
         rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
@@ -185,11 +195,54 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# Options of a dataset that mean nothing for one side (a text file or an image folder).
+_DATASET_ONLY = {"dataset": "--dataset", "shard": "--shard", "engine": "--engine", "limit": "--limit",
+                 "format": "--format", "image_column": "--image-column"}
+_TEXTS_ONLY = {"caption_column": "--caption-column", "sep": "--sep"}
+_IMAGES_ONLY = {"root": "--root", "max_pixels": "--max-pixels"}
+
+
+def _run_one_side(args: argparse.Namespace) -> int:
+    """--texts FILE / --images DIR: one-side embed directory (gapkit.encoders.sides)."""
+    from ..encoders.embed_dir import save_side_dir
+    from ..encoders.sides import embed_side, list_images, read_texts
+
+    if args.texts and args.images:
+        raise GapkitError("give --texts or --images, not both (embed the other side in a second call)")
+    refused = {**_DATASET_ONLY, **(_IMAGES_ONLY if args.texts else _TEXTS_ONLY)}
+    for attr, flag in refused.items():
+        if getattr(args, attr, None):
+            raise GapkitError(f"{flag} does not apply with {'--texts' if args.texts else '--images'}")
+    if args.split != "test" or args.split_seed:
+        raise GapkitError("--split/--split-seed do not apply with --texts/--images (every row is embedded)")
+    if not args.encoder:
+        raise GapkitError("give --encoder NAME (see `gapkit encoders --list`)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.texts:
+        data = read_texts(args.texts, column=args.caption_column,
+                          sep=_SEPARATORS.get(args.sep.lower(), args.sep) if args.sep else None)
+    else:
+        kw = _dataset_kwargs(args)
+        data = list_images(args.images, allow_roots=kw.get("allow_roots", ()), strict=args.strict,
+                           max_pixels=args.max_pixels)
+    rows, manifest = embed_side(lambda: make_encoder(args), _spec(args), data, cache_dir=args.cache_dir,
+                                use_cache=not args.no_cache, batch_size=args.batch_size, num_workers=args.workers,
+                                progress=not args.quiet)
+    if data.side == "text":
+        save_side_dir(rows, "text", args.out, manifest, captions=data.items)
+    else:
+        save_side_dir(rows, "image", args.out, manifest, image_ids=data.ids)
+    src = "cache" if manifest.get("from_cache") else "model"
+    print(f"{args.out}: {len(rows)} {data.side}s only, dim {rows.shape[1]} ({manifest['model']}, from {src})",
+          file=sys.stderr if args.quiet else sys.stdout)
+    return 0
+
+
 def embed_from_args(args: argparse.Namespace, shard: str | None = None) -> tuple[Any, Any]:
     """(PairedEmbeddings, ImageTextDataset) for the encoder and dataset options of
     `add_model_data_args`; a repeat of the same request is read from the cache without the model."""
     from ..data import load_dataset
-    from ..encoders.extraction import extract_by_spec
+    from ..encoders.cache import extract_by_spec
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ds = load_dataset(args.dataset, args.split, args.split_seed, limit=args.limit, cache_dir=args.cache_dir,

@@ -138,7 +138,7 @@ def _read_matrix(path: str, name: str, mmap: bool = True) -> Any:
     from ..embeddings import load_array
     from ..validation import as_matrix
 
-    return as_matrix(load_array(path, mmap=mmap), name)
+    return as_matrix(load_array(path, mmap=mmap, side="image" if name.startswith("--image") else None), name)
 
 
 def _alphas(args: argparse.Namespace) -> list[float]:

@@ -35,7 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--apply", metavar="PATH", help="paired embeddings to transform (any format gapkit measure reads)")
     g.add_argument("--apply-image", metavar="PATH", help="a single matrix of image embeddings to transform")
     g.add_argument("--apply-text", metavar="PATH", help="a single matrix of text embeddings to transform")
-    p.add_argument("--out", required=True, metavar="PATH", help="output file (or directory for clip-retrieval)")
+    from ._common import add_key_arg
+
+    add_key_arg(g)
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="output file (or directory for clip-retrieval; with --apply-image/--apply-text of a "
+                        "one-side embed directory, a directory name writes a one-side embed directory)")
     p.add_argument("--chunk-size", type=int, default=16_384, metavar="ROWS", help="rows per streamed chunk")
     p.add_argument("--record", metavar="PATH",
                    help="where to write the run record (JSON; default OUT.record.json beside the output), "
@@ -70,12 +75,12 @@ def run(args: argparse.Namespace) -> int:
     ensure_output_differs(record_path, [*given, args.fit, args.out])
     results: dict[str, Any] = {"fixer": fx.name}
     if args.apply:
-        before, after = _fix_paired(fx, args.apply, args.out, args.chunk_size)
+        before, after = _fix_paired(fx, args.apply, args.out, args.chunk_size, args.key)
         what = f"gap {before:.4f} -> {after:.4f}"
         results.update(centroid_distance_before=before, centroid_distance_after=after)
     else:
         modality = "image" if args.apply_image else "text"
-        _fix_single(fx, args.apply_image or args.apply_text, modality, args.out, args.chunk_size)
+        _fix_single(fx, args.apply_image or args.apply_text, modality, args.out, args.chunk_size, args.key)
         what = f"{modality} rows"
         results["modality"] = modality
     _write_record(args, fx, desc, results, record_path)
@@ -104,7 +109,7 @@ def _centroid_gap(image: Any, text: Any) -> float:
     return float(np.linalg.norm(mean_of_normalized(image, "image") - mean_of_normalized(text, "text")))
 
 
-def _fix_paired(fx: Any, src: str, out: str, chunk: int) -> tuple[float, float]:
+def _fix_paired(fx: Any, src: str, out: str, chunk: int, key: str | None = None) -> tuple[float, float]:
     """Transform both modalities; a .npy stack streams into a .npy stack, other layouts go through
     save_embeddings. Returns the centroid gap before and after."""
     import numpy as np
@@ -113,7 +118,7 @@ def _fix_paired(fx: Any, src: str, out: str, chunk: int) -> tuple[float, float]:
     from ..embeddings import load_embeddings, save_embeddings
     from ..errors import GapkitError
 
-    pe = load_embeddings(src)
+    pe = load_embeddings(src, key=key)
     before = _centroid_gap(pe.image, pe.text)
     if Path(out).suffix.lower() == ".npy":
         if not pe.one_to_one:
@@ -133,14 +138,16 @@ def _fix_paired(fx: Any, src: str, out: str, chunk: int) -> tuple[float, float]:
     return before, _centroid_gap(img, txt)
 
 
-def _fix_single(fx: Any, src: str, modality: str, out: str, chunk: int) -> None:
+def _fix_single(fx: Any, src: str, modality: str, out: str, chunk: int, key: str | None = None) -> None:
     import numpy as np
 
     from ..atomic import atomic_path
-    from ..embeddings import load_array, save_array
+    from ..embeddings import embed_dir_side, load_array, save_array
 
-    a = load_array(src)
-    if Path(out).suffix.lower() == ".npy":
+    a = load_array(src, key, side=modality)
+    if not Path(out).suffix and embed_dir_side(src) == modality:  # one-side embed dir in, one out
+        _fix_side_dir(fx, src, modality, a, out, chunk)
+    elif Path(out).suffix.lower() == ".npy":
         with atomic_path(out) as tmp:
             dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=a.shape)
             fx.transform(a, modality, out=dst, chunk_size=chunk)
@@ -148,6 +155,18 @@ def _fix_single(fx: Any, src: str, modality: str, out: str, chunk: int) -> None:
             del dst
     else:
         save_array(fx.transform(a, modality, chunk_size=chunk), out)
+
+
+def _fix_side_dir(fx: Any, src: str, side: str, a: Any, out: str, chunk: int) -> None:
+    """A one-side embed directory (gapkit embed --texts/--images) -> the same, rows fixed, manifest noting the fixer."""
+    from ..atomic import read_json_object
+    from ..encoders.embed_dir import save_side_dir
+
+    man = read_json_object(Path(src) / "manifest.json", "embed manifest")
+    caps = read_json_object(Path(src) / "captions.json", "embed captions file")
+    man["fixer"] = {"name": fx.name, "params": fx.get_params(), "from": str(src)}
+    save_side_dir(fx.transform(a, side, chunk_size=chunk), side, out, man,
+                  captions=caps.get("captions"), image_ids=caps.get("image_ids"))
 
 
 def _run_sharded(args: argparse.Namespace) -> int:

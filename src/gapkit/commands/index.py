@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = b.add_argument_group("documents (one of)")
     src.add_argument("--embeddings", metavar="PATH", help="an embed directory, clip-retrieval folder or embeddings file")
+    from ._common import add_key_arg
+
+    add_key_arg(src, "; with --embeddings")
     src.add_argument("--sample", metavar="NAME", help="a bundled sample, e.g. clip")
     src.add_argument("--dataset", metavar="NAME|PATH", help="a dataset to embed with --encoder (cached)")
     b.add_argument("--split", default="test", help="dataset split (default test)")
@@ -92,6 +95,8 @@ def _build(args: argparse.Namespace) -> int:
     if len(given) != 1:
         raise GapkitError("give exactly one of --embeddings, --sample, --dataset")
     ensure_output_differs(args.out, [args.embeddings, args.fit, args.dataset])
+    if args.key is not None and not args.embeddings:
+        raise GapkitError("--key applies to --embeddings only")
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     kw: dict[str, Any] = dict(out=args.out, roles=roles, correction=args.correction, fit=args.fit,
                               fit_fraction=args.fit_fraction, fixer_params=parse_key_values(args.param, "--param"),
@@ -110,6 +115,10 @@ def _build(args: argparse.Namespace) -> int:
             from ..samples import load_sample
 
             source: Any = load_sample(args.sample)
+        elif args.key is not None:
+            from ..embeddings import load_embeddings
+
+            source = load_embeddings(args.embeddings, key=args.key)
         else:
             source = args.embeddings
         idx = build_index(source, encoder=args.encoder, encoder_checkpoint=args.checkpoint, **kw)

@@ -132,6 +132,8 @@ def _stream(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
 
     if not args.embeddings or args.image or args.text or args.sample:
         raise GapkitError("--stream reads one --embeddings path (a shard folder or a .npy stack; so does --engine)")
+    if args.key is not None:
+        raise GapkitError("--key does not apply with --stream/--engine (shard folders name their arrays)")
     if args.ci or args.exact or args.metrics or args.null:
         raise GapkitError("--stream computes its fixed set of metrics (so does --engine); --ci, --exact, --metrics "
                           "and --null do not apply")

@@ -21,8 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("index", metavar="IDX", help="index directory")
     p.add_argument("query", nargs="?", metavar="TEXT", help="a text query (needs the index's encoder)")
     p.add_argument("--image", metavar="PATH", help="an image query (needs an index with an image encoder)")
-    p.add_argument("--query-vector", metavar="PATH", help="a (D,) or (1, D) query vector (.npy, .npz, .safetensors, ...)")
-    p.add_argument("--query-role", choices=("text", "image"), help="what a --query-vector embeds (default text)")
+    p.add_argument("--query-vector", metavar="PATH",
+                   help="query vectors: a (D,) or (Q, D) array (.npy, .npz, .safetensors, ...) or an embed "
+                        "directory (gapkit embed --texts/--images); Q > 1 prints one ranked list per row")
+    p.add_argument("--query-role", choices=("text", "image"),
+                   help="what a --query-vector embeds (default: the side of a one-side embed directory, else text)")
+    from ._common import add_key_arg
+
+    add_key_arg(p, "; with --query-vector")
     p.add_argument("--k", type=int, default=10, help="number of hits (default 10)")
     p.add_argument("--role", default="any", help="any | image | text | fused (default any)")
     p.add_argument("--raw", action="store_true", help="rank by raw cosine (no correction)")
@@ -38,17 +44,14 @@ def run(args: argparse.Namespace) -> int:
     given = [x is not None for x in (args.query, args.image, args.query_vector)]
     if sum(given) != 1:
         raise GapkitError("give exactly one query: TEXT, --image PATH or --query-vector PATH")
-    if args.query_role and args.query_vector is None:
-        raise GapkitError("--query-role applies to --query-vector only")
+    if (args.query_role or args.key) and args.query_vector is None:
+        raise GapkitError("--query-role and --key apply to --query-vector only")
     if args.k <= 0:  # checked before opening the index or loading a model
         raise GapkitError(f"--k must be a positive integer, got {args.k}")
     idx = open_index(args.index)
-    vector = None
     if args.query_vector is not None:
-        from ..embeddings import load_array
-
-        vector = load_array(args.query_vector, mmap=False)
-    hits = idx.search(text=args.query, image=args.image, vector=vector, query_role=args.query_role, k=args.k,
+        return _search_vectors(args, idx)
+    hits = idx.search(text=args.query, image=args.image, query_role=args.query_role, k=args.k,
                       role=args.role, raw=args.raw, min_probability=args.min_probability)
     if args.json:
         print(dumps_json({"index": str(args.index), "correction": idx.correction.name, "raw": args.raw,
@@ -56,6 +59,52 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_hits(hits, calibrated=idx.correction.kind == "calibrated"))
     return 0
+
+
+def _search_vectors(args: argparse.Namespace, idx: Any) -> int:
+    """--query-vector: one ranked list per row; an embed directory's texts / image paths label the lists."""
+    import numpy as np
+
+    from ..atomic import dumps_json
+    from ..embeddings import embed_dir_side, load_array
+    from ..errors import GapkitError
+
+    role = args.query_role or embed_dir_side(args.query_vector) or "text"
+    q = np.asarray(load_array(args.query_vector, args.key, mmap=False, side=role), dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[0] == 0:
+        raise GapkitError(f"--query-vector {args.query_vector}: expected a (D,) or (Q, D) array, got shape {q.shape}")
+    lists = [idx.search(vector=row, query_role=role, k=args.k, role=args.role, raw=args.raw,
+                        min_probability=args.min_probability) for row in q]
+    names = _query_names(args.query_vector, len(q))
+    calibrated = idx.correction.kind == "calibrated"
+    if args.json:
+        body = {"index": str(args.index), "correction": idx.correction.name, "raw": args.raw}
+        if len(q) == 1:
+            print(dumps_json({**body, "hits": [h.to_dict() for h in lists[0]]}))
+        else:
+            print(dumps_json({**body, "query_role": role, "queries": [
+                {"query": n, "hits": [h.to_dict() for h in hits]} for n, hits in zip(names, lists)]}))
+    elif len(q) == 1:
+        print(format_hits(lists[0], calibrated=calibrated))
+    else:
+        print("\n\n".join(f"query {i + 1}/{len(q)} ({role}): {n}\n{format_hits(h, calibrated)}"
+                           for i, (n, h) in enumerate(zip(names, lists))))
+    return 0
+
+
+def _query_names(path: str, n: int) -> list[str]:
+    """The texts or image paths of an embed directory's rows (captions.json), else "row i"."""
+    import json
+    from pathlib import Path
+
+    try:
+        caps = json.loads((Path(path) / "captions.json").read_text(encoding="utf-8"))
+        names = caps.get("captions") or caps.get("image_ids")
+    except (OSError, ValueError, AttributeError):
+        names = None
+    return [str(x) for x in names] if isinstance(names, list) and len(names) == n else [f"row {i}" for i in range(n)]
 
 
 def _label(payload: dict[str, Any], doc_id: str, width: int = 60) -> str:

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data (embedded once, cached)")
     add_model_data_args(g, default_split="all")
     g.add_argument("--embeddings", metavar="PATH", help="embeddings already computed (embed directory or file)")
+    from ._common import add_key_arg
+
+    add_key_arg(g, "; with --embeddings")
     g.add_argument("--sample", metavar="NAME", help="a bundled real sample, e.g. clip")
     g.add_argument("--labels", metavar="COLUMN",
                    help="CSV/TSV column (JSONL key) holding each image's class: enables zero-shot "
@@ -64,11 +67,15 @@ def _from_embeddings(args: argparse.Namespace) -> Any:
     from ..samples import load_sample, sample_path
     from ..study import StudyData
 
+    if args.key is not None and not args.embeddings:
+        from ..errors import GapkitError
+
+        raise GapkitError("--key applies to --embeddings only")
     if args.sample:
         pe = load_sample(args.sample)
         inputs = {"sample": args.sample, "embeddings": str(sample_path(args.sample))}
     else:
-        pe = load_embeddings(args.embeddings)
+        pe = load_embeddings(args.embeddings, key=args.key)
         inputs = {"embeddings": args.embeddings}
     return StudyData(pe, *_names(args, pe, inputs), inputs=inputs)
 

@@ -33,7 +33,7 @@ def study_table(rec: dict[str, Any]) -> str:
     cols = [k for k in COLUMNS if any(k in row for row in table.values())]
     head = "".join(f"<th>{esc(COLUMNS[k])}</th>" for k in cols)
     rows = "".join(f"<tr><th>{esc(arm)}</th>{''.join(_cell(row, k) for k in cols)}</tr>" for arm, row in table.items())
-    return (f"<div class='tablewrap'><table><tr><th>arm ({esc(rec.get('model'))}, {esc(rec.get('dataset'))})</th>"
+    return (f"<div class='scroll'><table><tr><th>arm ({esc(rec.get('model'))}, {esc(rec.get('dataset'))})</th>"
             f"{head}</tr>{rows}</table></div>")
 
 
