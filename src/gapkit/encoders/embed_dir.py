@@ -30,8 +30,6 @@ SIDES = ("image", "text")
 
 def save_embed_dir(pe: PairedEmbeddings, out: str | os.PathLike) -> Path:
     """Write an embed directory (see module docstring) atomically."""
-    from safetensors.numpy import save_file
-
     meta = dict(pe.metadata)
     image_index = np.asarray(meta.pop("image_index", range(pe.n_image)), dtype=np.int64)
     text_index = np.asarray(meta.pop("text_index", range(pe.n_text)), dtype=np.int64)
@@ -39,11 +37,18 @@ def save_embed_dir(pe: PairedEmbeddings, out: str | os.PathLike) -> Path:
               "text": np.ascontiguousarray(pe.text, dtype=np.float32),
               "text_to_image": pe.mapping.astype(np.int64), "image_index": image_index, "text_index": text_index}
     meta.update(n_image=pe.n_image, n_text=pe.n_text, dim=pe.dim, sides=list(SIDES))
+    return _write_dir(out, arrays, meta, {"captions": pe.captions, "image_ids": pe.image_ids})
+
+
+def _write_dir(out: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+               names: dict[str, Any]) -> Path:
+    """The three files of an embed directory, written atomically (one temp dir, renamed)."""
+    from safetensors.numpy import save_file
+
     with atomic_dir(out) as tmp:
         save_file(arrays, str(tmp / "embeddings.safetensors"))
         (tmp / "manifest.json").write_text(dumps_json(meta) + "\n", encoding="utf-8")
-        (tmp / "captions.json").write_text(dumps_json({"captions": pe.captions, "image_ids": pe.image_ids}, indent=None),
-                                           encoding="utf-8")
+        (tmp / "captions.json").write_text(dumps_json(names, indent=None), encoding="utf-8")
     return Path(out)
 
 
@@ -109,13 +114,6 @@ def save_side_dir(matrix: np.ndarray, side: str, out: str | os.PathLike, manifes
     if side not in SIDES:
         raise GapkitError(f"side must be image or text, got {side!r}")
     a = np.ascontiguousarray(matrix, dtype=np.float32)
-    from safetensors.numpy import save_file
-
     meta = dict(manifest, sides=[side], **{f"n_{side}": int(a.shape[0])}, dim=int(a.shape[1]))
-    with atomic_dir(out) as tmp:
-        save_file({side: a}, str(tmp / "embeddings.safetensors"))
-        (tmp / "manifest.json").write_text(dumps_json(meta) + "\n", encoding="utf-8")
-        (tmp / "captions.json").write_text(dumps_json({"captions": None if captions is None else list(captions),
-                                                       "image_ids": None if image_ids is None else list(image_ids)},
-                                                      indent=None), encoding="utf-8")
-    return Path(out)
+    return _write_dir(out, {side: a}, meta, {"captions": None if captions is None else list(captions),
+                                             "image_ids": None if image_ids is None else list(image_ids)})
