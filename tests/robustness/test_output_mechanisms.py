@@ -109,7 +109,10 @@ def test_sigterm_mid_write_removes_the_temporary(tmp_path):
             with atomic_path({str(target)!r}) as tmp:
                 tmp.write_text("partial")
                 print("writing", flush=True)
-                time.sleep(60)
+                # short sleeps, as real work runs bytecode between waits: a SIGTERM that the kernel
+                # hands to numpy's BLAS thread does not interrupt one long sleep of the main thread
+                for _ in range(600):
+                    time.sleep(0.1)
         except KeyboardInterrupt:
             print("cleaned", flush=True)
     """)
