@@ -407,3 +407,22 @@ def test_faiss_auto_uses_ivfsq_above_flat_max_and_checks_params(tmp_path):
     (tmp_path / "auto" / "text.f32").write_bytes(b"\0" * 16)  # truncated re-rank store
     with pytest.raises(GapkitError, match="truncated float32 re-rank"):
         open_backend(tmp_path / "auto", b.meta())
+
+
+def test_calibration_scores_in_blocks_equal_one_block(monkeypatch):
+    """The calibrated fit computes its sampled pair cosines block by block (bounded build memory at
+    1M documents): the same numbers, bit for bit, as one block over all pairs."""
+    import gapkit.fixers.calibrate as cal
+
+    pe = GappedGenerator(seed=1).pairs(400, 3)
+    kw = dict(n_pos=1200, n_neg=4800, seed=3)
+    monkeypatch.setattr(cal, "PAIR_CHUNK", 10**9)
+    one = cal.labelled_scores(pe.image, pe.text, pe.mapping, **kw)
+    monkeypatch.setattr(cal, "PAIR_CHUNK", 500)
+    blocks = cal.labelled_scores(pe.image, pe.text, pe.mapping, **kw)
+    for pair, d in one.items():
+        for part in ("pos", "neg"):
+            if d[part] is None:
+                assert blocks[pair][part] is None
+            else:
+                np.testing.assert_array_equal(blocks[pair][part], d[part])

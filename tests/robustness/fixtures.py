@@ -721,6 +721,13 @@ def _one_side_cases() -> list[Case]:
         _c("study-key-missing", "study", "--embeddings", "{unnamed_npz}", "--key", "a,zz", "--quiet", "--out", "{out}/s",
            expect="zz"),
         _c("index-key-sample", "index", "build", "--sample", "clip", "--key", "a", "--out", "{out}/idx", expect="--key"),
+        # FAISS IVF-SQ8 + exact re-rank parameters
+        *[_c(f"index-faiss-{k}-{v}", "index", "build", "--sample", "clip", "--backend", "faiss", "--backend-param",
+             f"{k}={v}", "--out", "{out}/idx", expect=f"{k} must be an integer >=")
+          for k, v in (("refine", "-1"), ("nprobe", "0"), ("kmeans_iter", "0"), ("refine", "2.5"), ("nprobe", "true"),
+                       ("nlist", "many"))],
+        _c("index-faiss-kind-ivfpq", "index", "build", "--sample", "clip", "--backend", "faiss", "--backend-param",
+           "kind=ivfsq8", "--out", "{out}/idx", expect="kind must be one of"),
     ]
     return cs
 

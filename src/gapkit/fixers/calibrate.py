@@ -35,7 +35,7 @@ The embeddings themselves are unchanged: `transform` raises (use `probability` /
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -82,8 +82,22 @@ def _unit_rows(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
+PAIR_CHUNK = 16_384  # rows per block of the paired dot products (bounds the float64 copies)
+
+
+def _paired_dots(left: Callable[[slice], np.ndarray], right: Callable[[slice], np.ndarray], n: int) -> np.ndarray:
+    """<left(s)_i, right(s)_i> for i in 0..n-1, computed block by block: the (n, D) float64 rows
+    of both sides never exist at once (160k sampled pairs x 512 would be 0.66 GB per side, and
+    a build's peak memory)."""
+    out = np.empty(n)
+    for start in range(0, n, PAIR_CHUNK):
+        s = slice(start, min(start + PAIR_CHUNK, n))
+        out[s] = np.einsum("ij,ij->i", left(s), right(s))
+    return out
+
+
 def _cos(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", _unit_rows(a, ia), _unit_rows(b, ib))
+    return _paired_dots(lambda s: _unit_rows(a, ia[s]), lambda s: _unit_rows(b, ib[s]), ia.size)
 
 
 def _fused_rows(image: np.ndarray, text: np.ndarray, mapping: np.ndarray, tj: np.ndarray, w: float) -> np.ndarray:
@@ -147,16 +161,19 @@ def labelled_scores(image: np.ndarray, text: np.ndarray, mapping: np.ndarray | N
     # text-fused: a caption vs the fused document of its image (built from ANOTHER of its captions,
     # so the query text itself is never inside the document) vs fused documents of other images
     qa, db = _distinct_pairs(rng, m, m, n_neg)
-    neg_tf = np.einsum("ij,ij->i", _unit_rows(text, qa), _fused_rows(image, text, m, db, fuse_weight))
+    neg_tf = _paired_dots(lambda s: _unit_rows(text, qa[s]), lambda s: _fused_rows(image, text, m, db[s], fuse_weight),
+                          qa.size)
     pos_tf = None
     if same is not None:
-        pos_tf = np.einsum("ij,ij->i", _unit_rows(text, same[0]), _fused_rows(image, text, m, same[1], fuse_weight))
+        pos_tf = _paired_dots(lambda s: _unit_rows(text, same[0][s]),
+                              lambda s: _fused_rows(image, text, m, same[1][s], fuse_weight), same[0].size)
     out["text-fused"] = {"pos": pos_tf, "neg": neg_tf, "density": 1.0 / n_img if same is not None else None}
     # image-image and image-fused: no known matches (percentile only)
     ia, ib = _distinct_pairs(rng, img_ids, img_ids, n_neg)
     out["image-image"] = {"pos": None, "neg": _cos(image, ia, image, ib), "density": None}
     ia, fb = _distinct_pairs(rng, img_ids, m, n_neg)
-    neg_if = np.einsum("ij,ij->i", _unit_rows(image, ia), _fused_rows(image, text, m, fb, fuse_weight))
+    neg_if = _paired_dots(lambda s: _unit_rows(image, ia[s]), lambda s: _fused_rows(image, text, m, fb[s], fuse_weight),
+                          ia.size)
     out["image-fused"] = {"pos": None, "neg": neg_if, "density": None}
     return out
 
