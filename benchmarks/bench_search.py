@@ -94,6 +94,14 @@ def timed(fn, qs) -> tuple[list[float], list]:
     return lat, out
 
 
+def boot_ci(values: np.ndarray, stat, n_boot: int = 2000, seed: int = 0) -> list[float]:
+    """Percentile bootstrap 95 % interval of stat(values) with the queries resampled."""
+    rng = np.random.default_rng(seed)
+    v = np.asarray(values, np.float64)
+    draws = [stat(v[rng.integers(0, v.size, v.size)]) for _ in range(n_boot)]
+    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
 def pct(x: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(x), p))
 
@@ -161,7 +169,8 @@ def main() -> None:
     common = {
         "rows": 2 * n_pairs, "dim": gen.dim, "generator": gen.describe(), "query_seed": args.query_seed,
         "backend": args.backend, "kinds": idx.backends["raw"].meta().get("kinds"),
-        "build_seconds": round(secs, 1), "build_peak_rss_gib": round(rss, 3),
+        "build_seconds": None if np.isnan(secs) else round(secs, 1),
+        "build_peak_rss_gib": None if np.isnan(rss) else round(rss, 3),
         "exact_p50_ms": pct(lat_exact, 50), "exact_p99_ms": pct(lat_exact, 99), "cpus": os.cpu_count(),
     }
     print(f"exact NumPy     p50 {common['exact_p50_ms']:8.1f} ms  p99 {common['exact_p99_ms']:8.1f} ms   (baseline)")
@@ -174,10 +183,13 @@ def main() -> None:
         results.append(res)
         print(f"--- {setting or 'build-time parameters'}  (load average {res['load_average'][0]:.2f} on {res['cpus']} cpus)")
         print(f"raw ANN         p50 {res['raw_ann_p50_ms']:8.2f} ms  p99 {res['raw_ann_p99_ms']:8.2f} ms   "
-              f"recall@10 {res['recall@10_raw']:.3f}   exact/ANN {res['exact_over_raw_p50']:.1f}x")
+              f"recall@10 {res['recall@10_raw']:.3f} [{res['recall@10_raw_ci95'][0]:.3f}, {res['recall@10_raw_ci95'][1]:.3f}]"
+              f"   exact/ANN {res['exact_over_raw_p50']:.1f}x")
         print(f"calibrated ANN  p50 {res['calibrated_p50_ms']:8.2f} ms  p99 {res['calibrated_p99_ms']:8.2f} ms   "
-              f"recall@10 {res['recall@10_calibrated']:.3f}   calibrated/raw {res['calibrated_over_raw_p50']:.2f}x "
-              f"(paired median {res['calibrated_over_raw_paired']:.2f}x; target <= 1.25)")
+              f"recall@10 {res['recall@10_calibrated']:.3f} [{res['recall@10_calibrated_ci95'][0]:.3f}, "
+              f"{res['recall@10_calibrated_ci95'][1]:.3f}]   calibrated/raw {res['calibrated_over_raw_p50']:.2f}x "
+              f"(paired median {res['calibrated_over_raw_paired']:.2f}x [{res['calibrated_over_raw_paired_ci95'][0]:.2f}, "
+              f"{res['calibrated_over_raw_paired_ci95'][1]:.2f}]; target <= 1.25)")
         print(f"one partition   p50 {res['one_partition_ann_p50_ms']:8.2f} ms   (a single ANN call, role {res['one_partition_role']})",
               flush=True)
     if args.json:
@@ -200,17 +212,20 @@ def query_row(idx, qs: np.ndarray, k: int, counts: dict, exact_raw: list, exact_
     role = max(counts, key=counts.get)
     lat_one, _ = timed(lambda q: idx.backends["raw"].search(q[None], k, role), qs)
 
-    def recall(ann, exact) -> float:
-        return float(np.mean([len({idx.row_of(h.id) for h in a} & set(e.tolist())) / k for a, e in zip(ann, exact)]))
+    def recall(ann, exact) -> np.ndarray:
+        return np.array([len({idx.row_of(h.id) for h in a} & set(e.tolist())) / k for a, e in zip(ann, exact)])
 
     n = len(exact_raw)
+    rec_raw, rec_cal = recall(ann_raw[:n], exact_raw), recall(ann_cal[:n], exact_cal)
+    ratio = np.asarray(lat_cal) / np.asarray(lat_raw)
     return {
         "raw_ann_p50_ms": pct(lat_raw, 50), "raw_ann_p99_ms": pct(lat_raw, 99),
         "calibrated_p50_ms": pct(lat_cal, 50), "calibrated_p99_ms": pct(lat_cal, 99),
         "one_partition_ann_p50_ms": pct(lat_one, 50), "one_partition_role": role,
-        "recall@10_raw": recall(ann_raw[:n], exact_raw), "recall@10_calibrated": recall(ann_cal[:n], exact_cal),
+        "recall@10_raw": float(rec_raw.mean()), "recall@10_raw_ci95": boot_ci(rec_raw, np.mean),
+        "recall@10_calibrated": float(rec_cal.mean()), "recall@10_calibrated_ci95": boot_ci(rec_cal, np.mean),
         "calibrated_over_raw_p50": statistics.median(lat_cal) / statistics.median(lat_raw),
-        "calibrated_over_raw_paired": float(np.median(np.asarray(lat_cal) / np.asarray(lat_raw))),
+        "calibrated_over_raw_paired": float(np.median(ratio)), "calibrated_over_raw_paired_ci95": boot_ci(ratio, np.median),
         "exact_over_raw_p50": statistics.median(lat_exact) / statistics.median(lat_raw),
         "load_average": os.getloadavg(),
     }
