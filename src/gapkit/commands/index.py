@@ -48,9 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--fit", metavar="PATH", help="calibration embeddings to fit the correction on")
     b.add_argument("--fit-fraction", type=float, default=0.2, help="without --fit: share of indexed items to fit on "
                                                                    "(default 0.2)")
-    b.add_argument("--backend", default="lancedb", help="lancedb (default) | faiss | exact")
+    b.add_argument("--backend", default="lancedb", help="lancedb (default) | faiss (fastest above ~100k documents "
+                                                        "per role; see docs/search.md) | exact")
     b.add_argument("--backend-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="backend option, e.g. kind=hnsw (faiss), nprobes=32 (lancedb)")
+                   help="backend option, e.g. kind=ivfsq, nprobe=64, refine=4 (faiss), nprobes=32 (lancedb)")
     b.add_argument("--seed", type=int, default=0, help="seed of the held-out calibration share")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("--out", required=True, metavar="DIR", help="index directory to write")
@@ -154,7 +155,9 @@ def _info(args: argparse.Namespace) -> int:
            if info["calibrated_pairs"] else ""),
         f"fitted on    {info['fit']['source']} ({info['fit']['n_images']} images, {info['fit']['n_texts']} texts)"
         if info.get("fit") else "fitted on    -",
-        f"backend      {info['backend']['raw']['name']} {info['backend']['raw']['params']}",
+        f"backend      {info['backend']['raw']['name']} {info['backend']['raw']['params']}"
+        + (f" (per role: {', '.join(f'{r} {k}' for r, k in info['backend']['raw']['kinds'].items())})"
+           if info['backend']['raw'].get("kinds") else ""),
         f"version      gapkit {info['gapkit_version']}, index format {info['format_version']}",
         f"content hash {info['content_hash']}" + (" (verified)" if args.verify else ""),
     ]
