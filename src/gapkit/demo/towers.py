@@ -57,7 +57,8 @@ def features(ctx: dict[str, Any]) -> tuple[Any, str]:
     data = require("gapkit.data", "load_dataset")
     enc = require("gapkit.encoders", "tower_features", "get_encoder")
     sizes = SIZES[ctx["quick"]]
-    # One instance of the frozen towers (no heads) for every split and for the zero-shot prompts.
+    # One instance of the frozen towers (no heads) for every split and for the zero-shot prompts;
+    # it loads the towers only for what the cache does not hold.
     towers = ctx["towers_encoder"] = enc.get_encoder("towers:none")
     feats: dict[str, dict[str, Features]] = {"train": {}, "test": {}}
     # The data layer leaves out images above its pixel limit (a few openclipart PNGs are 168-623 MP)
@@ -231,9 +232,11 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
 def _prompt_features(ctx: dict[str, Any], class_names: Sequence[str]) -> np.ndarray:
     """Raw text-tower features (C * T, 384) of the zero-shot prompts, computed once."""
     if "prompt_features" not in ctx:
+        from ..encoders.towers import tower_text_features
+
         towers = _need(ctx, "towers_encoder", "features")
         texts = [t.format(c) for c in class_names for t in ZERO_SHOT_TEMPLATES]
-        ctx["prompt_features"] = np.asarray(towers.encode_text(texts), dtype=np.float32)
+        ctx["prompt_features"] = tower_text_features(texts, encoder=towers, source="gapkit demo zero-shot prompts")
     return ctx["prompt_features"]
 
 
