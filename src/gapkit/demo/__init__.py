@@ -32,14 +32,19 @@ def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: in
              verbose: bool = True) -> dict[str, Any]:
     """Run every stage into `out_dir` (default runs/demo-TIMESTAMP) and build report.html there."""
     from . import stages
+    from .background import start_training, stop_training
 
     out = Path(out_dir) if out_dir is not None else default_run_dir()
     out, _ = prepare_run_directory(out)  # a user's own non-empty folder is refused
     plan = stages.plan(quick)
     pipe = Pipeline(total=len(plan) + 1, verbose=verbose)
     ctx: dict[str, Any] = {"out": out, "quick": quick, "seed": seed, "verbose": verbose}
-    for name, title, fn in plan:
-        pipe.run(name, title, fn, ctx)
+    start_training(ctx)  # the heads train in a second process while the first stages run
+    try:
+        for name, title, fn in plan:
+            pipe.run(name, title, fn, ctx)
+    finally:
+        stop_training(ctx)
     record = new_record("demo", title="gapkit demo", seed=seed, params={"quick": quick},
                         inputs={"run_dir": str(out)}, results={"stages": pipe.stages})
     save_record(record, out / "demo.json")
