@@ -14,9 +14,10 @@ Stages (each recorded as ran / skipped with the reason / failed with the error):
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..outputs import prepare_run_directory
 from ..records import new_record, save_record
@@ -26,6 +27,20 @@ from .pipeline import Pipeline
 def default_run_dir() -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"demo-{stamp}"
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """NumPy's BLAS/LAPACK on one thread: the second core trains the heads, and a threaded LAPACK
+    call on a busy core waits on its own spinning threads (a 1000 x 512 SVD took 2-5x longer with
+    two threads than with one on a loaded 2-core machine)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn's dependency; without it the demo is only slower
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: int = 0,
@@ -41,8 +56,9 @@ def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: in
     ctx: dict[str, Any] = {"out": out, "quick": quick, "seed": seed, "verbose": verbose}
     start_training(ctx)  # the heads train in a second process while the first stages run
     try:
-        for name, title, fn in plan:
-            pipe.run(name, title, fn, ctx)
+        with one_blas_thread():
+            for name, title, fn in plan:
+                pipe.run(name, title, fn, ctx)
     finally:
         stop_training(ctx)
     record = new_record("demo", title="gapkit demo", seed=seed, params={"quick": quick},
