@@ -61,7 +61,7 @@ def fit_heads_many(image_feats: Any, text_feats: Any, arms: Sequence[dict[str, A
     if steps < 1:
         raise GapkitError(f"steps must be >= 1, got {steps}")
     stack = _Stack(arms, img.shape[1], txt.shape[1], embed_dim, seed)
-    opt = make_optimizer([stack], lr, weight_decay)
+    opt = make_optimizer([stack], lr, weight_decay, fused=True)  # the step is memory-bound: one pass per tensor
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup_steps, steps, 0.0))
     sampler = StepBatches(RandomBatchSampler(txt.shape[0], min(batch_size, txt.shape[0]), seed))
     for step in tqdm(range(steps), disable=not progress, desc="fit_heads"):
