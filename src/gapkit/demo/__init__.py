@@ -14,10 +14,9 @@ Stages (each recorded as ran / skipped with the reason / failed with the error):
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..outputs import prepare_run_directory
 from ..records import new_record, save_record
@@ -29,38 +28,38 @@ def default_run_dir() -> Path:
     return Path("runs") / f"demo-{stamp}"
 
 
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """NumPy's BLAS/LAPACK on one thread: the second core trains the heads, and a threaded LAPACK
-    call on a busy core waits on its own spinning threads (a 1000 x 512 SVD took 2-5x longer with
-    two threads than with one on a loaded 2-core machine)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # scikit-learn's dependency; without it the demo is only slower
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+def _job_ctx(ctx: dict[str, Any]) -> dict[str, Any]:
+    """What a stage run in the second process gets: the picklable part of the context."""
+    return {"out": ctx["out"], "quick": ctx["quick"], "seed": ctx["seed"], "verbose": False}
 
 
 def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: int = 0,
              verbose: bool = True) -> dict[str, Any]:
     """Run every stage into `out_dir` (default runs/demo-TIMESTAMP) and build report.html there."""
-    from . import stages
-    from .background import start_training, stop_training
+    from . import stages, towers
+    from .background import Background, one_blas_thread
 
     out = Path(out_dir) if out_dir is not None else default_run_dir()
     out, _ = prepare_run_directory(out)  # a user's own non-empty folder is refused
     plan = stages.plan(quick)
     pipe = Pipeline(total=len(plan) + 1, verbose=verbose)
-    ctx: dict[str, Any] = {"out": out, "quick": quick, "seed": seed, "verbose": verbose}
-    start_training(ctx)  # the heads train in a second process while the first stages run
+    bg = Background()
+    ctx: dict[str, Any] = {"out": out, "quick": quick, "seed": seed, "verbose": verbose, "background": bg}
+    # the second process: the heads' training first (the tuning stage needs it soonest), then the
+    # stages that depend on nothing
+    bg.start("training", towers.train_all, quick, seed)
+    later = [(n, t, f) for n, t, f in plan if n in stages.BACKGROUND and bg.start(n, f, _job_ctx(ctx))]
     try:
         with one_blas_thread():
             for name, title, fn in plan:
+                if any(name == n for n, _, _ in later):
+                    pipe.reserve(name, title, "running in a second process")
+                else:
+                    pipe.run(name, title, fn, ctx)
+            for name, title, fn in later:
                 pipe.run(name, title, fn, ctx)
     finally:
-        stop_training(ctx)
+        bg.close()
     record = new_record("demo", title="gapkit demo", seed=seed, params={"quick": quick},
                         inputs={"run_dir": str(out)}, results={"stages": pipe.stages})
     save_record(record, out / "demo.json")

@@ -233,7 +233,7 @@ def temperature_label(tau: float) -> str:
 def train_all(quick: bool, seed: int, train: Features | None = None) -> dict[str, Any]:
     """Train every arm of `training_arms` in one stacked run (gapkit.train.fit_heads_many, bitwise
     the weights of one fit_heads per arm). Returns {"heads": {label: {image, text, logit_scale}}
-    as NumPy, "skipped": [...]}, picklable, so a second process can run it (`start_training`)."""
+    as NumPy, "skipped": [...]}, picklable, so a second process can run it (demo.background)."""
     train_mod = require("gapkit.train", "fit_heads_many")
     losses = require("gapkit.losses", "create_loss")
     if train is None:  # in a second process: read the cached features again
@@ -273,15 +273,16 @@ def _heads_from(w: dict[str, np.ndarray]) -> Any:
 
 def trained_arms(ctx: dict[str, Any]) -> dict[str, Any]:
     """{"heads": {label: LiTHeads}, "skipped": [...], "where": str} of every training arm, from
-    the second process started with the demo (`background.start_training`) or trained here."""
+    the second process started with the demo (demo.background) or trained here."""
     if "trained" not in ctx:
-        from .background import collect_training
+        from .background import in_background
 
-        got, where = collect_training(ctx)
+        got = in_background(ctx, "training")
         if got is None:
-            got, where = train_all(ctx["quick"], ctx["seed"], _need(ctx, "train", "features")), "trained in-process"
-        ctx["trained"] = {"heads": {k: _heads_from(w) for k, w in got["heads"].items()},
-                          "skipped": got["skipped"], "where": where}
+            got = train_all(ctx["quick"], ctx["seed"], _need(ctx, "train", "features")), "in-process"
+        trained, where = got
+        ctx["trained"] = {"heads": {k: _heads_from(w) for k, w in trained["heads"].items()},
+                          "skipped": trained["skipped"], "where": f"trained {where}"}
     if not ctx["trained"]["heads"]:
         raise StageSkipped("no training arm could run: " + "; ".join(ctx["trained"]["skipped"]))
     return ctx["trained"]
