@@ -176,3 +176,20 @@ def test_text_features_are_cached_and_remembered(tmp_path, monkeypatch):
     np.testing.assert_array_equal(enc.text_features([texts[1]]).numpy(), rows[1:])
     with pytest.raises(AssertionError, match="MiniLM was loaded"):
         enc.text_features(["never seen"])
+
+
+def test_numba_functions_of_a_package_are_cached_on_disk(tmp_path, monkeypatch):
+    """What umap_2d does to umap-learn's jitted functions, on a throwaway package."""
+    pytest.importorskip("numba")
+    pkg = tmp_path / "gkfakejit"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from numba import njit\n\n@njit\ndef twice(x):\n    return 2 * x + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gkfakejit
+
+    from gapkit.report.figures import embedding
+
+    embedding._cache_compiled("gkfakejit")
+    assert gkfakejit.twice(20) == 41
+    assert list((pkg / "__pycache__").glob("*.nbi")), "numba wrote no cache index"
+    assert "gkfakejit" in embedding._CACHED_PACKAGES
