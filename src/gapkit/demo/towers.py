@@ -231,8 +231,8 @@ def temperature_label(tau: float) -> str:
 
 
 def train_all(quick: bool, seed: int, train: Features | None = None) -> dict[str, Any]:
-    """Train every arm of `training_arms` in one stacked run (gapkit.train.fit_heads_many, bitwise
-    the weights of one fit_heads per arm). Returns {"heads": {label: {image, text, logit_scale}}
+    """Train every arm of `training_arms` in one stacked run (gapkit.train.fit_heads_many: the
+    weights of one fit_heads per arm, to float rounding). Returns {"heads": {label: {image, text, logit_scale}}
     as NumPy, "skipped": [...]}, picklable, so a second process can run it (demo.background)."""
     train_mod = require("gapkit.train", "fit_heads_many")
     losses = require("gapkit.losses", "create_loss")
