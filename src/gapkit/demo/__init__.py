@@ -28,18 +28,38 @@ def default_run_dir() -> Path:
     return Path("runs") / f"demo-{stamp}"
 
 
+def _job_ctx(ctx: dict[str, Any]) -> dict[str, Any]:
+    """What a stage run in the second process gets: the picklable part of the context."""
+    return {"out": ctx["out"], "quick": ctx["quick"], "seed": ctx["seed"], "verbose": False}
+
+
 def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: int = 0,
              verbose: bool = True) -> dict[str, Any]:
     """Run every stage into `out_dir` (default runs/demo-TIMESTAMP) and build report.html there."""
-    from . import stages
+    from . import stages, towers
+    from .background import Background, one_blas_thread
 
     out = Path(out_dir) if out_dir is not None else default_run_dir()
     out, _ = prepare_run_directory(out)  # a user's own non-empty folder is refused
     plan = stages.plan(quick)
     pipe = Pipeline(total=len(plan) + 1, verbose=verbose)
-    ctx: dict[str, Any] = {"out": out, "quick": quick, "seed": seed, "verbose": verbose}
-    for name, title, fn in plan:
-        pipe.run(name, title, fn, ctx)
+    bg = Background()
+    ctx: dict[str, Any] = {"out": out, "quick": quick, "seed": seed, "verbose": verbose, "background": bg}
+    # the second process: the heads' training first (the tuning stage needs it soonest), then the
+    # stages that depend on nothing
+    bg.start("training", towers.train_all, quick, seed)
+    later = [(n, t, f) for n, t, f in plan if n in stages.BACKGROUND and bg.start(n, f, _job_ctx(ctx))]
+    try:
+        with one_blas_thread():
+            for name, title, fn in plan:
+                if any(name == n for n, _, _ in later):
+                    pipe.reserve(name, title, "running in a second process")
+                else:
+                    pipe.run(name, title, fn, ctx)
+            for name, title, fn in later:
+                pipe.run(name, title, fn, ctx)
+    finally:
+        bg.close()
     record = new_record("demo", title="gapkit demo", seed=seed, params={"quick": quick},
                         inputs={"run_dir": str(out)}, results={"stages": pipe.stages})
     save_record(record, out / "demo.json")

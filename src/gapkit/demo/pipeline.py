@@ -33,8 +33,10 @@ class Pipeline:
     def run(self, name: str, title: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """Run fn(*args, **kw) as stage `name`; return its result, or None when it did not run.
 
-        fn may return (result, detail) to describe what it did in one line."""
-        k = len(self.stages) + 1
+        fn may return (result, detail) to describe what it did in one line. A stage `reserve`d
+        earlier keeps its place (and number) in the table."""
+        names = list(self.stages)
+        k = names.index(name) + 1 if name in self.stages else len(names) + 1
         self.say(f"[{k}/{self.total}] {title} ...")
         t0 = time.perf_counter()
         result: Any = None
@@ -56,6 +58,11 @@ class Pipeline:
         mark = {"ran": "done", "skipped": "SKIPPED", "failed": "FAILED"}[entry["status"]]
         self.say(f"      {mark} in {entry['seconds']:.1f} s" + (f": {entry['detail']}" if entry["detail"] else ""))
         return result
+
+    def reserve(self, name: str, title: str, where: str) -> None:
+        """Keep stage `name`'s place in the table while it runs elsewhere (`run` fills it in later)."""
+        self.say(f"[{len(self.stages) + 1}/{self.total}] {title}: {where} ...")
+        self.stages[name] = {"status": "running", "detail": where, "seconds": 0.0}
 
     @property
     def failed(self) -> list[str]:

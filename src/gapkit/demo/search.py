@@ -97,10 +97,14 @@ def _concat(parts: list[tuple[PairedEmbeddings, Any]]) -> tuple[PairedEmbeddings
 def build(ctx: dict[str, Any], heads: Any, docs: PairedEmbeddings, images: Any, fit: PairedEmbeddings, out: Path,
           correction: str) -> Any:
     """The served index: the towers with the CLIP heads as its query encoder (no reload of the towers)."""
-    from ..encoders.towers import save_heads
+    from ..encoders.towers import save_heads, tower_text_features
     from ..search import build_index
+    from ..search.encoding import PROBE_TEXT
 
     towers = ctx["towers_encoder"]
+    # the index stores the query encoder's embedding of a probe text: read its raw features from
+    # the cache so that a warm run never loads MiniLM
+    tower_text_features([PROBE_TEXT], encoder=towers, source="gapkit search probe")
     with tempfile.TemporaryDirectory(prefix="gapkit-heads-") as tmp:
         path = Path(tmp) / "heads.safetensors"
         save_heads(heads, path)

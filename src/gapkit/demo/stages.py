@@ -30,16 +30,32 @@ def plan(quick: bool) -> list[Stage]:
     ]
 
 
+# Stages run in the second process (demo.background) while the main process goes on; each is
+# collected, in its own row of the stage table, after the other stages.
+BACKGROUND = ("samples",)
+
+
 def samples(ctx: dict[str, Any]) -> tuple[Any, str]:
+    """The samples stage: its result from the second process when it ran there, else run here."""
+    from .background import in_background
+
+    got = in_background(ctx, "samples")
+    if got is None:
+        return measure_samples(ctx["out"], ctx["quick"], ctx["seed"])
+    (recs, detail), where = got
+    return recs, f"{detail} ({where})"
+
+
+def measure_samples(out: Path, quick: bool, seed: int) -> tuple[Any, str]:
     """Bundled CLIP ViT-B/16 (pretrained and random init) on 500 COCO pairs: metrics + figures."""
     from ..samples import SAMPLES, load_sample, sample_path
 
     names = {"clip": "CLIP ViT-B/16 (pretrained, COCO)", "clip_random": "CLIP ViT-B/16 (random init, COCO)"}
-    methods = ("pca",) if ctx["quick"] else ("pca", "umap")
+    methods = ("pca",) if quick else ("pca", "umap")
     recs = {}
     for key, title in names.items():
         pe = load_sample(key)
-        recs[key] = measure_set(pe, title, ctx["out"] / "samples", seed=ctx["seed"], methods=methods,
+        recs[key] = measure_set(pe, title, Path(out) / "samples", seed=seed, methods=methods,
                                 inputs={"sample": key, "embeddings": str(sample_path(key)),
                                         "description": SAMPLES[key]})
     cd = [r["results"].get("centroid_distance") for r in recs.values()]

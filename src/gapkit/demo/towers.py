@@ -28,7 +28,7 @@ from .pipeline import StageSkipped, require
 DATASETS = ("emoji", "openclipart")
 # Images per (dataset, split); the full demo keeps all emoji and a seeded subset of openclipart.
 SIZES = {True: {"train": 48, "test": 40}, False: {"train": 700, "test": 300}}
-STEPS = {True: 60, False: 600}
+STEPS = {True: 60, False: 300}  # full: 300 (was 600; docs/demo.md shows the check that 300 shows the same)
 EMBED_DIM = 256
 ZERO_SHOT_TEMPLATES = ["clip art of {}.", "a drawing of {}.", "an illustration of {}."]
 
@@ -57,7 +57,8 @@ def features(ctx: dict[str, Any]) -> tuple[Any, str]:
     data = require("gapkit.data", "load_dataset")
     enc = require("gapkit.encoders", "tower_features", "get_encoder")
     sizes = SIZES[ctx["quick"]]
-    # One instance of the frozen towers (no heads) for every split and for the zero-shot prompts.
+    # One instance of the frozen towers (no heads) for every split and for the zero-shot prompts;
+    # it loads the towers only for what the cache does not hold.
     towers = ctx["towers_encoder"] = enc.get_encoder("towers:none")
     feats: dict[str, dict[str, Features]] = {"train": {}, "test": {}}
     # The data layer leaves out images above its pixel limit (a few openclipart PNGs are 168-623 MP)
@@ -183,31 +184,23 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
     """Fit LiT heads per arm on the training features; measure the pooled test set of each."""
     from ..report.figures.embedding import cosine_histogram_panels, projection_panels
 
-    train_mod = require("gapkit.train", "fit_heads")
-    losses = require("gapkit.losses", "create_loss")
-    tr: Features = _need(ctx, "train", "features")
+    _need(ctx, "train", "features")
     out = Path(ctx["out"]) / "towers"
     arms = ctx.setdefault("arms", {})
     if BIRTH not in arms:
         arms[BIRTH] = random_heads(ctx["seed"])
-    info, skipped = {}, []
+    trained = trained_arms(ctx)
+    info, skipped = {}, list(trained["skipped"])
     for label, kw in ARMS.items():
-        try:
-            losses.create_loss(kw["loss"])
-        except Exception as exc:  # a loss not in this installation's registry: say so, go on
-            skipped.append(f"{label} ({exc})")
+        if label not in trained["heads"]:
             continue
-        with torch_threads(1):  # tiny matmuls: extra threads only add synchronisation (10x slower on a busy CPU)
-            heads = train_mod.fit_heads(tr.image, tr.text, steps=STEPS[ctx["quick"]], seed=ctx["seed"],
-                                        text_to_image=tr.text_to_image, embed_dim=EMBED_DIM,
-                                        progress=ctx.get("verbose", True), **kw)
-        arms[label] = heads
+        heads = arms[label] = trained["heads"][label]
         info[label] = {**kw, "steps": STEPS[ctx["quick"]], "final_temperature": float(1 / heads.scale().detach())}
         measure_set(_pooled(test_sets(ctx, heads)), f"Two-tower, heads tuned with {label}", out, seed=ctx["seed"],
                     which=(), **_measure_kw(ctx), inputs={"datasets": list(DATASETS), "split": "test"},
                     extra={"training": info[label]})
     if not info:
-        raise StageSkipped("no training arm could run: " + "; ".join(skipped))
+        raise StageSkipped("no tuning arm could run: " + "; ".join(skipped))
     sets = {label: _pooled(test_sets(ctx, h)) for label, h in arms.items()}
     d = out / "tuning"
     rec = figure_record(d, [
@@ -223,17 +216,87 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
     ], kind="tuning", title="Contrastive tuning of LiT heads", seed=ctx["seed"],
         params={"arms": ARMS, "steps": STEPS[ctx["quick"]], "embed_dim": EMBED_DIM},
         results={"arms": info, "skipped_arms": skipped})
-    detail = f"{len(info)} arms x {STEPS[ctx['quick']]} steps"
+    detail = f"{len(info)} arms x {STEPS[ctx['quick']]} steps ({trained['where']})"
     return rec, detail + (f"; skipped: {'; '.join(skipped)}" if skipped else "")
+
+
+def training_arms(quick: bool) -> dict[str, dict[str, Any]]:
+    """Every head-training run of the demo, label -> fit_heads keywords: the tuning arms and the
+    temperature sweep (all share seed, steps and batches, so they train together)."""
+    return {**ARMS, **{temperature_label(t): {"loss": "clip", "tau": t, "learnable_tau": False} for t in TAUS[quick]}}
+
+
+def temperature_label(tau: float) -> str:
+    return f"CLIP, fixed tau = {tau:g} (temperature sweep)"
+
+
+def train_all(quick: bool, seed: int, train: Features | None = None) -> dict[str, Any]:
+    """Train every arm of `training_arms` in one stacked run (gapkit.train.fit_heads_many: the
+    weights of one fit_heads per arm, to float rounding). Returns {"heads": {label: {image, text, logit_scale}}
+    as NumPy, "skipped": [...]}, picklable, so a second process can run it (demo.background)."""
+    train_mod = require("gapkit.train", "fit_heads_many")
+    losses = require("gapkit.losses", "create_loss")
+    if train is None:  # in a second process: read the cached features again
+        ctx: dict[str, Any] = {"quick": quick, "seed": seed, "verbose": False}
+        features(ctx)
+        train = ctx["train"]
+    runnable, skipped = {}, []
+    for label, kw in training_arms(quick).items():
+        try:
+            losses.create_loss(kw["loss"])
+            runnable[label] = kw
+        except Exception as exc:  # a loss not in this installation's registry: say so, go on
+            skipped.append(f"{label} ({exc})")
+    if not runnable:
+        return {"heads": {}, "skipped": skipped}
+    with torch_threads(1):  # tiny matmuls: extra threads only add synchronisation (10x slower on a busy CPU)
+        heads = train_mod.fit_heads_many(train.image, train.text, list(runnable.values()),
+                                         steps=STEPS[quick], seed=seed, text_to_image=train.text_to_image,
+                                         embed_dim=EMBED_DIM)
+    weights = {label: {"image": h.image_proj.weight.detach().numpy().copy(),
+                       "text": h.text_proj.weight.detach().numpy().copy(),
+                       "logit_scale": h.logit_scale.detach().numpy().copy()} for label, h in zip(runnable, heads)}
+    return {"heads": weights, "skipped": skipped}
+
+
+def _heads_from(w: dict[str, np.ndarray]) -> Any:
+    import torch
+
+    heads_mod = require("gapkit.models.heads", "LiTHeads")
+    h = heads_mod.LiTHeads(w["image"].shape[1], w["text"].shape[1], w["image"].shape[0])
+    with torch.no_grad():
+        h.image_proj.weight.copy_(torch.from_numpy(w["image"]))
+        h.text_proj.weight.copy_(torch.from_numpy(w["text"]))
+        h.logit_scale.copy_(torch.from_numpy(w["logit_scale"]))
+    return h.eval()
+
+
+def trained_arms(ctx: dict[str, Any]) -> dict[str, Any]:
+    """{"heads": {label: LiTHeads}, "skipped": [...], "where": str} of every training arm, from
+    the second process started with the demo (demo.background) or trained here."""
+    if "trained" not in ctx:
+        from .background import in_background
+
+        got = in_background(ctx, "training")
+        if got is None:
+            got = train_all(ctx["quick"], ctx["seed"], _need(ctx, "train", "features")), "in-process"
+        trained, where = got
+        ctx["trained"] = {"heads": {k: _heads_from(w) for k, w in trained["heads"].items()},
+                          "skipped": trained["skipped"], "where": f"trained {where}"}
+    if not ctx["trained"]["heads"]:
+        raise StageSkipped("no training arm could run: " + "; ".join(ctx["trained"]["skipped"]))
+    return ctx["trained"]
 
 
 # ----------------------------------------------------------------------------------- evaluate
 def _prompt_features(ctx: dict[str, Any], class_names: Sequence[str]) -> np.ndarray:
     """Raw text-tower features (C * T, 384) of the zero-shot prompts, computed once."""
     if "prompt_features" not in ctx:
+        from ..encoders.towers import tower_text_features
+
         towers = _need(ctx, "towers_encoder", "features")
         texts = [t.format(c) for c in class_names for t in ZERO_SHOT_TEMPLATES]
-        ctx["prompt_features"] = np.asarray(towers.encode_text(texts), dtype=np.float32)
+        ctx["prompt_features"] = tower_text_features(texts, encoder=towers, source="gapkit demo zero-shot prompts")
     return ctx["prompt_features"]
 
 
@@ -371,15 +434,14 @@ def temperature(ctx: dict[str, Any]) -> tuple[Any, str]:
     """CLIP heads trained at fixed temperatures: gap and evaluation vs tau (Liang Supp. Fig. 8)."""
     from ..report.figures.curves import line_panels
 
-    train_mod = require("gapkit.train", "fit_heads")
     metrics = require("gapkit.metrics", "measure")
-    tr: Features = _need(ctx, "train", "features")
+    _need(ctx, "train", "features")
+    trained = trained_arms(ctx)["heads"]
     rows = []
     for tau in TAUS[ctx["quick"]]:
-        with torch_threads(1):
-            heads = train_mod.fit_heads(tr.image, tr.text, loss="clip", steps=STEPS[ctx["quick"]], seed=ctx["seed"],
-                                        text_to_image=tr.text_to_image, embed_dim=EMBED_DIM, tau=tau,
-                                        learnable_tau=False)
+        heads = trained.get(temperature_label(tau))
+        if heads is None:
+            raise StageSkipped(f"the CLIP arm at tau = {tau:g} could not be trained")
         sets = test_sets(ctx, heads)
         pooled = _pooled(sets)
         geo = metrics.measure(pooled.image, pooled.text, pooled.text_to_image, metrics=["geometry"])

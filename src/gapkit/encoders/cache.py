@@ -181,21 +181,42 @@ def side_entry_dir(spec: dict[str, Any], side: str, fingerprint: str, cache_dir:
 
 
 # ------------------------------------------------------------------------------ the fast path
-def lookup_by_spec(spec: dict[str, Any], ds: ImageTextDataset, shard: tuple[int, int] | None,
-                   cache_dir: Any, fingerprint: str) -> Any:
-    """PairedEmbeddings for a repeat request, read through its alias without the model; None on a miss."""
-    from ..embeddings import PairedEmbeddings
-
+def read_alias(spec: dict[str, Any], fingerprint: str, shard: tuple[int, int] | None,
+               cache_dir: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """(arrays, alias entry) that `spec` on this content was answered with before; None on a miss."""
     alias = alias_path(spec, fingerprint, shard, cache_dir)
     if not alias.is_file():
         return None
     try:
         entry = json.loads(alias.read_text(encoding="utf-8"))
         hit = read_entry(entry_dir(entry["cache_key"], cache_dir))
-        manifest = dict(entry["manifest"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if hit is None:
+    return None if hit is None else (hit, entry)
+
+
+def write_alias(spec: dict[str, Any], fingerprint: str, shard: tuple[int, int] | None, cache_dir: Any,
+                cache_key: str, manifest: dict[str, Any] | None = None) -> None:
+    """Record spec -> weights-keyed entry, so the next identical request needs no model (best effort)."""
+    try:
+        write_json_atomic(alias_path(spec, fingerprint, shard, cache_dir),
+                          {"cache_key": cache_key, "manifest": manifest or {}})
+    except OSError:
+        pass
+
+
+def lookup_by_spec(spec: dict[str, Any], ds: ImageTextDataset, shard: tuple[int, int] | None,
+                   cache_dir: Any, fingerprint: str) -> Any:
+    """PairedEmbeddings for a repeat request, read through its alias without the model; None on a miss."""
+    from ..embeddings import PairedEmbeddings
+
+    found = read_alias(spec, fingerprint, shard, cache_dir)
+    if found is None:
+        return None
+    hit, entry = found
+    try:
+        manifest = dict(entry["manifest"])
+    except (KeyError, TypeError, ValueError):
         return None
     image_rows, text_rows = shard_rows(ds, shard)
     local = np.full(ds.n_images, -1, dtype=np.int64)
@@ -228,9 +249,5 @@ def extract_by_spec(make_encoder: Callable[[], Any], spec: dict[str, Any], ds: I
     pe = extract(make_encoder(), ds, cache_dir=cache_dir, use_cache=use_cache, shard=sh, **kw)
     if use_cache and pe.metadata.get("cache_key"):
         manifest = {k: v for k, v in pe.metadata.items() if k not in ("image_index", "text_index")}
-        try:
-            write_json_atomic(alias_path(spec, fp, sh, cache_dir), {"cache_key": pe.metadata["cache_key"],
-                                                                   "manifest": manifest})
-        except OSError:
-            pass
+        write_alias(spec, fp, sh, cache_dir, pe.metadata["cache_key"], manifest)
     return pe

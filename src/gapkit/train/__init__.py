@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import TrainConfig
 
-__all__ = ["TrainConfig", "train", "fit_heads", "load_run_model", "TrainingDiverged"]
+__all__ = ["TrainConfig", "train", "fit_heads", "fit_heads_many", "load_run_model", "TrainingDiverged"]
 
 
 def __getattr__(name: str) -> Any:  # the loop imports torch; keep the config import light
@@ -20,8 +20,8 @@ def __getattr__(name: str) -> Any:  # the loop imports torch; keep the config im
         from . import loop
 
         return getattr(loop, name)
-    if name == "fit_heads":
-        from .lit import fit_heads
+    if name in ("fit_heads", "fit_heads_many"):
+        from . import lit
 
-        return fit_heads
+        return getattr(lit, name)
     raise AttributeError(name)

@@ -74,15 +74,19 @@ def tau_at(config: TrainConfig, step: int, total: int) -> float | None:
 
 
 def make_optimizer(modules: list[torch.nn.Module], lr: float, weight_decay: float,
-                   betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-6) -> torch.optim.AdamW:
-    """AdamW; no weight decay on 1-D parameters (LayerNorm gains, biases, CLS token, logit_scale)."""
+                   betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-6,
+                   fused: bool = False) -> torch.optim.AdamW:
+    """AdamW; no weight decay on 1-D parameters (LayerNorm gains, biases, CLS token, logit_scale).
+
+    fused=True: one kernel per parameter (the same update up to float rounding; ~6x faster on CPU
+    for large linear heads, where the step is memory-bound)."""
     decay, no_decay = [], []
     for m in modules:
         for p in m.parameters():
             if p.requires_grad:
                 (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
 
 def load_run_model(run_dir: str | Path) -> torch.nn.Module:

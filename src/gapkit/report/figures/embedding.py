@@ -74,11 +74,42 @@ def umap_2d(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
             import umap
     except ImportError:
         raise GapkitError("UMAP figures need umap-learn: pip install 'gapkit[report]'") from None
+    _cache_compiled("umap", "pynndescent")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, x.shape[0] - 1),
                             metric="cosine", random_state=seed, init="random" if x.shape[0] < 10 else "spectral")
         return np.asarray(reducer.fit_transform(x))
+
+
+_CACHED_PACKAGES: set[str] = set()
+
+
+def _cache_compiled(*packages: str) -> None:
+    """Let numba keep the machine code of these packages' jitted functions on disk.
+
+    umap-learn and pynndescent compile most of their functions without `cache=True`, so every
+    process spent ~25 s (2 idle cores) compiling them before its first UMAP; with the on-disk
+    cache a later process loads the same machine code (identical results) and fits in a few
+    seconds. numba puts the cache beside the package or, when that is read-only, in the user's
+    cache folder; a function numba cannot cache is simply compiled as before."""
+    import sys
+
+    try:
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:
+        return
+    for name, mod in list(sys.modules.items()):
+        top = name.split(".")[0]
+        if top not in packages or top in _CACHED_PACKAGES or mod is None:
+            continue
+        for obj in list(vars(mod).values()):
+            if isinstance(obj, Dispatcher):
+                try:
+                    obj.enable_caching()
+                except Exception:  # numba refuses some functions (e.g. dynamic globals): compile them
+                    pass
+    _CACHED_PACKAGES.update(packages)
 
 
 def _project(x: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str]:
