@@ -5,6 +5,7 @@ they need are tested for the properties they promise."""
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -28,7 +29,14 @@ def synthetic(n_images: int, seed: int) -> diverse.Split:
     t2i = np.repeat(np.arange(n_images), 2)
     img = z @ a + 0.1 * rng.normal(size=(n_images, 24))
     txt = z[t2i] @ b + 0.3 * rng.normal(size=(t2i.size, 16))
-    return diverse.Split(img.astype(np.float32), txt.astype(np.float32), t2i)
+    captions = tuple(f"thing{j // 2} colour{j % 5} shape{j % 3} size{j % 4}" for j in range(t2i.size))
+    return diverse.Split(img.astype(np.float32), txt.astype(np.float32), t2i, captions)
+
+
+def bag_of_words(captions):
+    """A stand-in text tower: the sum of a fixed random 16-d vector per word."""
+    vec = lambda w: np.random.default_rng(zlib.crc32(w.encode())).normal(size=16)  # noqa: E731
+    return np.stack([sum(vec(w) for w in c.split()) for c in captions]).astype(np.float32)
 
 
 @pytest.fixture(autouse=True)
@@ -175,3 +183,27 @@ def test_committed_diverse_records_are_read(tmp_path):
         name = json.loads(f.read_text())["params"]["experiment"]
         row = next(r for r in rows if r["claim"].endswith("(diverse captions)") and f"reproduce {name} " in r["command"])
         assert row["verdict"] != "no record", (f.name, row["ours"])
+
+
+def test_truncation_keeps_the_first_quarter_of_the_words(monkeypatch):
+    assert diverse.truncate("a b c d e", 0.25) == "a b"  # ceil(1.25) = 2 words
+    assert diverse.truncate("one", 0.25) == "one"
+    assert diverse.truncate("a b c d", 0.5) == "a b"
+    monkeypatch.setattr(diverse, "text_features", bag_of_words)
+    split = synthetic(4, 0)
+    cut = diverse.truncated(split, 0.25)
+    assert cut.captions[0] == "thing0" and np.array_equal(cut.image, split.image)
+    assert np.allclose(cut.text, bag_of_words(cut.captions))
+
+
+def test_information_imbalance_record_feeds_its_row(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(diverse, "text_features", bag_of_words)
+    rec = get_experiment("information-imbalance").run(tmp_path, data="emoji+openclipart", n_seeds=2, steps=15,
+                                                      embed_dim=8)
+    res = rec["results"]
+    assert res["mean_words_per_caption"] == {"full": 4.0, "keep_0.25": 1.0}
+    assert res["distinct_train_captions"]["keep_0.25"] == 64  # "thing{image}": one text per image
+    rows = F.build_rows(F.collect_records([tmp_path]))
+    row = next(r for r in rows if r["claim"].startswith("Information imbalance"))
+    assert row["verdict"] != "no record" and "keep_0.25" in row["ours"]
+    assert row["command"] == "gapkit reproduce information-imbalance --data emoji+openclipart --out runs/information-imbalance"
