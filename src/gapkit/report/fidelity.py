@@ -600,7 +600,8 @@ def slim_record(record: dict[str, Any], max_bytes: int = 50_000) -> dict[str, An
     out = copy.deepcopy(record)
     out.pop("_path", None)
     results = out.get("results", {})
-    for run in results.get("runs", {}).values():
+    runs = results.get("runs", {})
+    for run in runs.values() if isinstance(runs, dict) else runs:  # sphere: {label: run}; training: [run]
         if isinstance(run, dict):
             run.pop("traces", None)
             run.pop("snapshots", None)
