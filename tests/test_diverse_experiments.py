@@ -207,3 +207,12 @@ def test_information_imbalance_record_feeds_its_row(tmp_path, tiny_data, monkeyp
     row = next(r for r in rows if r["claim"].startswith("Information imbalance"))
     assert row["verdict"] != "no record" and "keep_0.25" in row["ours"]
     assert row["command"] == "gapkit reproduce information-imbalance --data emoji+openclipart --out runs/information-imbalance"
+
+
+def test_a_claim_not_tested_says_why(monkeypatch):
+    claim = F.Claim("a claim", "a source", "a number", "nothing-ran", "gapkit reproduce nothing-ran --out runs/x",
+                    untested="needs 250M SGD steps")
+    monkeypatch.setattr(F, "CLAIMS", (claim,))
+    (row,) = F.build_rows([])
+    assert row["verdict"] == "not tested" and row["ours"] == "not tested: needs 250M SGD steps"
+    assert "not tested 1" in F.render_markdown([row])
