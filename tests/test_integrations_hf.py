@@ -50,13 +50,13 @@ def collate(rows: list[dict]) -> dict:
     return out
 
 
-def trainer_for(model, tmp_path, callbacks=None):
+def trainer_for(model, tmp_path, callbacks=None, **extra):
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, per_device_eval_batch_size=8,
                              max_steps=2, eval_strategy="steps", eval_steps=1, logging_steps=1, save_strategy="no",
                              report_to=[], use_cpu=True, remove_unused_columns=False, dataloader_num_workers=0,
-                             learning_rate=1e-3, disable_tqdm=True)
+                             learning_rate=1e-3, disable_tqdm=True, **extra)
     return Trainer(model=model, args=args, train_dataset=Pairs(32, 0), eval_dataset=Pairs(N_EVAL, 1),
                    data_collator=collate, callbacks=callbacks)
 
@@ -98,3 +98,53 @@ def test_callback_passed_to_the_constructor_fills_log_history(tmp_path):
     np.testing.assert_allclose(metrics["eval_centroid_distance"], measure(x, y, metrics=["centroid_distance"])
                                ["centroid_distance"], rtol=1e-4)
     assert any("eval_centroid_distance" in h for h in trainer.state.log_history)
+
+
+_DDP_SCRIPT = '''
+import json, sys
+sys.path[:0] = [{src!r}, {root!r}]
+import torch
+import torch.distributed as dist
+from tests.test_integrations_hf import tiny_clip, trainer_for
+from gapkit.integrations.hf import GapMetricsTrainerCallback
+
+out = sys.argv[1]
+trainer = trainer_for(tiny_clip(), out, ddp_backend="gloo")  # DDP on CPU: gloo
+assert trainer.args.world_size == 2, trainer.args.world_size
+GapMetricsTrainerCallback.attach(trainer)
+trainer.train()
+evals = [h for h in trainer.state.log_history if "eval_rmg" in h]
+if dist.get_rank() == 0:
+    torch.save(trainer.model.state_dict(), out + "/weights.pt")
+    json.dump(evals, open(out + "/evals.json", "w"))
+'''
+
+
+@pytest.mark.timeout(300)
+def test_two_gloo_processes_log_the_metrics_of_every_eval_row(tmp_path):
+    """torchrun, 2 processes: the Trainer splits the eval set between them, the callback's ModalityGap
+    syncs its states, and the logged values equal gapkit.measure on all eval features of the trained
+    model in one process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "run.py"
+    script.write_text(_DDP_SCRIPT.format(src=str(root / "src"), root=str(root)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    str(script), str(tmp_path)], check=True, env=env, timeout=280)
+    import json
+
+    evals = json.loads((tmp_path / "evals.json").read_text())
+    assert [h["step"] for h in evals] == [1, 2]
+    assert evals[-1]["eval_n_image"] == N_EVAL  # both halves: 10 rows per process, summed by the sync
+    model = tiny_clip()
+    model.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    x, y = eval_features(model)
+    ref = measure(x, y, metrics=["geometry", "uniformity", "logit_entropy"])
+    for key in ("centroid_distance", "rmg", "paired_cosine_mean", "uniformity_image", "uniformity_cross",
+                "logit_entropy"):
+        np.testing.assert_allclose(evals[-1][f"eval_{key}"], ref[key], rtol=1e-4, atol=1e-6, err_msg=key)

@@ -80,6 +80,99 @@ def test_fused_cpu_kernel_equals_numpy_rows_state(multi):
         np.testing.assert_allclose(bt, unit(text[::2]), rtol=tol, atol=tol)
 
 
+def test_split_ranges_cover_the_rows_at_block_multiples():
+    from gapkit.integrations._rowsums import BLOCK, MIN_ROWS_PER_THREAD, split_ranges
+
+    for n in (1, 255, 1023, 2047, 2048, 4096, 5000, 100_003):
+        for threads in (1, 2, 3, 8):
+            r = split_ranges(n, threads)
+            assert r[0][0] == 0 and r[-1][1] == n and all(a < b for a, b in r), (n, threads, r)
+            assert all(b1 == a2 for (_, b1), (a2, _) in zip(r[:-1], r[1:]))  # contiguous, no overlap
+            assert all(b % BLOCK == 0 for _, b in r[:-1])
+            assert len(r) <= max(1, min(threads, n // MIN_ROWS_PER_THREAD))
+    assert len(split_ranges(4096, 2)) == 2 and len(split_ranges(2047, 2)) == 1
+
+
+def test_threaded_kernel_equals_the_serial_one_and_is_deterministic():
+    """Row ranges in threads, partials added in range order: equal to the serial pass to float64
+    rounding, the same bits on every call, and the buffers receive the same unit rows."""
+    from gapkit.integrations._rowsums import fused_sums, fused_sums_threaded
+
+    r = np.random.default_rng(5)
+    n, d = 5000, 64
+    x = (r.standard_normal((n, d)) + 2 * np.eye(d)[0]).astype(np.float32)
+    y = (r.standard_normal((n, d)) - 2 * np.eye(d)[0]).astype(np.float32)
+    dest = np.full(n, -1, np.int64)
+    keep = r.choice(n, 300, replace=False)
+    dest[keep] = np.arange(300)
+    none = np.empty(0, np.int64)
+
+    def run(threads):
+        bi, bt = np.zeros((300, d), np.float32), np.zeros((300, d), np.float32)
+        ci, ct, st = np.ones(d), np.ones(d), np.ones(4)  # the kernel adds into what is there
+        if threads == 0:
+            fused_sums(x, y, none, dest, dest, bi, bt, ci, ct, st)
+        else:
+            fused_sums_threaded(x, y, none, dest, dest, bi, bt, ci, ct, st, threads)
+        return ci, ct, st, bi, bt
+
+    serial = run(0)
+    for threads in (2, 3, 4):
+        got = run(threads)
+        for a, b in zip(got[:3], serial[:3]):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)
+        for a, b in zip(got[3:], serial[3:]):
+            np.testing.assert_array_equal(a, b)  # the same rows, normalised the same way
+        again = run(threads)
+        for a, b in zip(got, again):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_threaded_kernel_survives_fork():
+    """The pool started in the parent is not inherited half-dead: a forked child's update finishes."""
+    import multiprocessing
+
+    from gapkit.integrations import _rowsums
+
+    x = np.random.default_rng(0).standard_normal((4096, 32)).astype(np.float32)
+    gap = gtm.ModalityGap(keys=list(GEOM))
+    with _threads(2):
+        gap.update(torch.from_numpy(x), torch.from_numpy(-x))  # starts this process's pool
+        assert _rowsums._POOL is not None
+        ctx = multiprocessing.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_child_update, args=(x, q))
+        p.start()
+        p.join(60)
+        alive = p.is_alive()
+        if alive:
+            p.kill()
+        assert not alive, "the forked child's threaded update hung"
+        assert p.exitcode == 0
+        np.testing.assert_allclose(q.get(timeout=5), float(gap.compute()["centroid_distance"]), rtol=1e-12)
+
+
+def _child_update(x: np.ndarray, q) -> None:
+    with _threads(2):
+        gap = gtm.ModalityGap(keys=list(GEOM))
+        gap.update(torch.from_numpy(x), torch.from_numpy(-x))
+        q.put(float(gap.compute()["centroid_distance"]))
+
+
+class _threads:
+    """torch.set_num_threads(n) inside, the previous count restored after."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        self.prev = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.prev)
+
+
 def test_torch_path_equals_the_cpu_kernel(monkeypatch):
     """The path CUDA features take (torch ops, kept rows normalised one by one), run on CPU."""
     image, text, mapping = captions(120, seed=4)

@@ -18,15 +18,24 @@ Why a kernel: torch has no fused row-wise dot, and `(x * y).sum(1)`, `F.normaliz
 per-row sums r^2, q^2 and <x, y> are accumulated in the input dtype (float32 or float64; rounding
 <= D * eps relative), and the column sums are accumulated in the input dtype over blocks of BLOCK
 rows, then added to float64, so the float32 error does not grow with the number of rows.
-Serial on purpose: at 4096 x 512 the pass costs about as much as reading the batch once (see
-benchmarks/bench_integrations.py), and one thread does not contend with the training loop's threads.
+`fused_sums_threaded` splits a 1:1 batch into row ranges (multiples of BLOCK) run by the kernel in
+plain Python threads (the kernel releases the GIL), each into private float64 partials that are added
+in range order: the result does not depend on thread timing. The threads belong to a pool that
+this module creates in the process that uses it and forgets in a forked child (os.register_at_fork):
+numba's own parallel layer, once started, does not survive fork(), which Lightning's ddp_fork and
+forked DataLoader workers do.
 """
 from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
 
 BLOCK = 256  # rows per float32 partial column sum
+MIN_ROWS_PER_THREAD = 1024  # below this a thread's hand-off (~20-50 us) costs more than its share
 # Reassociation lets LLVM vectorise the reductions; no "nnan"/"ninf": a NaN feature (a diverged
 # model) must give NaN metrics, not be treated as a number.
 _FAST = {"reassoc", "contract"}
@@ -122,3 +131,63 @@ def fused_sums(x, y, mapping, image_dest, text_dest, image_buf, text_buf, col_im
         if (j + 1) % BLOCK == 0:
             _flush(part_y, col_text)
     _flush(part_y, col_text)
+
+
+def split_ranges(n: int, threads: int) -> list[tuple[int, int]]:
+    """Contiguous row ranges [a, b) covering 0..n, at most `threads`, cut at multiples of BLOCK,
+    none shorter than MIN_ROWS_PER_THREAD (except when there is one)."""
+    parts = max(1, min(threads, n // MIN_ROWS_PER_THREAD))
+    blocks = -(-n // BLOCK)
+    cuts = [min(n, BLOCK * ((blocks * k) // parts)) for k in range(parts + 1)]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def fused_sums_threaded(x, y, mapping, image_dest, text_dest, image_buf, text_buf, col_image, col_text, stats,
+                        threads: int) -> None:
+    """`fused_sums` with a 1:1 batch's rows split over up to `threads` threads (module doc); batches
+    with a text->image mapping, small batches and threads <= 1 run the serial kernel as is."""
+    ranges = split_ranges(x.shape[0], threads) if mapping.shape[0] == 0 else [(0, x.shape[0])]
+    if len(ranges) == 1:
+        fused_sums(x, y, mapping, image_dest, text_dest, image_buf, text_buf, col_image, col_text, stats)
+        return
+    d = x.shape[1]
+    cols = np.zeros((len(ranges), 2, d))
+    parts = np.zeros((len(ranges), 4))
+
+    def run(k: int) -> None:
+        a, b = ranges[k]
+        fused_sums(x[a:b], y[a:b], mapping, image_dest[a:b], text_dest[a:b], image_buf, text_buf,
+                   cols[k, 0], cols[k, 1], parts[k])
+
+    futures = [_pool(len(ranges) - 1).submit(run, k) for k in range(1, len(ranges))]
+    run(0)  # the calling thread takes the first range
+    for f in futures:
+        f.result()
+    for k in range(len(ranges)):  # range order: deterministic whatever the threads' timing
+        col_image += cols[k, 0]
+        col_text += cols[k, 1]
+        stats += parts[k]
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """This process's worker threads (at least `workers`), created on first use."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            old, _POOL = _POOL, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gapkit-rowsums")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL
+
+
+def _forget_pool() -> None:
+    """In a forked child the parent's worker threads do not exist: start a new pool on next use."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)

@@ -47,9 +47,14 @@ class GapCollector:
         self.batches = 0
 
     def update(self, image: Any, text: Any, text_to_image: Any = None) -> None:
+        """Fold one batch; a batch with no rows (a process's share of the padding) still counts as a
+        batch and fixes the dimension, so that this process joins the sync at `result`."""
         if self.batches == 0:  # follow the features' device (CPU or CUDA) from the first batch on
             self.metric = self.metric.to(image.device if hasattr(image, "device") else "cpu")
-        self.metric.update(image, text, text_to_image)
+        if image.shape[0]:
+            self.metric.update(image, text, text_to_image)
+        else:
+            self.metric._check_dim(image.shape[1])
         self.batches += 1
 
     def reset(self) -> None:

@@ -16,6 +16,13 @@ the metrics are computed (synced across processes) and
     step of that evaluation;
   - added to the metrics dict that `trainer.evaluate()` returns, so `metric_for_best_model=
     "eval_rmg"` can pick checkpoints by the gap.
+Several processes (torchrun / accelerate launch, DDP): each process collects the rows of its own
+share of the eval set and the metrics are synced at `on_evaluate`. To give every process a batch
+at every step, accelerate pads the last global batch with rows from the start of the eval set; the
+Trainer's `gather_for_metrics` drops them, keeping the first `remainder` (= len(eval set) mod the
+global batch) rows of the gathered last step, which is process 0's rows, then process 1's, ...
+The callback drops the same rows: at the last step process r keeps its first
+clip(remainder - r * B, 0, B) of its B rows, so every eval row is counted exactly once.
 Added with `callbacks=[GapMetricsTrainerCallback()]` instead of `attach`, the callback cannot reach
 `trainer.log` (Trainer callbacks are not given the trainer): the metrics then go to the returned dict
 and `state.log_history` only.
@@ -75,7 +82,7 @@ class GapMetricsTrainerCallback(_tf.TrainerCallback):
 
     def on_prediction_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self._pending is not None:  # the forward of the evaluation batch that just ended
-            self.collector.update(*self._pending)
+            self.collector.update(*_without_padding(*self._pending))
             self._pending = None
 
     def on_predict(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -101,3 +108,20 @@ class GapMetricsTrainerCallback(_tf.TrainerCallback):
             self.trainer.log(dict(gap))
         else:
             state.log_history.append({**gap, "step": state.global_step})
+
+
+def _without_padding(image: Any, text: Any, text_to_image: Any) -> tuple[Any, Any, Any]:
+    """The batch minus accelerate's padding rows at the eval loop's last step (module doc)."""
+    from accelerate.state import GradientState, PartialState
+
+    gs = GradientState()
+    if not gs.end_of_dataloader or gs.remainder <= 0:
+        return image, text, text_to_image
+    n = image.shape[0]
+    keep = max(0, min(n, gs.remainder - PartialState().process_index * n))
+    if keep == n:
+        return image, text, text_to_image
+    if text_to_image is None:  # 1:1 rows
+        return image[:keep], text[:keep], None
+    sel = text_to_image < keep  # the captions of the kept images
+    return image[:keep], text[sel], text_to_image[sel]

@@ -15,9 +15,10 @@ Two kinds of state, both reduced across processes by torchmetrics (`dist_reduce_
    centroid_cosine, paired_cosine_mean, paired_distance_mean, alignment_loss, the cone means and rmg.
    On CPU one numba pass reads each input row once and adds the sums without making normalised
    copies (gapkit.integrations._rowsums: per-row sums in the input dtype, column sums in float32
-   blocks of 256 rows added to float64); on CUDA the same sums are torch ops on the device
-   (`batch_state`). A (4096, 512) float32 update costs about as much as reading both batches once
-   (benchmarks/bench_integrations.py).
+   blocks of 256 rows added to float64), its rows split over torch.get_num_threads() threads for
+   1:1 batches of >= 2,048 rows (fork-safe: see _rowsums); on CUDA the same sums are torch ops on
+   the device (`batch_state`). A (4096, 512) float32 update costs about as much as reading both
+   batches once (benchmarks/bench_integrations.py).
 
 2. A mergeable uniform sample of images with all their captions (`dist_reduce_fx="cat"`), for the
    truly pairwise metrics (uniformity_image/text/cross, the cone minima, logit_entropy). Every image
@@ -207,7 +208,7 @@ class ModalityGap(Metric):
     def _update_cpu(self, x: torch.Tensor, y: torch.Tensor, mapping: torch.Tensor | None,
                     slots: "_Slots | None") -> None:
         """The fused one-pass kernel (gapkit.integrations._rowsums) adding into the CPU sum states."""
-        from ._rowsums import fused_sums
+        from ._rowsums import fused_sums_threaded
 
         dtype = slots.dtype if slots is not None else (torch.float64 if x.dtype == y.dtype == torch.float64
                                                        else torch.float32)
@@ -223,8 +224,10 @@ class ModalityGap(Metric):
             for dest, buf in ((args[0], args[2]), (args[1], args[3])):
                 if buf.shape[1] != xn.shape[1] or (dest.size and dest.max() >= buf.shape[0]):
                     raise AssertionError(f"sample buffer {buf.shape} cannot take rows up to {dest.max()}")
-        fused_sums(xn, yn, _NO_MAP if mapping is None else mapping.numpy(), *args,
-                   self.sum_image.numpy(), self.sum_text.numpy(), stats)
+        # torch's intra-op thread count is the user's CPU budget for tensor work (1 under most DDP
+        # launchers): the kernel takes as many threads, for batches big enough to split
+        fused_sums_threaded(xn, yn, _NO_MAP if mapping is None else mapping.numpy(), *args,
+                            self.sum_image.numpy(), self.sum_text.numpy(), stats, torch.get_num_threads())
         self.n_image += x.shape[0]
         self.n_text += y.shape[0]
         for name, value in zip(("sq_image", "sq_text", "sum_cos", "sum_dist"), stats):
