@@ -426,7 +426,8 @@ CLAIMS: tuple[Claim, ...] = (
           "linear layers barely move it", "Liang 2022, Fig. 2b", "~0.99 after 2 Sigmoid layers",
           "liang-cone-mlp", _cmd("liang-cone-mlp"), _cone_mlp),
     Claim("Each random initialisation of a real encoder forms its own narrow cone: two towers start with a gap",
-          "Liang 2022, Fig. 2a/2c; Jina Fig. 2", "cosines > 0.5 at init", "gap-at-birth", _cmd("gap-at-birth"), _gap_at_birth),
+          "Liang 2022, Fig. 2a/2c; Jina Fig. 2", "cosines > 0.5 at init", "gap-at-birth",
+          _cmd("gap-at-birth", "--set 'encoders=[\"open_clip:ViT-B-32\",\"open_clip:RN50\"]'"), _gap_at_birth),
     Claim("Shifting the embeddings along the gap: at low tau the model's own gap is the loss minimum; as tau "
           "rises the minimum moves to gap 0", "Liang 2022, Fig. 3b-d", "minimum moves to 0 as tau rises",
           "liang-shift-landscape", _cmd("liang-shift-landscape"), _shift_landscape),
