@@ -161,6 +161,8 @@ def test_imsep_needs_semantic_rows_per_caption(tiny_data):
     (["alignclip", "--data", "emoji", "--set", "data=emoji"], "once"),
     (["alignclip", "--data", "emoji", "--set", "arms=[\"clip\"]"], "unknown parameter"),
     (["shi-init", "--data", "emoji"], "unknown"),
+    (["jina-high-temperature", "--data", "emoji", "--set", "epochs=0"], "epochs must be > 0"),
+    (["liang-temperature", "--data", "emoji", "--set", "base_steps=-1"], "base_steps must be > 0"),
 ])
 def test_cli_bad_data_is_one_line(tmp_path, capsys, args, message):
     out = tmp_path / "out"
@@ -181,7 +183,7 @@ def test_committed_diverse_records_are_read(tmp_path):
     rows = F.build_rows(F.collect_records(files))
     for f in files:
         name = json.loads(f.read_text())["params"]["experiment"]
-        row = next(r for r in rows if r["claim"].endswith("(diverse captions)") and f"reproduce {name} " in r["command"])
+        row = next(r for r in rows if r["command"].startswith(f"gapkit reproduce {name} --data emoji+openclipart"))
         assert row["verdict"] != "no record", (f.name, row["ours"])
 
 

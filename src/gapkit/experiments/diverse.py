@@ -160,14 +160,15 @@ def summary_of(runs: Sequence[dict[str, Any]], where: str = "final") -> dict[str
     return out
 
 
-def settings(data: str, quick: bool, seed: int, n_seeds: int | None, steps: int | None, full_steps: int = 300) -> tuple[
-        list[int], int]:
-    """The seeds and steps of a run: 8 seeds and full_steps by default (quick: 2 seeds, 20 steps)."""
+def settings(data: str, quick: bool, seed: int, n_seeds: int | None, steps: Any, full: Any = 300, quick_value: Any = 20,
+             name: str = "steps") -> tuple[list[int], Any]:
+    """The seeds and the length (`name`: steps or epochs) of a run: 8 seeds and `full` by default,
+    2 seeds and `quick_value` with quick; given values must be > 0."""
     check_data(data)
     n = n_seeds if n_seeds is not None else (2 if quick else 8)
-    k = steps if steps is not None else (20 if quick else full_steps)
+    k = steps if steps is not None else (quick_value if quick else full)
     check_positive("n_seeds", n)
-    check_positive("steps", k)
+    check_positive(name, k)
     return [seed + i for i in range(n)], k
 
 
@@ -218,7 +219,7 @@ def false_negatives(out_dir: Path, quick: bool = False, seed: int = 0, *, data: 
                     n_seeds: int | None = None, steps: int | None = None, per_group: int = 4, tau: float = 0.02,
                     embed_dim: int = 256, batch_size: int = 64) -> dict[str, Any]:
     """Random vs duplicate-heavy batches (per_group captions of one image per group), tau fixed."""
-    seeds, steps = settings(data, quick, seed, n_seeds, steps, full_steps=600)
+    seeds, steps = settings(data, quick, seed, n_seeds, steps, full=600)
     train, test = load_data(data, quick)
     fit = dict(embed_dim=embed_dim, batch_size=batch_size, tau=tau, learnable_tau=False)
     runs = [train_arm(arm, s, train, test, steps, sampler="random" if arm == "random" else "duplicates",
@@ -242,9 +243,7 @@ def high_temperature(out_dir: Path, quick: bool = False, seed: int = 0, *, data:
     """Fixed tau 0.1 vs learnable tau (init 0.07): held-out gap and retrieval after every epoch."""
     from ..report.figures.training import metric_over_steps
 
-    seeds, epochs = settings(data, quick, seed, n_seeds, epochs, full_steps=15)
-    if quick and epochs > 3:
-        epochs = 3
+    seeds, epochs = settings(data, quick, seed, n_seeds, epochs, full=15, quick_value=3, name="epochs")
     train, test = load_data(data, quick)
     per_epoch = max(1, train.text.shape[0] // min(batch_size, train.text.shape[0]))
     fit = dict(embed_dim=embed_dim, batch_size=batch_size)
@@ -276,9 +275,8 @@ def temperature(out_dir: Path, quick: bool = False, seed: int = 0, *, data: str 
     """Base heads (learnable tau, 300 steps) per seed, then fine-tuned copies at each fixed tau."""
     from ..report.figures.training import metric_vs_temperature
 
-    seeds, base_steps = settings(data, quick, seed, n_seeds, base_steps)
-    steps = steps if steps is not None else (10 if quick else 150)
-    check_positive("steps", steps)
+    seeds, base_steps = settings(data, quick, seed, n_seeds, base_steps, name="base_steps")
+    _, steps = settings(data, quick, seed, n_seeds, steps, full=150, quick_value=10)
     if not taus:
         raise GapkitError("taus must name at least one temperature")
     for t in taus:
