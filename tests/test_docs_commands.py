@@ -45,6 +45,11 @@ SKIP = {
                                                    "tests/test_engines_ray.py",
     "measure --embeddings runs/emoji-fixed --engine ray": "the output of the skipped fix above",
     "measure --embeddings /shared/laion-emb": "a cluster's shared storage (a template of a real deployment)",
+    **{f"reproduce {name} --data emoji+openclipart": "LiT heads on the pretrained towers' features of emoji + "
+       "openclipart (a cold cache extracts them: minutes); the setting runs on synthetic features in "
+       "tests/test_diverse_experiments.py"
+       for name in ("alignclip", "jina-false-negatives", "jina-high-temperature", "liang-temperature",
+                    "liang-init-amendment", "information-imbalance")},
     "serve ": "starts a web server that runs until stopped; the app is tested in tests/test_serve.py "
               "(TestClient and a live server in headless Chromium)",
 }

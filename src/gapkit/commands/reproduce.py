@@ -1,13 +1,15 @@
 """`gapkit reproduce`: run one of the papers' experiments by name.
 
     gapkit reproduce --list
-    gapkit reproduce NAME [--quick] [--seed S] [--set key=value ...] --out DIR
+    gapkit reproduce NAME [--quick] [--seed S] [--data DATA] [--set key=value ...] --out DIR
     gapkit reproduce --summary [--records DIR ...] [--out docs/fidelity.md]
 
 Every experiment module in gapkit/experiments/ registers its experiments; this command looks the
 name up, parses the --set overrides (JSON values where they parse, else strings) and calls
 `get_experiment(NAME).run(out_dir, quick=..., seed=..., **params)`, which writes record.json and
-its figures into DIR. `--summary` builds the fidelity table (every claim of the sources, the
+its figures into DIR. `--data DATA` is `--set data=DATA` for the experiments that offer more than one
+data setting (the training reproductions: fashion-mnist, the smoke default, or the diverse captions
+emoji+openclipart, emoji, openclipart). `--summary` builds the fidelity table (every claim of the sources, the
 paper's number, ours with its CI, the verdict and the command that regenerates it) from the saved
 records under --records (default docs/results) into --out (default docs/fidelity.md); see
 gapkit.report.fidelity.
@@ -34,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--quick", action="store_true", help="a seconds-long version (smaller, shorter)")
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default 0)")
+    p.add_argument("--data", metavar="DATA", help="the data setting, for the experiments that take one "
+                   "(same as --set data=DATA; e.g. emoji+openclipart for the training reproductions)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an experiment parameter; VALUE is parsed as JSON when it can be "
                         "(e.g. --set tau=0.05 --set 'taus=[0.05,0.1]'), else taken as a string")
@@ -95,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
     exp = get_experiment(args.name)
     params = parse_overrides(args.overrides)
+    if args.data is not None:
+        if "data" in params:
+            raise GapkitError("give the data setting once: --data or --set data=..., not both")
+        params["data"] = args.data
     _check_params(args.name, exp.run, params)
     from ..outputs import run_directory
 
@@ -108,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     from ..report.fidelity import write_fidelity
 
-    if args.name:
-        raise GapkitError("--summary takes no experiment NAME (it reads saved records)")
+    if args.name or args.data is not None:
+        raise GapkitError("--summary takes no experiment NAME or --data (it reads saved records)")
     out = Path(args.out or "docs/fidelity.md")
     rows = write_fidelity(args.records or ["docs/results"], out)
     counts: dict[str, int] = {}

@@ -10,6 +10,10 @@ well under a minute (for tests); its numbers are not meant as results.
     jina-false-negatives   Jina blog: random vs duplicate-heavy batches (tau 0.02, batch 16, 1 epoch)
     jina-high-temperature  Jina blog: fixed tau 0.1 vs learnable, gap and retrieval per epoch
     alignclip              Eslami & de Melo: CLIP vs SharedCLIP vs AlignCLIP (+ ablations)
+
+Each takes `data`: "fashion-mnist" (default; the smoke setting above: 10 templated captions) or a
+diverse-caption setting ("emoji+openclipart", "emoji", "openclipart"), which trains LiT heads on
+the frozen pretrained towers instead (gapkit.experiments.diverse; >= 5 seeds, paired CIs).
 """
 from __future__ import annotations
 
@@ -100,6 +104,27 @@ def json_bool(b: bool) -> str:
     return "true" if b else "false"
 
 
+SMOKE = "fashion-mnist"
+
+
+def on_diverse(fn_name: str, out_dir: Path, quick: bool, seed: int, data: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run gapkit.experiments.diverse.<fn_name> with the given (non-None) params it takes; other
+    given params are one GapkitError line (they belong to the smoke setting)."""
+    import inspect
+
+    from ..typecheck import check_kwargs
+    from . import diverse
+
+    fn = getattr(diverse, fn_name)
+    diverse.check_data(data)
+    known = [k for k in inspect.signature(fn).parameters if k not in ("out_dir", "quick", "seed", "data")]
+    given = {k: v for k, v in params.items() if v is not None}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise GapkitError(f"data={data}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return fn(out_dir, quick=quick, seed=seed, data=data, **check_kwargs(fn, given, f"data={data}"))
+
+
 def _seeds(seed: int, n: int) -> list[int]:
     check_positive("n_seeds", n)
     return [seed + i for i in range(n)]
@@ -118,8 +143,12 @@ def _pick(given: Any, quick: bool, quick_value: Any, full_value: Any, name: str 
 # ---------------------------------------------------------------- the experiments
 
 def run_liang_init_amendment(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
-                             steps: int | None = None, tau: float = 0.01, **overrides: Any) -> dict[str, Any]:
+                             steps: int | None = None, tau: float = 0.01, data: str = SMOKE,
+                             **overrides: Any) -> dict[str, Any]:
     """Original vs Procrustes-amended init (fresh init per seed and arm), fixed tau = 1/100."""
+    if data != SMOKE:
+        return on_diverse("init_amendment", out_dir, quick, seed, data,
+                          dict(n_seeds=n_seeds, steps=steps, tau=tau, **overrides))
     from ..report.figures.training import metric_over_steps
 
     out_dir = Path(out_dir)
@@ -140,9 +169,12 @@ def run_liang_init_amendment(out_dir: Path, quick: bool = False, seed: int = 0, 
 
 def run_liang_temperature(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
                           base_steps: int | None = None, steps: int | None = None,
-                          taus: tuple[float, ...] | None = None,
+                          taus: tuple[float, ...] | None = None, data: str = SMOKE,
                           **overrides: Any) -> dict[str, Any]:
     """Train a base model (learnable tau), then fine-tune copies at each fixed tau; gap per tau."""
+    if data != SMOKE:
+        return on_diverse("temperature", out_dir, quick, seed, data,
+                          dict(n_seeds=n_seeds, base_steps=base_steps, steps=steps, taus=taus, **overrides))
     from ..report.figures.training import metric_vs_temperature
 
     out_dir = Path(out_dir)
@@ -168,9 +200,12 @@ def run_liang_temperature(out_dir: Path, quick: bool = False, seed: int = 0, n_s
 
 
 def run_jina_false_negatives(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
-                             per_group: int = 4, **overrides: Any) -> dict[str, Any]:
+                             per_group: int = 4, data: str = SMOKE, **overrides: Any) -> dict[str, Any]:
     """Random vs duplicate-heavy batches on emoji (several captions per image): tau 0.02, batch 16,
     one epoch, random-init towers; mean image-text cosine distance (1 - paired cosine) per arm."""
+    if data != SMOKE:
+        return on_diverse("false_negatives", out_dir, quick, seed, data,
+                          dict(n_seeds=n_seeds, per_group=per_group, **overrides))
     out_dir = Path(out_dir)
     n_seeds = _pick(n_seeds, quick, 2, 5, "n_seeds")
     check_positive("per_group", per_group)
@@ -193,8 +228,11 @@ def run_jina_false_negatives(out_dir: Path, quick: bool = False, seed: int = 0, 
 
 
 def run_jina_high_temperature(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
-                              epochs: float | None = None, **overrides: Any) -> dict[str, Any]:
+                              epochs: float | None = None, data: str = SMOKE, **overrides: Any) -> dict[str, Any]:
     """Fixed tau 0.1 vs learnable tau (init 0.07): gap and retrieval at the end of every epoch."""
+    if data != SMOKE:
+        return on_diverse("high_temperature", out_dir, quick, seed, data,
+                          dict(n_seeds=n_seeds, epochs=epochs, **overrides))
     from ..report.figures.training import metric_over_steps
 
     out_dir = Path(out_dir)
@@ -229,8 +267,12 @@ ALIGNCLIP_ARMS: dict[str, dict[str, Any]] = {
 
 
 def run_alignclip(out_dir: Path, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
-                  steps: int | None = None, arms: tuple[str, ...] | None = None, **overrides: Any) -> dict[str, Any]:
+                  steps: int | None = None, arms: tuple[str, ...] | None = None, data: str = SMOKE,
+                  **overrides: Any) -> dict[str, Any]:
     """CLIP vs SharedCLIP vs AlignCLIP (SharedCLIP + IMSep) at equal steps and data, plus ablations."""
+    if data != SMOKE:
+        return on_diverse("alignclip", out_dir, quick, seed, data,
+                          dict(n_seeds=n_seeds, steps=steps, arms=arms, **overrides))
     from ..report.figures.training import arm_bars
 
     out_dir = Path(out_dir)
