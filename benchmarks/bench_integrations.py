@@ -1,6 +1,8 @@
 """Integration overheads, baseline and gapkit side by side in one process; prints medians and ratios.
 
-1. torchmetrics update on a (4096, 512) float32 batch (target: <= 2 ms on 2 cores).
+1. torchmetrics update on a (4096, 512) float32 batch (target: <= 2 ms on 2 cores). `--threads`
+   sets torch's threads; `ModalityGap(threads=2)` splits the update's pass over two threads, which
+   pays only while torch's OpenMP workers do not spin-wait (try OMP_WAIT_POLICY=PASSIVE).
    gapkit: `ModalityGap(keys=geometry).update` (O(D) sum states only) and the default
    `ModalityGap().update` (also keeps the bottom-k sample for the pairwise metrics), in steady state
    (100k images seen) and on the first batch (empty sample: every row is written, the worst case).
@@ -49,8 +51,11 @@ def bench_update(repeats: int) -> None:
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(4096, 512, generator=g), torch.randn(4096, 512, generator=g)
     geo, first, steady = ModalityGap(GEOMETRY_KEYS), ModalityGap(), ModalityGap()
+    steady2 = ModalityGap(threads=2)
     for _ in range(25):  # ~100k images seen: the 10k sample is full, new rows are mostly rejected
-        steady.update(torch.randn(4096, 512, generator=g), torch.randn(4096, 512, generator=g))
+        a, b = torch.randn(4096, 512, generator=g), torch.randn(4096, 512, generator=g)
+        steady.update(a, b)
+        steady2.update(a, b)
 
     def first_update() -> None:  # reset: the worst case, an empty sample keeps (and writes) every row
         first.reset()
@@ -66,6 +71,7 @@ def bench_update(repeats: int) -> None:
         "ModalityGap(geometry).update": lambda: geo.update(x, y),
         "ModalityGap().update, steady": lambda: steady.update(x, y),
         "ModalityGap().update, 1st batch": first_update,
+        "ModalityGap(threads=2).update, steady": lambda: steady2.update(x, y),
     }
     # wall time, and the process's CPU time (what the work costs whatever else runs on the machine)
     wall, cpu = medians(fns, repeats), medians(fns, repeats, time.process_time)

@@ -135,42 +135,40 @@ def test_threaded_kernel_survives_fork():
     from gapkit.integrations import _rowsums
 
     x = np.random.default_rng(0).standard_normal((4096, 32)).astype(np.float32)
-    gap = gtm.ModalityGap(keys=list(GEOM))
-    with _threads(2):
-        gap.update(torch.from_numpy(x), torch.from_numpy(-x))  # starts this process's pool
-        assert _rowsums._POOL is not None
-        ctx = multiprocessing.get_context("fork")
-        q = ctx.Queue()
-        p = ctx.Process(target=_child_update, args=(x, q))
-        p.start()
-        p.join(60)
-        alive = p.is_alive()
-        if alive:
-            p.kill()
-        assert not alive, "the forked child's threaded update hung"
-        assert p.exitcode == 0
-        np.testing.assert_allclose(q.get(timeout=5), float(gap.compute()["centroid_distance"]), rtol=1e-12)
+    gap = gtm.ModalityGap(keys=list(GEOM), threads=2)
+    gap.update(torch.from_numpy(x), torch.from_numpy(-x))  # starts this process's pool
+    assert _rowsums._POOL is not None
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_update, args=(x, q))
+    p.start()
+    p.join(60)
+    alive = p.is_alive()
+    if alive:
+        p.kill()
+    assert not alive, "the forked child's threaded update hung"
+    assert p.exitcode == 0
+    np.testing.assert_allclose(q.get(timeout=5), float(gap.compute()["centroid_distance"]), rtol=1e-12)
 
 
 def _child_update(x: np.ndarray, q) -> None:
-    with _threads(2):
-        gap = gtm.ModalityGap(keys=list(GEOM))
-        gap.update(torch.from_numpy(x), torch.from_numpy(-x))
-        q.put(float(gap.compute()["centroid_distance"]))
+    gap = gtm.ModalityGap(keys=list(GEOM), threads=2)
+    gap.update(torch.from_numpy(x), torch.from_numpy(-x))
+    q.put(float(gap.compute()["centroid_distance"]))
 
 
-class _threads:
-    """torch.set_num_threads(n) inside, the previous count restored after."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __enter__(self) -> None:
-        self.prev = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc) -> None:
-        torch.set_num_threads(self.prev)
+def test_threads_option_gives_the_serial_metrics():
+    image, text, _ = captions(3000, d=16, seed=6)
+    text = text[:3000] + image
+    one, two = gtm.ModalityGap(reservoir=500), gtm.ModalityGap(reservoir=500, threads=2)
+    for m in (one, two):
+        for s in range(0, 3000, 2500):  # a 2,500-row batch (split) and a 500-row one (serial)
+            m.update(torch.from_numpy(image[s:s + 2500]), torch.from_numpy(text[s:s + 2500]))
+    a, b = one.compute(), two.compute()
+    for k in a:
+        np.testing.assert_allclose(float(b[k]), float(a[k]), rtol=1e-12, atol=1e-12, err_msg=k)
+    with pytest.raises(GapkitError, match="threads"):
+        gtm.ModalityGap(threads=0)
 
 
 def test_torch_path_equals_the_cpu_kernel(monkeypatch):

@@ -15,8 +15,8 @@ Two kinds of state, both reduced across processes by torchmetrics (`dist_reduce_
    centroid_cosine, paired_cosine_mean, paired_distance_mean, alignment_loss, the cone means and rmg.
    On CPU one numba pass reads each input row once and adds the sums without making normalised
    copies (gapkit.integrations._rowsums: per-row sums in the input dtype, column sums in float32
-   blocks of 256 rows added to float64), its rows split over torch.get_num_threads() threads for
-   1:1 batches of >= 2,048 rows (fork-safe: see _rowsums); on CUDA the same sums are torch ops on
+   blocks of 256 rows added to float64; `threads=2` splits 1:1 batches of >= 2,048 rows over two
+   threads, fork-safe: see _rowsums); on CUDA the same sums are torch ops on
    the device (`batch_state`). A (4096, 512) float32 update costs about as much as reading both
    batches once (benchmarks/bench_integrations.py).
 
@@ -143,6 +143,10 @@ class ModalityGap(Metric):
     logit_scale: s of logit_entropy = mean_i H(softmax(s x_i Y^T)) (100 = CLIP's clamp).
     dim: feature dimension, when known (needed only if some process may see no rows).
     seed: seeds the sample's keys (a NumPy stream per (seed, rank)) and gapkit's sampled estimators.
+    threads: CPU threads for the update's pass over a 1:1 batch (default 1). A second thread makes
+      a 4096 x 512 pass 1.4x faster only while torch's OpenMP workers sleep (OMP_WAIT_POLICY=PASSIVE);
+      with their default spin-wait after each torch op they hold the other core and the split pass
+      is slower than one thread (benchmarks/bench_integrations.py, docs/integrations.md).
     Extra keyword arguments go to torchmetrics.Metric (e.g. compute_on_cpu, sync_on_compute).
     """
 
@@ -151,7 +155,8 @@ class ModalityGap(Metric):
     full_state_update = False
 
     def __init__(self, keys: Sequence[str] | None = None, *, reservoir: int | None = DEFAULT_RESERVOIR,
-                 logit_scale: float = 100.0, dim: int | None = None, seed: int = 0, **kwargs: Any) -> None:
+                 logit_scale: float = 100.0, dim: int | None = None, seed: int = 0, threads: int = 1,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.keys = tuple(ALL_KEYS if keys is None else keys)
         unknown = [k for k in self.keys if k not in ALL_KEYS]
@@ -161,7 +166,9 @@ class ModalityGap(Metric):
             raise GapkitError(f"reservoir must be at least 2 images (or None for all), got {reservoir}")
         if not np.isfinite(logit_scale) or logit_scale < 0:
             raise GapkitError(f"logit_scale must be a finite number >= 0, got {logit_scale}")
-        self.reservoir, self.logit_scale, self.seed = reservoir, float(logit_scale), seed
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise GapkitError(f"threads must be an integer >= 1, got {threads!r}")
+        self.reservoir, self.logit_scale, self.seed, self.threads = reservoir, float(logit_scale), seed, threads
         self.needs_sample = any(k in PAIRWISE_KEYS for k in self.keys)
         self._generator: np.random.Generator | None = None
         for name in _SUMS:
@@ -224,12 +231,11 @@ class ModalityGap(Metric):
             for dest, buf in ((args[0], args[2]), (args[1], args[3])):
                 if buf.shape[1] != xn.shape[1] or (dest.size and dest.max() >= buf.shape[0]):
                     raise AssertionError(f"sample buffer {buf.shape} cannot take rows up to {dest.max()}")
-        # torch's intra-op thread count is the user's CPU budget for tensor work (1 under most DDP
-        # launchers): the kernel takes as many threads, for batches big enough to split
         fused_sums_threaded(xn, yn, _NO_MAP if mapping is None else mapping.numpy(), *args,
-                            self.sum_image.numpy(), self.sum_text.numpy(), stats, torch.get_num_threads())
-        self.n_image += x.shape[0]
-        self.n_text += y.shape[0]
+                            self.sum_image.numpy(), self.sum_text.numpy(), stats, self.threads)
+        # in place: assigning a registered state goes through torchmetrics' and nn.Module's __setattr__
+        self.n_image.add_(x.shape[0])
+        self.n_text.add_(y.shape[0])
         for name, value in zip(("sq_image", "sq_text", "sum_cos", "sum_dist"), stats):
             getattr(self, name).add_(float(value))
 
@@ -370,6 +376,7 @@ class _Sample:
         self.threshold = float(ikey.max()) if self.full() else float("inf")
         self.lists: tuple[list, ...] = ()
         self.views: tuple[torch.Tensor, ...] = ()
+        self._shape: tuple = (None,) * 6  # what the published views were made from
 
     @classmethod
     def adopt(cls, metric: "ModalityGap") -> "_Sample":
@@ -399,8 +406,16 @@ class _Sample:
             for n, lst, view in zip(_SAMPLE, self.lists, self.views))
 
     def publish(self, metric: "ModalityGap") -> None:
-        """Point the registered "cat" states at the filled part of the buffers (views on CPU, no copy)."""
+        """Point the registered "cat" states at the filled part of the buffers (views on CPU, no copy).
+        On CPU the views share memory with the buffers and their keys, so once the sample is full
+        and nothing was re-allocated the published views are still right: no new views (each
+        registered-state assignment goes through two __setattr__ layers, ~10 us)."""
         dev = self.image.device
+        shape = (self.image, self.text, self.ikey, self.tkey, self.n_image, self.n_text)
+        if dev.type == "cpu" and self.owns(metric) and all(
+                a is b if i < 4 else a == b for i, (a, b) in enumerate(zip(shape, self._shape))):
+            return
+        self._shape = shape
         self.views = (self.image[: self.n_image], self.text[: self.n_text],
                       torch.from_numpy(self.ikey[: self.n_image]).to(dev),
                       torch.from_numpy(self.tkey[: self.n_text]).to(dev))
