@@ -13,6 +13,7 @@ import torch
 
 from gapkit.cli import main
 from gapkit.errors import GapkitError
+from tests._synthetic_pairs import single_thread
 from gapkit.experiments import diverse, get_experiment
 from gapkit.report import fidelity as F
 from gapkit.train.lit import _batches, fit_heads, init_heads
@@ -41,11 +42,7 @@ def bag_of_words(captions):
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    yield from single_thread()
 
 
 @pytest.fixture

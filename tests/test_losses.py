@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from gapkit.errors import GapkitError
 from gapkit.losses import available_losses, create_loss
+from tests._synthetic_pairs import single_thread
 
 B, DIM = 6, 5
 
@@ -31,11 +32,7 @@ def neg_log_softmax_at(values: list[float], target: int) -> float:
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    yield from single_thread()
 
 
 @pytest.fixture
