@@ -45,10 +45,12 @@ def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: in
     pipe = Pipeline(total=len(plan) + 1, verbose=verbose)
     bg = Background()
     ctx: dict[str, Any] = {"out": out, "quick": quick, "seed": seed, "verbose": verbose, "background": bg}
-    # the second process: the heads' training first (the tuning stage needs it soonest), then the
-    # stages that depend on nothing
-    bg.start("training", towers.train_all, quick, seed)
-    later = [(n, t, f) for n, t, f in plan if n in stages.BACKGROUND and bg.start(n, f, _job_ctx(ctx))]
+    # the second process: the heads' training first, the tuning arms (the tuning stage needs them
+    # soonest) then the temperature sweep's, then the stages that depend on nothing
+    for part in towers.TRAINING_PARTS:
+        bg.start(towers.training_job(part), towers.train_all, quick, seed, None, part)
+    later = [(n, t, f) for n, t, f in plan
+             if n in stages.background_stages(quick) and bg.start(n, f, _job_ctx(ctx))]
     try:
         with one_blas_thread():
             for name, title, fn in plan:

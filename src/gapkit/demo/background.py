@@ -1,7 +1,7 @@
 """Demo work that depends on no earlier stage, run in a second process so that both cores work.
 
-The demo starts two jobs there when it begins, in this order: the head training of every arm
-(towers.train_all: it needs only the cached tower features) and the samples stage (the bundled
+The demo starts its jobs there when it begins, in this order: the head training (towers.train_all,
+the tuning arms, then the temperature sweep: it needs only the cached tower features) and, in --quick, the samples stage (the bundled
 CLIP sets with their figures, UMAP included). The main process meanwhile runs the other stages;
 the tuning stage collects the trained heads, and the samples stage is collected, in its own row
 of the stage table, before the report.

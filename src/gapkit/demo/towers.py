@@ -189,7 +189,7 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
     arms = ctx.setdefault("arms", {})
     if BIRTH not in arms:
         arms[BIRTH] = random_heads(ctx["seed"])
-    trained = trained_arms(ctx)
+    trained = trained_arms(ctx, "tuning")
     info, skipped = {}, list(trained["skipped"])
     for label, kw in ARMS.items():
         if label not in trained["heads"]:
@@ -220,28 +220,37 @@ def tuning(ctx: dict[str, Any]) -> tuple[Any, str]:
     return rec, detail + (f"; skipped: {'; '.join(skipped)}" if skipped else "")
 
 
-def training_arms(quick: bool) -> dict[str, dict[str, Any]]:
-    """Every head-training run of the demo, label -> fit_heads keywords: the tuning arms and the
-    temperature sweep (all share seed, steps and batches, so they train together)."""
-    return {**ARMS, **{temperature_label(t): {"loss": "clip", "tau": t, "learnable_tau": False} for t in TAUS[quick]}}
+#: The demo's two training runs, in the order the stages need them: the tuning arms (tuning,
+#: evaluate, fixers and search wait for them) and the temperature sweep (only its own late stage).
+TRAINING_PARTS = ("tuning", "temperature")
+
+
+def training_arms(quick: bool, part: str | None = None) -> dict[str, dict[str, Any]]:
+    """Head-training runs of the demo, label -> fit_heads keywords: the tuning arms, the
+    temperature sweep, or (part None) both. The arms of a part share seed, steps and batches, so
+    they train together in one stacked run."""
+    sweep = {temperature_label(t): {"loss": "clip", "tau": t, "learnable_tau": False} for t in TAUS[quick]}
+    return {"tuning": ARMS, "temperature": sweep, None: {**ARMS, **sweep}}[part]
 
 
 def temperature_label(tau: float) -> str:
     return f"CLIP, fixed tau = {tau:g} (temperature sweep)"
 
 
-def train_all(quick: bool, seed: int, train: Features | None = None) -> dict[str, Any]:
-    """Train every arm of `training_arms` in one stacked run (gapkit.train.fit_heads_many: the
-    weights of one fit_heads per arm, to float rounding). Returns {"heads": {label: {image, text, logit_scale}}
-    as NumPy, "skipped": [...]}, picklable, so a second process can run it (demo.background)."""
+def train_all(quick: bool, seed: int, train: Features | None = None, part: str | None = None) -> dict[str, Any]:
+    """Train the arms of `training_arms(quick, part)` in one stacked run (gapkit.train.fit_heads_many:
+    the weights of one fit_heads per arm, to float rounding). Returns {"heads": {label: {image, text,
+    logit_scale}} as NumPy, "skipped": [...]}, picklable, so a second process can run it (demo.background)."""
     train_mod = require("gapkit.train", "fit_heads_many")
     losses = require("gapkit.losses", "create_loss")
-    if train is None:  # in a second process: read the cached features again
-        ctx: dict[str, Any] = {"quick": quick, "seed": seed, "verbose": False}
-        features(ctx)
-        train = ctx["train"]
+    if train is None:  # in a second process: read the cached features (once per process)
+        if (quick, seed) not in _WORKER_TRAIN:
+            ctx: dict[str, Any] = {"quick": quick, "seed": seed, "verbose": False}
+            features(ctx)
+            _WORKER_TRAIN[quick, seed] = ctx["train"]
+        train = _WORKER_TRAIN[quick, seed]
     runnable, skipped = {}, []
-    for label, kw in training_arms(quick).items():
+    for label, kw in training_arms(quick, part).items():
         try:
             losses.create_loss(kw["loss"])
             runnable[label] = kw
@@ -271,21 +280,30 @@ def _heads_from(w: dict[str, np.ndarray]) -> Any:
     return h.eval()
 
 
-def trained_arms(ctx: dict[str, Any]) -> dict[str, Any]:
-    """{"heads": {label: LiTHeads}, "skipped": [...], "where": str} of every training arm, from
-    the second process started with the demo (demo.background) or trained here."""
-    if "trained" not in ctx:
+_WORKER_TRAIN: dict[tuple[bool, int], Features] = {}  # the second process's training features
+
+
+def training_job(part: str) -> str:
+    """The background job name of a training part (demo.background)."""
+    return f"training: {part}"
+
+
+def trained_arms(ctx: dict[str, Any], part: str) -> dict[str, Any]:
+    """{"heads": {label: LiTHeads}, "skipped": [...], "where": str} of the arms of training `part`,
+    from the second process started with the demo (demo.background) or trained here."""
+    key = f"trained {part}"
+    if key not in ctx:
         from .background import in_background
 
-        got = in_background(ctx, "training")
+        got = in_background(ctx, training_job(part))
         if got is None:
-            got = train_all(ctx["quick"], ctx["seed"], _need(ctx, "train", "features")), "in-process"
+            got = train_all(ctx["quick"], ctx["seed"], _need(ctx, "train", "features"), part), "in-process"
         trained, where = got
-        ctx["trained"] = {"heads": {k: _heads_from(w) for k, w in trained["heads"].items()},
-                          "skipped": trained["skipped"], "where": f"trained {where}"}
-    if not ctx["trained"]["heads"]:
-        raise StageSkipped("no training arm could run: " + "; ".join(ctx["trained"]["skipped"]))
-    return ctx["trained"]
+        ctx[key] = {"heads": {k: _heads_from(w) for k, w in trained["heads"].items()},
+                    "skipped": trained["skipped"], "where": f"trained {where}"}
+    if not ctx[key]["heads"]:
+        raise StageSkipped("no training arm could run: " + "; ".join(ctx[key]["skipped"]))
+    return ctx[key]
 
 
 # ----------------------------------------------------------------------------------- evaluate
@@ -436,7 +454,7 @@ def temperature(ctx: dict[str, Any]) -> tuple[Any, str]:
 
     metrics = require("gapkit.metrics", "measure")
     _need(ctx, "train", "features")
-    trained = trained_arms(ctx)["heads"]
+    trained = trained_arms(ctx, "temperature")["heads"]
     rows = []
     for tau in TAUS[ctx["quick"]]:
         heads = trained.get(temperature_label(tau))
