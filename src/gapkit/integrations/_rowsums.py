@@ -169,25 +169,23 @@ def fused_sums_threaded(x, y, mapping, image_dest, text_dest, image_buf, text_bu
         stats += parts[k]
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # by worker count: never replaced while in use
 _POOL_LOCK = threading.Lock()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    """This process's worker threads (at least `workers`), created on first use."""
-    global _POOL
+    """This process's pool of `workers` threads, created on first use."""
     with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < workers:
-            old, _POOL = _POOL, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gapkit-rowsums")
-            if old is not None:
-                old.shutdown(wait=False)
-        return _POOL
+        if workers not in _POOLS:
+            _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gapkit-rowsums")
+        return _POOLS[workers]
 
 
 def _forget_pool() -> None:
-    """In a forked child the parent's worker threads do not exist: start a new pool on next use."""
-    global _POOL, _POOL_LOCK
-    _POOL, _POOL_LOCK = None, threading.Lock()
+    """In a forked child the parent's worker threads do not exist: start new pools on next use."""
+    global _POOL_LOCK
+    _POOLS.clear()
+    _POOL_LOCK = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pool)
