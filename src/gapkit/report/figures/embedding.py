@@ -91,8 +91,8 @@ def _cache_compiled(*packages: str) -> None:
     umap-learn and pynndescent compile most of their functions without `cache=True`, so every
     process spent ~15-25 s (2 idle cores) compiling them before its first UMAP; with the on-disk
     cache a later process loads the same machine code (identical results): 21.7 -> 7.6 s for a
-    1,100 x 512 fit (benchmarks/bench_umap_cache.py). numba puts the cache beside the package or, when that is read-only, in the user's
-    cache folder; a function numba cannot cache is simply compiled as before."""
+    1,100 x 512 fit (benchmarks/bench_umap_cache.py). numba puts the cache beside the package or,
+    when that is read-only, in the user's cache folder; a function numba cannot cache is simply compiled as before."""
     import sys
 
     try:
