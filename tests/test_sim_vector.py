@@ -54,18 +54,20 @@ def test_a_lane_computes_what_its_batch_computes_alone(d, b, steps, eq7, reproje
     if not reproject:
         X, Y = X * rng.uniform(1.0, 2.0, (len(X), 1)), Y * rng.uniform(1.0, 2.0, (len(Y), 1))
     perm = rng.permutation(len(X))
-    ws = V.clip_workspace(b, d)
-    A, B = X.copy(), Y.copy()
-    together = V.clip_epoch(A, B, perm, steps, b, 6.0, 0.05, eq7, reproject, True, ws)
-    C, D = X.copy(), Y.copy()
-    alone = 0.0
+    ws = V.clip_workspace(b, d, 1)
+    params = V.lane_params(np.array([6.0]), np.array([0.05]), np.array([eq7]), b, ws[0].shape[1])
+    A, B = X[:, :, None].copy(), Y[:, :, None].copy()
+    together = np.zeros(1)
+    V.clip_epoch(A, B, perm, steps, b, params, reproject, True, ws, together)
+    C, D = X[:, :, None].copy(), Y[:, :, None].copy()
+    alone = np.zeros(1)
     for st in range(steps):
-        alone += V.clip_epoch(C, D, perm[st * b:], 1, b, 6.0, 0.05, eq7, reproject, True, ws)
+        V.clip_epoch(C, D, perm[st * b:], 1, b, params, reproject, True, ws, alone)
     np.testing.assert_array_equal(A, C)
     np.testing.assert_array_equal(B, D)
-    assert together == alone
+    assert together[0] == alone[0]
     untouched = perm[b * steps:]
-    np.testing.assert_array_equal(A[untouched], X[untouched])
+    np.testing.assert_array_equal(A[untouched, :, 0], X[untouched])
 
 
 def _textbook_epochs(X, Y, epochs, batch, steps, s, lr, eq7, reproject, seed):

@@ -147,30 +147,140 @@ def simulate(config: SphereConfig, progress: bool = False) -> SimResult:
 def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
                   progress: bool = False) -> list[SimResult]:
     """Run R simulations in one compiled kernel, the runs spread over `threads` threads (default:
-    numba's, i.e. every core, but no more than R). Run r equals `simulate(configs[r])` (same code,
-    same stream).
+    numba's, i.e. every core, but no more than the tasks there are). Run r equals
+    `simulate(configs[r])` bit for bit (same arithmetic, same stream).
 
     The runs must share one schedule (n, d, batch, steps per epoch, epochs, trace and snapshot
     epochs); loss, init, tau, lr, seed and the loss parameters may differ. `run_many` groups any
-    list of configs into such batches. Each result's train_seconds is its share (1/R) of the
-    batch's wall time, so steps_per_second is the throughput the sweep achieved per run.
+    list of configs into such batches. CLIP and eq. 7 runs that share a seed (and re-projection)
+    draw the same batches, so they run as SIMD lanes of one chunk (gapkit.sim.vector: a sweep over
+    tau and loss costs about a quarter of its runs run one by one, per core; see `plan_chunks`);
+    the other runs go one per task through kernels.run_epochs_many. Each result's train_seconds
+    is its share (1/R) of the batch's wall time, so steps_per_second is the sweep's throughput per run.
     """
     configs = list(configs)
     if not configs:
         return []
-    if threads is None:
-        # No more threads than runs: every launch of a parallel region wakes all of numba's threads,
-        # which costs milliseconds per call on a busy machine (one run this way went 4x slower).
-        import numba
+    import numba
 
-        threads = min(len(configs), numba.get_num_threads())
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise GapkitError(f"threads must be a positive integer, got {threads!r}")
     k = _kernels()
-    a = _kernel_args(configs)
     cfg = configs[0]
-    args = (cfg.epoch_steps, cfg.batch, a["loss_id"], a["s"], a["lr"], a["bias"], a["sigma"], a["w_ssl"],
-            a["w_unif"], a["reproject"], a["mt"], a["meta"], a["gauss"])
-    with _numba_threads(threads):
-        return drive_many(configs, lambda X, Y, n_epochs: k.run_epochs_many(X, Y, n_epochs, *args), progress)
+    lane_runs = [r for r, c in enumerate(configs) if c.loss in CLIP_LOSSES]
+    other = [r for r, c in enumerate(configs) if c.loss not in CLIP_LOSSES]
+    n_threads = numba.get_num_threads() if threads is None else threads
+    chunks = plan_chunks([(configs[r].seed, configs[r].reproject) for r in lane_runs], n_threads)
+    # No more threads than tasks: every launch of a parallel region wakes all of numba's threads,
+    # which costs milliseconds per call on a busy machine (one run this way went 4x slower).
+    tasks = max(len({t for t, _ in chunks}), min(len(other), n_threads))
+    steps: list[Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = []
+    if chunks:
+        steps.append(_lane_advance(configs, lane_runs, chunks))
+    if other:
+        sub = [configs[r] for r in other]
+        a = _kernel_args(sub)
+        args = (cfg.epoch_steps, cfg.batch, a["loss_id"], a["s"], a["lr"], a["bias"], a["sigma"], a["w_ssl"],
+                a["w_unif"], a["reproject"], a["mt"], a["meta"], a["gauss"])
+        idx = np.array(other)
+
+        def advance_other(X: np.ndarray, Y: np.ndarray, n_epochs: int, out: np.ndarray) -> None:
+            xs, ys = X[idx], Y[idx]
+            out[idx] = k.run_epochs_many(xs, ys, n_epochs, *args)
+            X[idx], Y[idx] = xs, ys
+        steps.append(advance_other)
+
+    def advance(X: np.ndarray, Y: np.ndarray, n_epochs: int) -> np.ndarray:
+        out = np.empty(len(configs))
+        for step in steps:
+            step(X, Y, n_epochs, out)
+        return out
+
+    with _numba_threads(min(tasks, n_threads)):
+        return drive_many(configs, advance, progress)
+
+
+CLIP_LOSSES = ("clip", "clip_shi_eq7")
+# Runs per chunk of lanes: 16 fill AVX2 registers four times over; a block of 128 lanes (8 steps
+# of 16 runs) keeps the E block of gapkit.sim.vector within L2. Wider chunks gained nothing.
+MAX_RUN_LANES = 16
+
+
+def plan_chunks(keys: Sequence[tuple], threads: int) -> list[tuple[int, list[int]]]:
+    """Split runs into chunks of lanes and chunks over tasks: [(task, [run positions])].
+
+    Runs with the same key (seed, reproject) share their batches and may share a chunk; a group of
+    G runs becomes ceil(G / MAX_RUN_LANES) chunks of near-equal width. While there are fewer chunks
+    than threads, the widest chunk of >= 8 runs is halved (4 lanes still beat one lane per core).
+    Chunks go to `threads` tasks, widest first onto the least loaded (cost ~ width)."""
+    groups: dict[tuple, list[int]] = {}
+    for pos, key in enumerate(keys):
+        groups.setdefault(key, []).append(pos)
+    chunks: list[list[int]] = []
+    for members in groups.values():
+        parts = -(-len(members) // MAX_RUN_LANES)
+        chunks.extend([list(a) for a in np.array_split(members, parts)])
+    while 0 < len(chunks) < threads:
+        widest = max(chunks, key=len)
+        if len(widest) < 8:
+            break
+        chunks.remove(widest)
+        chunks.extend([list(a) for a in np.array_split(widest, 2)])
+    load = [0] * max(1, threads)
+    out = []
+    for ch in sorted(chunks, key=len, reverse=True):
+        t = int(np.argmin(load))
+        load[t] += len(ch)
+        out.append((t, [int(p) for p in ch]))
+    return out
+
+
+def _lane_advance(configs: Sequence[SphereConfig], lane_runs: list[int],
+                  chunks: list[tuple[int, list[int]]]) -> Callable[..., None]:
+    """An advance step for the CLIP runs: each chunk's positions packed run-innermost (n, d, W)
+    into flat buffers for vector.run_clip_chunks, unpacked after every call."""
+    from . import vector
+    from .mt19937 import new_state
+
+    cfg = configs[0]
+    n, d = cfg.n, cfg.d
+    order = [lane_runs[p] for _, ch in sorted(chunks, key=lambda c: c[0]) for p in ch]
+    tasks = sorted({t for t, _ in chunks})
+    widths, jobs, job_start = [], [], [0]
+    for t in tasks:
+        for _, ch in (c for c in chunks if c[0] == t):
+            jobs.append(len(widths))
+            widths.append(len(ch))
+        job_start.append(len(jobs))
+    # Chunks are laid out in task order, so chunk q holds runs order[run_off[q]:run_off[q + 1]].
+    run_off = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    sub = [configs[r] for r in order]
+    states = [new_state(sub[run_off[q]].seed) for q in range(len(widths))]
+    mt, meta = np.stack([m for m, _, _ in states]), np.stack([m for _, m, _ in states])
+    eq7 = np.array([c.loss == "clip_shi_eq7" for c in sub])
+    s, lr = np.array([c.logit_scale for c in sub]), np.array([c.lr for c in sub])
+    reproject = np.array([sub[run_off[q]].reproject for q in range(len(widths))])  # one per chunk (keyed on it)
+    ord_idx = np.array(order)
+    jobs_a, start_a = np.array(jobs, np.int64), np.array(job_start, np.int64)
+
+    def pack(P: np.ndarray) -> np.ndarray:
+        return np.concatenate([P[ord_idx[run_off[q]:run_off[q + 1]]].transpose(1, 2, 0).ravel()
+                               for q in range(len(widths))])
+
+    def unpack(flat: np.ndarray, P: np.ndarray) -> None:
+        for q in range(len(widths)):
+            a, b = run_off[q], run_off[q + 1]
+            P[ord_idx[a:b]] = flat[a * n * d:b * n * d].reshape(n, d, b - a).transpose(2, 0, 1)
+
+    def advance(X: np.ndarray, Y: np.ndarray, n_epochs: int, out: np.ndarray) -> None:
+        xf, yf = pack(X), pack(Y)
+        losses = np.empty(len(order))
+        vector.run_clip_chunks(xf, yf, n, d, run_off, n_epochs, cfg.epoch_steps, cfg.batch, eq7, s, lr, reproject,
+                               mt, meta, losses, jobs_a, start_a)
+        unpack(xf, X)
+        unpack(yf, Y)
+        out[ord_idx] = losses
+    return advance
 
 
 def _directions(X: np.ndarray, Y: np.ndarray, configs: Sequence[SphereConfig]) -> tuple[np.ndarray, np.ndarray]:
