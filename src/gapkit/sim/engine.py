@@ -207,32 +207,51 @@ MAX_RUN_LANES = 16
 
 
 def plan_chunks(keys: Sequence[tuple], threads: int) -> list[tuple[int, list[int]]]:
-    """Split runs into chunks of lanes and chunks over tasks: [(task, [run positions])].
+    """Split runs into chunks of lanes and the chunks over tasks: [(task, [run positions])].
 
     Runs with the same key (seed, reproject) share their batches and may share a chunk; a group of
-    G runs becomes ceil(G / MAX_RUN_LANES) chunks of near-equal width. While there are fewer chunks
-    than threads, the widest chunk of >= 8 runs is halved (4 lanes still beat one lane per core).
-    Chunks go to `threads` tasks, widest first onto the least loaded (cost ~ width)."""
+    G runs becomes ceil(G / MAX_RUN_LANES) chunks of near-equal width. Chunks go to `threads`
+    tasks, widest first onto the least loaded (cost ~ width); while halving the widest chunk of
+    >= 8 runs shortens the longest task, it is halved (4 lanes still beat one lane per core)."""
     groups: dict[tuple, list[int]] = {}
     for pos, key in enumerate(keys):
         groups.setdefault(key, []).append(pos)
     chunks: list[list[int]] = []
     for members in groups.values():
-        parts = -(-len(members) // MAX_RUN_LANES)
-        chunks.extend([list(a) for a in np.array_split(members, parts)])
-    while 0 < len(chunks) < threads:
+        chunks.extend(_split(members, -(-len(members) // MAX_RUN_LANES)))
+    plan = _assign(chunks, threads)
+    while chunks:
         widest = max(chunks, key=len)
         if len(widest) < 8:
             break
-        chunks.remove(widest)
-        chunks.extend([list(a) for a in np.array_split(widest, 2)])
+        halved = [c for c in chunks if c is not widest] + _split(widest, 2)
+        better = _assign(halved, threads)
+        if _makespan(better) >= _makespan(plan):
+            break
+        chunks, plan = halved, better
+    return plan
+
+
+def _split(members: Sequence[int], parts: int) -> list[list[int]]:
+    return [[int(p) for p in a] for a in np.array_split(np.asarray(members, dtype=np.int64), parts)]
+
+
+def _assign(chunks: list[list[int]], threads: int) -> list[tuple[int, list[int]]]:
+    """Longest chunk first onto the least loaded of `threads` tasks."""
     load = [0] * max(1, threads)
     out = []
     for ch in sorted(chunks, key=len, reverse=True):
         t = int(np.argmin(load))
         load[t] += len(ch)
-        out.append((t, [int(p) for p in ch]))
+        out.append((t, ch))
     return out
+
+
+def _makespan(plan: list[tuple[int, list[int]]]) -> int:
+    load: dict[int, int] = {}
+    for t, ch in plan:
+        load[t] = load.get(t, 0) + len(ch)
+    return max(load.values(), default=0)
 
 
 def _lane_advance(configs: Sequence[SphereConfig], lane_runs: list[int],
