@@ -376,8 +376,6 @@ def drive_many(configs: Sequence[SphereConfig], advance: AdvanceMany, progress: 
     tr_epochs = trace_epochs(config)
     sn_epochs = snapshot_epochs(config)
     trace_set, snap_set = set(tr_epochs.tolist()), set(sn_epochs)
-    # Progress chunks: the loop is compiled, so the bar can only move between calls.
-    chunk = max(1, config.epochs // 200)
     rows: list[list[np.ndarray]] = [[] for _ in range(R)]
     losses: list[list[float]] = [[] for _ in range(R)]
     snaps_x: list[list[np.ndarray]] = [[] for _ in range(R)]
@@ -385,6 +383,9 @@ def drive_many(configs: Sequence[SphereConfig], advance: AdvanceMany, progress: 
     train_s, epoch = 0.0, 0
     last_loss = np.full(R, math.nan)
     bar = _progress_bar(config, progress, R)
+    # Progress chunks: the loop is compiled, so the bar can only move between calls. Without a bar
+    # the runs go straight to the next trace (each call costs a launch of the parallel kernel).
+    chunk = max(1, config.epochs // 200) if bar is not None else max(1, config.epochs)
     for target in sorted(trace_set | snap_set):
         while epoch < target:
             step = min(chunk, target - epoch)
@@ -397,7 +398,7 @@ def drive_many(configs: Sequence[SphereConfig], advance: AdvanceMany, progress: 
         # Without re-projection the parameters are off the sphere; the geometry is of their directions.
         xs, ys = _directions(X, Y, configs)
         if target in trace_set:
-            stats = k.trace_stats_many(xs, ys) if R > 1 else k.trace_stats(xs[0], ys[0])[None]
+            stats = _trace_stats(k, xs, ys, configs if target == 0 else None)
             for r in range(R):
                 rows[r].append(stats[r])
                 losses[r].append(float(last_loss[r]) if target > 0 else math.nan)
@@ -420,6 +421,23 @@ def drive_many(configs: Sequence[SphereConfig], advance: AdvanceMany, progress: 
                              train_seconds=train_s / R, elapsed_seconds=elapsed / R,
                              steps=c.epochs * c.epoch_steps))
     return out
+
+
+def _trace_stats(k: Any, xs: np.ndarray, ys: np.ndarray, start: Sequence[SphereConfig] | None) -> np.ndarray:
+    """(R, len(TRACE_KEYS)) geometry of every run. At the start (`start` = the configs), runs with
+    the same initial points (seed, init, spread, angle, re-projection) are measured once: a
+    temperature sweep starts many runs from one set of points, and a trace costs O(n^2 d)."""
+    R = xs.shape[0]
+    if R == 1:
+        return k.trace_stats(xs[0], ys[0])[None]
+    if start is None:
+        return k.trace_stats_many(xs, ys)
+    first: dict[tuple, int] = {}
+    rep = np.array([first.setdefault((c.seed, c.init, c.spread, c.angle, c.reproject), r)
+                    for r, c in enumerate(start)])
+    uniq = np.unique(rep)
+    stats = k.trace_stats_many(xs[uniq], ys[uniq]) if len(uniq) > 1 else k.trace_stats(xs[uniq[0]], ys[uniq[0]])[None]
+    return stats[np.searchsorted(uniq, rep)]
 
 
 def _progress_bar(config: SphereConfig, enabled: bool, runs: int = 1) -> Any:
