@@ -153,9 +153,10 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
     The runs must share one schedule (n, d, batch, steps per epoch, epochs, trace and snapshot
     epochs); loss, init, tau, lr, seed and the loss parameters may differ. `run_many` groups any
     list of configs into such batches. CLIP and eq. 7 runs that share a seed (and re-projection)
-    draw the same batches, so they run as SIMD lanes of one chunk (gapkit.sim.vector: a sweep over
-    tau and loss costs about a quarter of its runs run one by one, per core; see `plan_chunks`);
-    the other runs go one per task through kernels.run_epochs_many. Each result's train_seconds
+    draw the same batches, so they run as SIMD lanes of one chunk (gapkit.sim.vector; chunks and
+    their spread over the threads: `plan_chunks`); a run alone is a chunk of one lane, the engine
+    of `simulate`. The other losses go one run per task through kernels.run_epochs_many, after the
+    CLIP chunks. Each result's train_seconds
     is its share (1/R) of the batch's wall time, so steps_per_second is the sweep's throughput per run.
     """
     configs = list(configs)
@@ -169,26 +170,13 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
     cfg = configs[0]
     lane_runs = [r for r, c in enumerate(configs) if c.loss in CLIP_LOSSES]
     other = [r for r, c in enumerate(configs) if c.loss not in CLIP_LOSSES]
-    n_threads = numba.get_num_threads() if threads is None else threads
+    n_threads = numba.get_num_threads() if threads is None else min(threads, numba.config.NUMBA_NUM_THREADS)
     chunks = plan_chunks([(configs[r].seed, configs[r].reproject) for r in lane_runs], n_threads)
     # No more threads than tasks: every launch of a parallel region wakes all of numba's threads,
     # which costs milliseconds per call on a busy machine (one run this way went 4x slower).
     tasks = max(len({t for t, _ in chunks}), min(len(other), n_threads))
-    steps: list[Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = []
-    if chunks:
-        steps.append(_lane_advance(configs, lane_runs, chunks))
-    if other:
-        sub = [configs[r] for r in other]
-        a = _kernel_args(sub)
-        args = (cfg.epoch_steps, cfg.batch, a["loss_id"], a["s"], a["lr"], a["bias"], a["sigma"], a["w_ssl"],
-                a["w_unif"], a["reproject"], a["mt"], a["meta"], a["gauss"])
-        idx = np.array(other)
-
-        def advance_other(X: np.ndarray, Y: np.ndarray, n_epochs: int, out: np.ndarray) -> None:
-            xs, ys = X[idx], Y[idx]
-            out[idx] = k.run_epochs_many(xs, ys, n_epochs, *args)
-            X[idx], Y[idx] = xs, ys
-        steps.append(advance_other)
+    steps = ([_lane_advance(configs, lane_runs, chunks)] if chunks else []) + \
+        ([_scalar_advance(k, configs, other)] if other else [])
 
     def advance(X: np.ndarray, Y: np.ndarray, n_epochs: int) -> np.ndarray:
         out = np.empty(len(configs))
@@ -252,6 +240,21 @@ def _makespan(plan: list[tuple[int, list[int]]]) -> int:
     for t, ch in plan:
         load[t] = load.get(t, 0) + len(ch)
     return max(load.values(), default=0)
+
+
+def _scalar_advance(k: Any, configs: Sequence[SphereConfig], other: list[int]) -> Callable[..., None]:
+    """An advance step for the runs of the other losses: kernels.run_epochs_many, one run per task."""
+    cfg = configs[0]
+    a = _kernel_args([configs[r] for r in other])
+    args = (cfg.epoch_steps, cfg.batch, a["loss_id"], a["s"], a["lr"], a["bias"], a["sigma"], a["w_ssl"],
+            a["w_unif"], a["reproject"], a["mt"], a["meta"], a["gauss"])
+    idx = np.array(other)
+
+    def advance(X: np.ndarray, Y: np.ndarray, n_epochs: int, out: np.ndarray) -> None:
+        xs, ys = X[idx], Y[idx]
+        out[idx] = k.run_epochs_many(xs, ys, n_epochs, *args)
+        X[idx], Y[idx] = xs, ys
+    return advance
 
 
 def _lane_advance(configs: Sequence[SphereConfig], lane_runs: list[int],
