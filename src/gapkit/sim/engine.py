@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -175,16 +176,17 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
     # No more threads than tasks: every launch of a parallel region wakes all of numba's threads,
     # which costs milliseconds per call on a busy machine (one run this way went 4x slower).
     tasks = max(len({t for t, _ in chunks}), min(len(other), n_threads))
-    steps = ([_lane_advance(configs, lane_runs, chunks)] if chunks else []) + \
-        ([_scalar_advance(k, configs, other)] if other else [])
+    lane_tasks = len({t for t, _ in chunks})
+    with ThreadPoolExecutor(max_workers=max(1, lane_tasks)) as pool, _numba_threads(min(tasks, n_threads)):
+        steps = ([_lane_advance(configs, lane_runs, chunks, pool)] if chunks else []) + \
+            ([_scalar_advance(k, configs, other)] if other else [])
 
-    def advance(X: np.ndarray, Y: np.ndarray, n_epochs: int) -> np.ndarray:
-        out = np.empty(len(configs))
-        for step in steps:
-            step(X, Y, n_epochs, out)
-        return out
+        def advance(X: np.ndarray, Y: np.ndarray, n_epochs: int) -> np.ndarray:
+            out = np.empty(len(configs))
+            for step in steps:
+                step(X, Y, n_epochs, out)
+            return out
 
-    with _numba_threads(min(tasks, n_threads)):
         return drive_many(configs, advance, progress)
 
 
@@ -257,51 +259,38 @@ def _scalar_advance(k: Any, configs: Sequence[SphereConfig], other: list[int]) -
     return advance
 
 
-def _lane_advance(configs: Sequence[SphereConfig], lane_runs: list[int],
-                  chunks: list[tuple[int, list[int]]]) -> Callable[..., None]:
-    """An advance step for the CLIP runs: each chunk's positions packed run-innermost (n, d, W)
-    into flat buffers for vector.run_clip_chunks, unpacked after every call."""
+def _lane_advance(configs: Sequence[SphereConfig], lane_runs: list[int], chunks: list[tuple[int, list[int]]],
+                  pool: ThreadPoolExecutor) -> Callable[..., None]:
+    """An advance step for the CLIP runs: each chunk's positions packed run-innermost (n, d, W) for
+    vector.run_clip_lanes (which releases the GIL), the tasks' chunks run on the pool's threads,
+    the positions unpacked after every call."""
     from . import vector
     from .mt19937 import new_state
 
     cfg = configs[0]
     n, d = cfg.n, cfg.d
-    order = [lane_runs[p] for _, ch in sorted(chunks, key=lambda c: c[0]) for p in ch]
-    tasks = sorted({t for t, _ in chunks})
-    widths, jobs, job_start = [], [], [0]
-    for t in tasks:
-        for _, ch in (c for c in chunks if c[0] == t):
-            jobs.append(len(widths))
-            widths.append(len(ch))
-        job_start.append(len(jobs))
-    # Chunks are laid out in task order, so chunk q holds runs order[run_off[q]:run_off[q + 1]].
-    run_off = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
-    sub = [configs[r] for r in order]
-    states = [new_state(sub[run_off[q]].seed) for q in range(len(widths))]
-    mt, meta = np.stack([m for m, _, _ in states]), np.stack([m for _, m, _ in states])
-    eq7 = np.array([c.loss == "clip_shi_eq7" for c in sub])
-    s, lr = np.array([c.logit_scale for c in sub]), np.array([c.lr for c in sub])
-    reproject = np.array([sub[run_off[q]].reproject for q in range(len(widths))])  # one per chunk (keyed on it)
-    ord_idx = np.array(order)
-    jobs_a, start_a = np.array(jobs, np.int64), np.array(job_start, np.int64)
-
-    def pack(P: np.ndarray) -> np.ndarray:
-        return np.concatenate([P[ord_idx[run_off[q]:run_off[q + 1]]].transpose(1, 2, 0).ravel()
-                               for q in range(len(widths))])
-
-    def unpack(flat: np.ndarray, P: np.ndarray) -> None:
-        for q in range(len(widths)):
-            a, b = run_off[q], run_off[q + 1]
-            P[ord_idx[a:b]] = flat[a * n * d:b * n * d].reshape(n, d, b - a).transpose(2, 0, 1)
+    runs = [[lane_runs[p] for p in ch] for _, ch in chunks]
+    tasks: dict[int, list[int]] = {}
+    for q, (t, _) in enumerate(chunks):
+        tasks.setdefault(t, []).append(q)
+    # Each chunk keeps its own copy of its seed's stream, advanced in place from call to call.
+    streams = [new_state(configs[rs[0]].seed)[:2] for rs in runs]
+    params = [(np.array([configs[r].loss == "clip_shi_eq7" for r in rs]), np.array([configs[r].logit_scale for r in rs]),
+               np.array([configs[r].lr for r in rs]), bool(configs[rs[0]].reproject)) for rs in runs]
 
     def advance(X: np.ndarray, Y: np.ndarray, n_epochs: int, out: np.ndarray) -> None:
-        xf, yf = pack(X), pack(Y)
-        losses = np.empty(len(order))
-        vector.run_clip_chunks(xf, yf, n, d, run_off, n_epochs, cfg.epoch_steps, cfg.batch, eq7, s, lr, reproject,
-                               mt, meta, losses, jobs_a, start_a)
-        unpack(xf, X)
-        unpack(yf, Y)
-        out[ord_idx] = losses
+        def run_task(qs: list[int]) -> None:
+            for q in qs:
+                idx = runs[q]
+                xq = np.ascontiguousarray(X[idx].transpose(1, 2, 0))
+                yq = np.ascontiguousarray(Y[idx].transpose(1, 2, 0))
+                eq7, s, lr, reproject = params[q]
+                losses = np.empty(len(idx))
+                vector.run_clip_lanes(xq, yq, n_epochs, cfg.epoch_steps, cfg.batch, eq7, s, lr, reproject,
+                                      *streams[q], losses)
+                X[idx], Y[idx] = xq.transpose(2, 0, 1), yq.transpose(2, 0, 1)
+                out[idx] = losses
+        list(pool.map(run_task, tasks.values()))
     return advance
 
 

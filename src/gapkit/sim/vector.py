@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import mt19937 as rng
 from .expdet import exp_det, fma
@@ -287,11 +287,12 @@ def clip_epoch(X, Y, perm, steps, b, params, reproject, with_loss, ws, total) ->
             _free_scatter(Y, perm, first, ns, b, gY, NY, lrL)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_clip_lanes(X, Y, n_epochs, steps_per_epoch, batch, eq7, s, lr, reproject, mt, meta, out) -> None:
     """n_epochs of SGD on the W runs of X, Y (n, d, W) in place, which share one random stream
     (mt, meta): a fresh permutation per epoch. eq7, s, lr: (W,) per run. out (W,) receives each
-    run's last-epoch mean batch loss."""
+    run's last-epoch mean batch loss. It releases the GIL, so chunks run on Python threads
+    (engine.simulate_many) without a parallel kernel to compile."""
     W = X.shape[2]
     ws = clip_workspace(batch, X.shape[1], W)
     params = lane_params(s, lr, eq7, batch, ws[0].shape[1])
@@ -313,23 +314,3 @@ def run_clip_epochs(X, Y, n_epochs, steps_per_epoch, batch, eq7, s, lr, reprojec
     run_clip_lanes(X.reshape((n, d, 1)), Y.reshape((n, d, 1)), n_epochs, steps_per_epoch, batch,
                    np.array([eq7]), np.array([s]), np.array([lr]), reproject, mt, meta, out)
     return out[0]
-
-
-@njit(cache=True, parallel=True)
-def run_clip_chunks(X, Y, n, d, run_off, n_epochs, steps_per_epoch, batch, eq7, s, lr, reproject, mt, meta, out,
-                    jobs, job_start) -> None:
-    """run_clip_lanes over Q chunks of runs, spread on numba's threads. Chunk q holds the runs
-    run_off[q]:run_off[q + 1] (W_q of them, sharing one seed); X, Y are flat buffers in which chunk q
-    is the block run_off[q] * n * d : run_off[q + 1] * n * d, laid out (n, d, W_q). eq7, s, lr, out:
-    (R,) per run; reproject (Q,), mt (Q, 624), meta (Q, 2): per chunk, its runs' flag and its
-    copy of their stream. Task t runs the
-    chunks jobs[job_start[t]:job_start[t + 1]] one after another (a balanced split by the caller)."""
-    for t in prange(job_start.shape[0] - 1):
-        for a in range(job_start[t], job_start[t + 1]):
-            q = jobs[a]
-            r0, r1 = run_off[q], run_off[q + 1]
-            W = r1 - r0
-            Xq = X[r0 * n * d:r1 * n * d].reshape((n, d, W))
-            Yq = Y[r0 * n * d:r1 * n * d].reshape((n, d, W))
-            run_clip_lanes(Xq, Yq, n_epochs, steps_per_epoch, batch, eq7[r0:r1], s[r0:r1], lr[r0:r1], reproject[q],
-                           mt[q], meta[q], out[r0:r1])
