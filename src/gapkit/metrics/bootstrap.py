@@ -4,8 +4,9 @@ paired differences over queries.
 Resampling unit: IMAGES. A resample draws N images with replacement; every caption follows its
 image (cluster bootstrap, so multi-caption data keep their structure). Geometry metrics use the
 vectorised path: a resample is a vector of counts w (N,), every geometry sum becomes a weighted
-sum, so B resamples cost one (B, N) x (N, D) product (done in batches to bound memory). Other
-cheap families re-run their function on the resampled rows. Truly pairwise metrics are not
+sum, so B resamples cost one (B, N) x (N, D) product (done in batches to bound memory). The
+cosine means are ratios of per-image sums and take the same path (`cosine_bootstrap`);
+`bootstrap_ci` re-runs any other function on resampled rows. Truly pairwise metrics are not
 bootstrapped (duplicated rows would add spurious zero distances); their sampled estimators carry
 their own CI.
 
@@ -222,6 +223,33 @@ def geometry_bootstrap(p: Pairs, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, le
         for k, v in geometry_compute(geometry_state(p, image_weights=w)).items():
             samples.setdefault(k, []).append(v)
     return _intervals(geometry_compute(geometry_state(p)), samples, level)
+
+
+def cosine_bootstrap(p: Pairs, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Basic-bootstrap CIs and bias of the cosine means (metrics.cosines) from per-image sums.
+
+    Each mean is a ratio sum_i S_i / sum_i C_i over images (cosine_image_sums), so a cluster
+    resample with counts w gives (w . S) / (w . C): B resamples cost two (B, N) x (N,) products
+    per key instead of B re-runs on copied rows (1,000 resamples of 500 pairs: 1.5 s -> ~20 ms).
+    Image->text and text->text replicates equal re-running cosine_summary on the resampled rows;
+    the unpaired baseline keeps the partner captions drawn once on the data (each image carries
+    its draws into the resample) instead of drawing again in every resample.
+    """
+    from .cosines import cosine_image_sums, cosine_summary
+
+    sums = cosine_image_sums(p, seed)
+    if not sums:
+        return {}
+    rng = np.random.default_rng(seed)
+    batch = max(1, min(n_boot, _WEIGHT_BYTES // (8 * max(p.n_image, 1))))
+    samples: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n_boot, batch):
+        w = resample_counts(p.n_image, min(batch, n_boot - start), rng)
+        for key, (total, count) in sums.items():
+            with np.errstate(invalid="ignore", divide="ignore"):  # a resample without such pairs: NaN, dropped
+                samples.setdefault(f"{key}_cosine_mean", []).append((w @ total) / (w @ count))
+    samples = {k: [np.concatenate(v)[np.isfinite(np.concatenate(v))]] for k, v in samples.items()}
+    return _intervals(cosine_summary(p, seed=seed), samples, level)  # the estimates `measure` prints
 
 
 def resample_pairs(p: Pairs, rng: np.random.Generator) -> Pairs:
