@@ -50,7 +50,7 @@ def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: in
     for part in towers.TRAINING_PARTS:
         bg.start(towers.training_job(part), towers.train_all, quick, seed, None, part)
     later = [(n, t, f) for n, t, f in plan
-             if n in stages.background_stages(quick) and bg.start(n, f, _job_ctx(ctx))]
+             if n in stages.background_stages(quick) and bg.start(n, stages.run_here, n, _job_ctx(ctx))]
     try:
         with one_blas_thread():
             for name, title, fn in plan:

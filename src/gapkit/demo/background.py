@@ -1,10 +1,11 @@
 """Demo work that depends on no earlier stage, run in a second process so that both cores work.
 
 The demo starts its jobs there when it begins, in this order: the head training (towers.train_all,
-the tuning arms, then the temperature sweep: it needs only the cached tower features) and, in --quick, the samples stage (the bundled
-CLIP sets with their figures, UMAP included). The main process meanwhile runs the other stages;
-the tuning stage collects the trained heads, and the samples stage is collected, in its own row
-of the stage table, before the report.
+the tuning arms, then the temperature sweep: it needs only the cached tower features), then the
+stages of stages.background_stages (--quick: samples, the bundled CLIP sets with their figures;
+full run: explain, the papers' toy experiments). The main process meanwhile runs the other
+stages; the tuning and temperature stages collect the trained heads, and a background stage is
+collected, in its own row of the stage table, before the report.
 
     bg = Background(); bg.start("training", fn, *args)   # fn and args must be picklable
     bg.result("training")   # (value, seconds it ran there), or None when the second process is
