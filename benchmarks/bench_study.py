@@ -53,8 +53,9 @@ LAST_CPU = 0.0
 
 
 def stage_times(run_dir: Path) -> str:
-    """Main-process seconds per stage from the run's demo.json, plus (+X*) the seconds of work the
-    stage's part in the demo's second process took (the head training, the samples stage)."""
+    """Main-process wall/CPU seconds per stage from the run's demo.json, plus (+X/Y*) the wall/CPU
+    seconds of work the stage's part in the demo's second process took (head training, samples
+    or explain)."""
     import json
     import re
 
@@ -63,9 +64,11 @@ def stage_times(run_dir: Path) -> str:
         return ""
     parts = []
     for name, st in json.loads(f.read_text())["results"]["stages"].items():
-        bg = re.search(r"in a second process, ([\d.]+) s", st.get("detail", ""))
-        parts.append(f"{name} {st.get('seconds', 0):.1f}" + (f" (+{float(bg.group(1)):.1f}*)" if bg else ""))
-    return ", ".join(parts) + "   (+X* = X s of work in the demo's second process, overlapping the main one)"
+        bg = re.search(r"in a second process, ([\d.]+) s \(([\d.]+) s CPU\)", st.get("detail", ""))
+        parts.append(f"{name} {st.get('seconds', 0):.1f}/{st.get('cpu_seconds', float('nan')):.1f}"
+                     + (f" (+{float(bg.group(1)):.1f}/{float(bg.group(2)):.1f}*)" if bg else ""))
+    return (", ".join(parts) + "   (wall/CPU s; +X/Y* = wall/CPU s of work in the demo's second process, "
+            "overlapping the main one)")
 
 
 def bench_command(name: str, cmd: list[str], env: dict[str, str], repeats: int, target: float, tmp: Path,

@@ -193,3 +193,24 @@ def test_numba_functions_of_a_package_are_cached_on_disk(tmp_path, monkeypatch):
     assert gkfakejit.twice(20) == 41
     assert list((pkg / "__pycache__").glob("*.nbi")), "numba wrote no cache index"
     assert "gkfakejit" in embedding._CACHED_PACKAGES
+
+
+def test_umap_from_precomputed_cosine_distances():
+    """umap_2d hands umap-learn the cosine distance matrix (one matrix product) instead of letting
+    it call its numba cosine once per pair: the matrix equals the naive one, and the embedding
+    keeps two groups that are apart in cosine apart in 2-D."""
+    pytest.importorskip("umap")
+    from gapkit.report.figures.embedding import cosine_distances, umap_2d
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 16))
+    x[:60, 0] += 10.0  # two groups, far apart in angle
+    naive = np.array([[1 - a @ b / np.linalg.norm(a) / np.linalg.norm(b) for b in x] for a in x])
+    np.fill_diagonal(naive, 0.0)
+    np.testing.assert_allclose(cosine_distances(x), np.clip(naive, 0, 2), atol=1e-12)
+    e = umap_2d(x, seed=0)
+    d2 = np.linalg.norm(e[:, None] - e[None], axis=2)
+    np.fill_diagonal(d2, np.inf)
+    group = np.arange(120) < 60
+    same = group[np.argsort(d2, axis=1)[:, :5]] == group[:, None]  # 5 nearest in 2-D: same group?
+    assert same.mean() > 0.95

@@ -39,7 +39,7 @@ def test_demo_builds_an_index_and_a_benchmark(demo_run):
         rec = json.loads((demo_run / "search" / name / "record.json").read_text())
         exact = rec["results"]["exact"]
         assert {"none", "role-center", "center"} <= set(exact)
-        assert rec["results"]["lancedb (ANN)_recall_vs_exact"]["none"] >= 0.9
+        assert rec["results"]["faiss (ANN)_recall_vs_exact"]["none"] >= 0.9
     # every image document of the index has a registered, readable file (thumbnails)
     rows = [r for r in range(idx.n) if idx.role_of_row(r) == "image"]
     assert all(idx.image_file(str(idx.ids[r])) is not None for r in rows)

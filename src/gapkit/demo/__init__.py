@@ -37,7 +37,7 @@ def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: in
              verbose: bool = True) -> dict[str, Any]:
     """Run every stage into `out_dir` (default runs/demo-TIMESTAMP) and build report.html there."""
     from . import stages, towers
-    from .background import Background, one_blas_thread
+    from .background import Background, one_thread
 
     out = Path(out_dir) if out_dir is not None else default_run_dir()
     out, _ = prepare_run_directory(out)  # a user's own non-empty folder is refused
@@ -50,9 +50,9 @@ def run_demo(out_dir: str | Path | None = None, *, quick: bool = False, seed: in
     for part in towers.TRAINING_PARTS:
         bg.start(towers.training_job(part), towers.train_all, quick, seed, None, part)
     later = [(n, t, f) for n, t, f in plan
-             if n in stages.background_stages(quick) and bg.start(n, f, _job_ctx(ctx))]
+             if n in stages.background_stages(quick) and bg.start(n, stages.run_here, n, _job_ctx(ctx))]
     try:
-        with one_blas_thread():
+        with one_thread():
             for name, title, fn in plan:
                 if any(name == n for n, _, _ in later):
                     pipe.reserve(name, title, "running in a second process")

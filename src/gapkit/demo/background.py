@@ -1,13 +1,14 @@
 """Demo work that depends on no earlier stage, run in a second process so that both cores work.
 
 The demo starts its jobs there when it begins, in this order: the head training (towers.train_all,
-the tuning arms, then the temperature sweep: it needs only the cached tower features) and, in --quick, the samples stage (the bundled
-CLIP sets with their figures, UMAP included). The main process meanwhile runs the other stages;
-the tuning stage collects the trained heads, and the samples stage is collected, in its own row
-of the stage table, before the report.
+the tuning arms, then the temperature sweep: it needs only the cached tower features), then the
+stages of stages.background_stages (--quick: samples, the bundled CLIP sets with their figures;
+full run: explain, the papers' toy experiments). The main process meanwhile runs the other
+stages; the tuning and temperature stages collect the trained heads, and a background stage is
+collected, in its own row of the stage table, before the report.
 
     bg = Background(); bg.start("training", fn, *args)   # fn and args must be picklable
-    bg.result("training")   # (value, seconds it ran there), or None when the second process is
+    bg.result("training")   # (value, wall and CPU seconds there), or None when the second process is
                             # unavailable or broke (the caller then runs the work in-process);
                             # an exception of the job itself (a real failure) is raised here
     bg.close()              # stop what was never collected (a stage failed first)
@@ -22,25 +23,28 @@ from typing import Any, Callable, Iterator
 
 
 @contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """NumPy's BLAS/LAPACK on one thread: each of the demo's two processes has a core, and a
-    threaded LAPACK call on a busy core waits on its own spinning threads (a 1000 x 512 SVD took
-    2-5x longer with two threads than with one on a loaded 2-core machine)."""
+def one_thread() -> Iterator[None]:
+    """NumPy's BLAS/LAPACK and the OpenMP libraries (torch's, FAISS's) on one thread each: each of
+    the demo's two processes has a core. A threaded LAPACK call on a busy core waits on its own
+    spinning threads (a 1000 x 512 SVD took 2-5x longer with two threads than with one on a loaded
+    2-core machine), and FAISS's parallel HNSW insertion of the search benchmark's ~1,300 vectors
+    took 0.66 s with two OpenMP threads against 0.11 s with one."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # scikit-learn's dependency; without it the demo is only slower
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1):
         yield
 
 
-def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-    """Run fn(*args) in the worker (NumPy on one BLAS thread, as in the main process); (its result, seconds)."""
-    t0 = time.perf_counter()
-    with one_blas_thread():
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
+    """Run fn(*args) in the worker (NumPy on one BLAS thread, as in the main process);
+    (its result, wall seconds, CPU seconds of the worker)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    with one_thread():
         value = fn(*args)
-    return value, time.perf_counter() - t0
+    return value, time.perf_counter() - t0, time.process_time() - c0
 
 
 class Background:
@@ -63,8 +67,9 @@ class Background:
             return False
         return True
 
-    def result(self, name: str) -> tuple[Any, float] | None:
-        """Wait for job `name`: (value, seconds), or None when it is not there or the process broke."""
+    def result(self, name: str) -> tuple[Any, float, float] | None:
+        """Wait for job `name`: (value, wall seconds, CPU seconds), or None when it is not there or
+        the process broke."""
         from concurrent.futures.process import BrokenProcessPool
 
         future = self._jobs.pop(name, None)
@@ -93,5 +98,5 @@ def in_background(ctx: dict[str, Any], name: str) -> tuple[Any, str] | None:
     got = bg.result(name) if bg is not None else None
     if got is None:
         return None
-    value, seconds = got
-    return value, f"in a second process, {seconds:.1f} s"
+    value, seconds, cpu = got
+    return value, f"in a second process, {seconds:.1f} s ({cpu:.1f} s CPU)"

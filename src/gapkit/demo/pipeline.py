@@ -38,7 +38,7 @@ class Pipeline:
         names = list(self.stages)
         k = names.index(name) + 1 if name in self.stages else len(names) + 1
         self.say(f"[{k}/{self.total}] {title} ...")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result: Any = None
         try:
             out = fn(*args, **kw)
@@ -53,7 +53,10 @@ class Pipeline:
             entry = {"status": "failed", "detail": f"{kind}{exc}"}
             if not isinstance(exc, GapkitError):
                 entry["traceback"] = traceback.format_exc(limit=6)
+        # wall seconds, and this process's CPU seconds (all its threads): on a busy machine the
+        # wall time grows, the CPU time says what the stage itself cost
         entry["seconds"] = round(time.perf_counter() - t0, 2)
+        entry["cpu_seconds"] = round(time.process_time() - c0, 2)
         self.stages[name] = entry
         mark = {"ran": "done", "skipped": "SKIPPED", "failed": "FAILED"}[entry["status"]]
         self.say(f"      {mark} in {entry['seconds']:.1f} s" + (f": {entry['detail']}" if entry["detail"] else ""))

@@ -25,34 +25,50 @@ def plan(quick: bool) -> list[Stage]:
         ("evaluate", "zero-shot, retrieval and mixed-modality retrieval per training arm", towers.evaluate),
         ("fixers", "post-hoc fixers on the CLIP-tuned heads", towers.fixers),
         ("shift_sweep", "evaluation vs the gap: shifting along the gap vector", towers.shift_sweep),
-        ("temperature", "gap and evaluation vs a fixed training temperature", towers.temperature),
+        # search before temperature: the temperature sweep's heads are trained last in the second
+        # process, and the search stage fills the main process meanwhile
         ("search", "mixed-modality search: the served index and labelled-query benchmark", search.search),
+        ("temperature", "gap and evaluation vs a fixed training temperature", towers.temperature),
     ]
 
 
-# Stages run in the second process (demo.background) while the main process goes on; each is
-# collected, in its own row of the stage table, after the other stages. Only in --quick: there the
-# main process's stages before tuning are shorter than the training, so the second process has
-# room for the samples stage too; in the full run the 8 x 300 training steps fill the second
-# process until the main process reaches tuning, so samples runs in its own slot here (measured:
-# full warm demo 99.1 s with samples in the second process, see docs/demo.md).
-BACKGROUND_QUICK = ("samples",)
+# Stages run in the second process (demo.background) after the head training while the main
+# process goes on; each is collected, in its own row of the stage table, after the other stages.
+# They depend on no other stage. --quick: the samples stage (the main process's stages before
+# tuning are shorter than the training, so the second process has room for it). Full run: none;
+# the 8 x 300 training steps (~35 s of one core) keep the second process busy while the main
+# process runs samples, explain and the rest (measured under load: with explain in the second
+# process the main process ended by waiting 9.6 s for it).
+BACKGROUND = {True: ("samples",), False: ()}
 
 
 def background_stages(quick: bool) -> tuple[str, ...]:
     """Names of the stages run in the second process for this run."""
-    return BACKGROUND_QUICK if quick else ()
+    return BACKGROUND[quick]
 
 
-def samples(ctx: dict[str, Any]) -> tuple[Any, str]:
-    """The samples stage: its result from the second process when it ran there, else run here."""
-    from .background import in_background
+def collected(name: str, fn: Callable[[dict[str, Any]], tuple[Any, str]]) -> Callable[[dict[str, Any]], tuple[Any, str]]:
+    """Stage `name`: its result from the second process when it ran there (the detail line says
+    so), else fn(ctx) here. In the second process itself the context has no background: fn runs."""
+    def stage(ctx: dict[str, Any]) -> tuple[Any, str]:
+        from .background import in_background
 
-    got = in_background(ctx, "samples")
-    if got is None:
-        return measure_samples(ctx["out"], ctx["quick"], ctx["seed"])
-    (recs, detail), where = got
-    return recs, f"{detail} ({where})"
+        got = in_background(ctx, name)
+        if got is None:
+            return fn(ctx)
+        (result, detail), where = got
+        return result, f"{detail} ({where})"
+
+    stage.__doc__ = fn.__doc__
+    return stage
+
+
+def _samples_here(ctx: dict[str, Any]) -> tuple[Any, str]:
+    """The bundled CLIP sets measured with their figures (measure_samples)."""
+    return measure_samples(ctx["out"], ctx["quick"], ctx["seed"])
+
+
+samples = collected("samples", _samples_here)
 
 
 def measure_samples(out: Path, quick: bool, seed: int) -> tuple[Any, str]:
@@ -103,7 +119,7 @@ def cones(ctx: dict[str, Any]) -> tuple[Any, str]:
 EXPLAIN = {False: ("liang-cone-mlp", "liang-mismatch", "shi-two-rings"), True: ("liang-cone-mlp", "liang-mismatch")}
 
 
-def explain(ctx: dict[str, Any]) -> tuple[Any, str]:
+def _explain_here(ctx: dict[str, Any]) -> tuple[Any, str]:
     """Run the quick versions of the cone-effect, mismatch-landscape and sphere experiments."""
     from .pipeline import StageSkipped, require
 
@@ -119,6 +135,15 @@ def explain(ctx: dict[str, Any]) -> tuple[Any, str]:
             recs[name] = known[name].run(Path(ctx["out"]) / "explain" / name, quick=True, seed=ctx["seed"])
     left = sorted(set(EXPLAIN[False]) - set(recs))
     return recs, f"ran {', '.join(recs)} (quick versions)" + (f"; not run: {', '.join(left)}" if left else "")
+
+
+explain = collected("explain", _explain_here)
+_HERE = {"samples": _samples_here, "explain": _explain_here}
+
+
+def run_here(name: str, ctx: dict[str, Any]) -> tuple[Any, str]:
+    """Stage `name`'s own work (what the second process runs: a module-level function, picklable)."""
+    return _HERE[name](ctx)
 
 
 def report(ctx: dict[str, Any], path: Path) -> tuple[Any, str]:

@@ -31,9 +31,9 @@ def _same_image_caption_pairs(p: Pairs) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(a), np.concatenate(b)) if a else (empty, empty)
 
 
-def cosine_distributions(image: Any, text: Any = None, text_to_image: Any = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """The three cosine arrays of the module doc (float64)."""
-    p = prepare(image, text, text_to_image)
+def _cosines_by_image(p: Pairs, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{key: (values, image of each value)} for the three distributions: every value belongs to
+    one image (its caption's image; a caption pair's shared image)."""
     a, b = _same_image_caption_pairs(p)
     rng = np.random.default_rng(seed)
     # a random caption of another image for every caption: one redraw of clashes, then drop the rest
@@ -42,10 +42,28 @@ def cosine_distributions(image: Any, text: Any = None, text_to_image: Any = None
     j[own] = rng.integers(0, p.n_text, int(own.sum()))
     keep = p.mapping[j] != p.mapping
     return {
-        "image2text": paired_cosines(p),
-        "text2text": rowwise_dot(p.text[a], p.text[b]),
-        "unpaired_image2text": rowwise_dot(p.image[p.mapping[keep]], p.text[j[keep]]),
+        "image2text": (paired_cosines(p), p.mapping),
+        "text2text": (rowwise_dot(p.text[a], p.text[b]), p.mapping[a]),
+        "unpaired_image2text": (rowwise_dot(p.image[p.mapping[keep]], p.text[j[keep]]), p.mapping[keep]),
     }
+
+
+def cosine_distributions(image: Any, text: Any = None, text_to_image: Any = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """The three cosine arrays of the module doc (float64)."""
+    return {k: v for k, (v, _) in _cosines_by_image(prepare(image, text, text_to_image), seed).items()}
+
+
+def cosine_image_sums(p: Pairs, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{key: (S, C)}, both (N,) float64: the sum and the number of key's cosines that belong to
+    each image (the draws of `cosine_distributions` with this seed). The mean is sum(S) / sum(C),
+    and under image weights w (a cluster-bootstrap resample) it is (w . S) / (w . C): the
+    resampled means come from one (B, N) x (N,) product per key (metrics.bootstrap)."""
+    out = {}
+    for key, (values, owner) in _cosines_by_image(p, seed).items():
+        if values.size:
+            out[key] = (np.bincount(owner, weights=values, minlength=p.n_image),
+                        np.bincount(owner, minlength=p.n_image).astype(np.float64))
+    return out
 
 
 def cosine_summary(image: Any, text: Any = None, text_to_image: Any = None, seed: int = 0) -> dict[str, float]:

@@ -116,9 +116,9 @@ FAMILIES: dict[str, tuple[Callable[[Pairs, Options], dict[str, float]], str]] = 
     "distribution": (_distribution, r"mmd_rbf|sliced_wasserstein"),
     "cosines": (_cosines, r"(image2text|text2text|unpaired_image2text)_cosine_mean"),
 }
-# Families whose CIs come from re-running them on bootstrap resamples (cheap, O(N D); the
-# spectrum and gapstats need a D x D Gram matrix per resample and are left out).
-RESAMPLED = ("cosines",)
+# Families with bootstrap CIs: geometry and the cosine means, both from per-image sums under
+# resample weights (metrics.bootstrap). The spectrum and gapstats need a D x D Gram matrix per
+# resample and are left out.
 
 
 def _select(metrics: Iterable[str] | None) -> tuple[list[str], set[str] | None]:
@@ -184,14 +184,13 @@ def measure(image: Any, text: Any = None, text_to_image: Any = None, metrics: Se
 
 
 def _bootstraps(p: Pairs, fams: list[str], o: Options, n_boot: int) -> dict[str, float]:
-    from .bootstrap import bootstrap_ci, geometry_bootstrap
+    from .bootstrap import cosine_bootstrap, geometry_bootstrap
 
     out: dict[str, float] = {}
     if "geometry" in fams:
         out.update(geometry_bootstrap(p, n_boot, o.seed))
-    for fam in fams:
-        if fam in RESAMPLED:
-            out.update(bootstrap_ci(lambda q, f=fam: FAMILIES[f][0](q, o), p, n_boot, o.seed))
+    if "cosines" in fams:
+        out.update(cosine_bootstrap(p, n_boot, o.seed))
     return out
 
 

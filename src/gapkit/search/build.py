@@ -227,7 +227,7 @@ def _export_images(folder: Path, loader: Any, n: int, progress: bool) -> None:
     for i in tqdm(range(n), desc="thumbnails", unit="img", disable=not progress, file=sys.stderr):
         im = loader(i).convert("RGB")
         im.thumbnail((THUMB, THUMB))
-        im.save(folder / f"{i:07d}.png")
+        im.save(folder / f"{i:07d}.png", compress_level=1)  # zlib level 1: half the time of 6, a few % larger
 
 
 def _write_docs(path: Path, docs: list[RoleDocs]) -> None:
