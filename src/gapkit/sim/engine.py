@@ -3,14 +3,15 @@ many runs over the cores.
 
     result = simulate(SphereConfig(loss="clip", init="polar", tau=0.1, epochs=20_000, seed=0))
     result.traces["centroid_distance"]      # (T,) geometry every few epochs, see TRACE_KEYS
-    results = run_many([cfg.replace(tau=t) for t in (0.05, 0.1, 0.5)], processes=2)   # one kernel, 2 threads
+    results = run_many([cfg.replace(tau=t) for t in (0.05, 0.1, 0.5)], processes=2)   # one chunk of 3 lanes
 
 One epoch = one fresh permutation of the n pairs cut into n // batch batches; after every step
 each moved row is re-projected to the sphere. The same config (seed included) gives the same
 trajectory bit for bit on the same machine: the init uses NumPy's Generator(seed), the
 permutations and SLIP's jitter use the run's own copy of numba's generator seeded with the same
-seed (gapkit.sim.mt19937), so R runs batched in one multi-threaded kernel (`simulate_many`,
-`run_many`) follow exactly the trajectories they follow one at a time.
+seed (gapkit.sim.mt19937), so R runs batched together (`simulate_many`, `run_many`: runs that
+share a seed as SIMD lanes of one chunk, chunks on the cores) follow exactly the trajectories
+they follow one at a time.
 """
 from __future__ import annotations
 
@@ -136,8 +137,9 @@ def simulate(config: SphereConfig, progress: bool = False) -> SimResult:
 
     It calls the single-run kernels directly rather than `simulate_many` with one run: the
     multi-threaded kernels take about 30 s more to compile on first use. The run still equals its
-    twin in a sweep bit for bit (tested): both call the same `run_epochs`, whose CLIP path is
-    strict IEEE arithmetic, the same in any calling context."""
+    twin in a sweep bit for bit (tested): a CLIP run is a chunk of one lane of gapkit.sim.vector,
+    whose per-lane arithmetic is strict IEEE, the same in any chunk, lane or calling context; the
+    other losses call the same `run_epochs` in both."""
     k = _kernels()
     a = {name: v[0] for name, v in _kernel_args([config]).items()}
     args = (config.epoch_steps, config.batch, a["loss_id"], a["s"], a["lr"], a["bias"], a["sigma"], a["w_ssl"],
@@ -444,9 +446,9 @@ def _progress_bar(config: SphereConfig, enabled: bool, runs: int = 1) -> Any:
 def run_many(configs: Sequence[SphereConfig], processes: int = 2, progress: bool = False) -> list[SimResult]:
     """Run several simulations; results in the order given, each equal to `simulate(config)`.
 
-    Configs that share a schedule (see `schedule_key`) run together in one compiled kernel
-    (`simulate_many`), spread over `processes` threads; a sweep over tau, loss, init or seed is
-    one such batch. With one config the single-run loop is used.
+    Configs that share a schedule (see `schedule_key`) run together (`simulate_many`: CLIP runs
+    that share a seed as SIMD lanes of one chunk), spread over `processes` threads; a sweep over
+    tau, loss, init or seed is one such batch. With one config the single-run loop is used.
     """
     configs = list(configs)
     if not configs:
