@@ -159,8 +159,8 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
     draw the same batches, so they run as SIMD lanes of one chunk (gapkit.sim.vector; chunks and
     their spread over the threads: `plan_chunks`); a run alone is a chunk of one lane, the engine
     of `simulate`. The other losses go one run per task through kernels.run_epochs_many, after the
-    CLIP chunks. Each result's train_seconds
-    is its share (1/R) of the batch's wall time, so steps_per_second is the sweep's throughput per run.
+    CLIP chunks. Each result's train_seconds is its share (1/R) of the batch's wall time, so
+    steps_per_second is the sweep's throughput per run.
     """
     configs = list(configs)
     if not configs:
@@ -170,15 +170,14 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise GapkitError(f"threads must be a positive integer, got {threads!r}")
     k = _kernels()
-    cfg = configs[0]
     lane_runs = [r for r, c in enumerate(configs) if c.loss in CLIP_LOSSES]
     other = [r for r, c in enumerate(configs) if c.loss not in CLIP_LOSSES]
     n_threads = numba.get_num_threads() if threads is None else min(threads, numba.config.NUMBA_NUM_THREADS)
     chunks = plan_chunks([(configs[r].seed, configs[r].reproject) for r in lane_runs], n_threads)
-    # No more threads than tasks: every launch of a parallel region wakes all of numba's threads,
-    # which costs milliseconds per call on a busy machine (one run this way went 4x slower).
-    tasks = max(len({t for t, _ in chunks}), min(len(other), n_threads))
     lane_tasks = len({t for t, _ in chunks})
+    # No more numba threads than tasks: every launch of a parallel region wakes all of numba's
+    # threads, which costs milliseconds per call on a busy machine (one run this way went 4x slower).
+    tasks = max(lane_tasks, min(len(other), n_threads))
     with ThreadPoolExecutor(max_workers=max(1, lane_tasks)) as pool, _numba_threads(min(tasks, n_threads)):
         steps = ([_lane_advance(configs, lane_runs, chunks, pool)] if chunks else []) + \
             ([_scalar_advance(k, configs, other)] if other else [])
@@ -270,7 +269,6 @@ def _lane_advance(configs: Sequence[SphereConfig], lane_runs: list[int], chunks:
     from .mt19937 import new_state
 
     cfg = configs[0]
-    n, d = cfg.n, cfg.d
     runs = [[lane_runs[p] for p in ch] for _, ch in chunks]
     tasks: dict[int, list[int]] = {}
     for q, (t, _) in enumerate(chunks):
