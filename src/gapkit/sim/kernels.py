@@ -442,10 +442,16 @@ def _sqdist_row(P, i, QT, start, out) -> None:
 @njit(cache=True, fastmath=True)
 def _uniformity(U, buf) -> float:
     """log mean_{i < j} exp(-2 ||u_i - u_j||^2) (exp_det: the exponentials vectorise)."""
-    n = U.shape[0]
+    n, d = U.shape
     UT = np.ascontiguousarray(U.T)
     acc = 0.0
     for i in range(n):
+        if d == 3:  # S^2: one fused loop over j, nothing stored between
+            a0, a1, a2 = U[i, 0], U[i, 1], U[i, 2]
+            for j in range(i + 1, n):
+                t0, t1, t2 = a0 - UT[0, j], a1 - UT[1, j], a2 - UT[2, j]
+                acc += exp_det(-2.0 * (t0 * t0 + t1 * t1 + t2 * t2))
+            continue
         _sqdist_row(U, i, UT, i + 1, buf)
         for j in range(i + 1, n):
             acc += exp_det(-2.0 * buf[j])
@@ -477,10 +483,16 @@ def trace_stats(X, Y):
     buf = np.empty(n)
     cross = 0.0
     for i in range(n):
-        _sqdist_row(X, i, YT, 0, buf)
         row = 0.0
-        for j in range(n):
-            row += math.sqrt(max(buf[j], 0.0))
+        if d == 3:  # S^2: one fused loop over j, nothing stored between
+            a0, a1, a2 = X[i, 0], X[i, 1], X[i, 2]
+            for j in range(n):
+                t0, t1, t2 = a0 - YT[0, j], a1 - YT[1, j], a2 - YT[2, j]
+                row += math.sqrt(max(t0 * t0 + t1 * t1 + t2 * t2, 0.0))
+        else:
+            _sqdist_row(X, i, YT, 0, buf)
+            for j in range(n):
+                row += math.sqrt(max(buf[j], 0.0))
         cross += row / (n * n)
     sep = 0.5
     if centroid > 1e-12:
