@@ -64,7 +64,7 @@ def stage_times(run_dir: Path) -> str:
         return ""
     parts = []
     for name, st in json.loads(f.read_text())["results"]["stages"].items():
-        bg = re.search(r"in a second process, ([\d.]+) s \(([\d.]+) s CPU\)", st.get("detail", ""))
+        bg = re.search(r"in a second process: ([\d.]+) s, ([\d.]+) s CPU", st.get("detail", ""))
         parts.append(f"{name} {st.get('seconds', 0):.1f}/{st.get('cpu_seconds', float('nan')):.1f}"
                      + (f" (+{float(bg.group(1)):.1f}/{float(bg.group(2)):.1f}*)" if bg else ""))
     return (", ".join(parts) + "   (wall/CPU s; +X/Y* = wall/CPU s of work in the demo's second process, "

@@ -141,3 +141,24 @@ def test_priors_survive_save_and_load(fitted, tmp_path):
     for pair in fx.prob_pairs_:
         np.testing.assert_array_equal(back.probability(grid, pair), fx.probability(grid, pair))
     assert back.prior_of("text-text") == 0.01
+
+
+def test_labelled_scores_unit_copy_is_bitwise_the_blockwise_gather(monkeypatch):
+    """Small inputs are normalised once per fit (_UnitRows); the sampled cosines are bit for bit
+    those of the block-by-block gather used for large arrays and memory maps."""
+    from gapkit.fixers import calibrate
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((50, 12)).astype(np.float32)
+    text = rng.standard_normal((130, 12)).astype(np.float32)
+    mapping = np.concatenate([np.arange(50), rng.integers(0, 50, 80)])
+    once = calibrate.labelled_scores(image, text, mapping, n_pos=100, n_neg=400, seed=3)
+    monkeypatch.setattr(calibrate, "UNIT_COPY_MAX", 0)
+    gathered = calibrate.labelled_scores(image, text, mapping, n_pos=100, n_neg=400, seed=3)
+    assert once.keys() == gathered.keys()
+    for pair, parts in once.items():
+        for key in ("pos", "neg"):
+            if parts[key] is None:
+                assert gathered[pair][key] is None
+            else:
+                np.testing.assert_array_equal(parts[key], gathered[pair][key], err_msg=f"{pair} {key}")

@@ -113,6 +113,26 @@ def test_ann_backends_recall_at_least_095(name, params, tmp_path):
     assert recall >= 0.95, recall
 
 
+def test_faiss_small_hnsw_builds_on_one_thread_and_restores_the_setting(tmp_path):
+    """A graph under HNSW_SERIAL_MAX rows is built with one OpenMP thread (parallel insertion of a
+    small graph mostly waits on locks); faiss's thread setting is the caller's again afterwards."""
+    faiss = pytest.importorskip("faiss")
+    from gapkit.search.backends import faiss_backend
+
+    seen = []
+    real_set = faiss.omp_set_num_threads
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        faiss_backend._faiss().omp_set_num_threads = lambda n: (seen.append(n), real_set(n))[1]
+        pe = GappedGenerator(seed=3).pairs(300, 1)
+        _fill("faiss", tmp_path / "h", {"image": unit(pe.image[:50]), "text": unit(pe.text)}, kind="hnsw")
+        assert seen == [1, 2, 1, 2] and faiss.omp_get_max_threads() == 2  # per role: 1 thread, then back
+    finally:
+        faiss.omp_set_num_threads = real_set
+        real_set(before)
+
+
 # ------------------------------------------------------------------------------------ rankings
 def _brute_force(score_fn, raw_docs, q, k, roles=("image", "text", "fused")):
     ids = sum((raw_docs[r][0] for r in roles), [])

@@ -99,4 +99,4 @@ def in_background(ctx: dict[str, Any], name: str) -> tuple[Any, str] | None:
     if got is None:
         return None
     value, seconds, cpu = got
-    return value, f"in a second process, {seconds:.1f} s ({cpu:.1f} s CPU)"
+    return value, f"in a second process: {seconds:.1f} s, {cpu:.1f} s CPU"

@@ -13,10 +13,9 @@ Every stage reads what the previous ones left in the shared context and writes i
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -155,17 +154,13 @@ def _gap_detail(rec: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------- tuning
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with n torch threads, then restore the previous setting."""
+def torch_threads(n: int) -> Any:
+    """Context manager: the block runs with n torch threads, then the previous setting is back."""
     import torch
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    from ..threads import scoped_threads
+
+    return scoped_threads(torch.get_num_threads, torch.set_num_threads, n)
 
 
 

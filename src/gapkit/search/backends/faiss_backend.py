@@ -21,13 +21,13 @@ cells a query probes), so a 1M x 512 build peaks near one role's index, not all 
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ...errors import GapkitError
+from ...threads import scoped_threads
 from .base import Backend, topk_desc
 
 KINDS = ("auto", "flat", "hnsw", "ivf", "ivfsq")
@@ -48,19 +48,10 @@ ADD_CHUNK = 65_536
 HNSW_SERIAL_MAX = 20_000
 
 
-@contextlib.contextmanager
-def _omp_threads(n: int | None) -> Iterator[None]:
-    """faiss's OpenMP threads set to n inside the block (None: unchanged), restored after."""
-    if n is None:
-        yield
-        return
+def _omp_threads(n: int | None) -> Any:
+    """Context manager: faiss's OpenMP threads set to n inside the block (None: unchanged), restored after."""
     faiss = _faiss()
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
+    return scoped_threads(faiss.omp_get_max_threads, faiss.omp_set_num_threads, n)
 
 
 def _faiss() -> Any:
