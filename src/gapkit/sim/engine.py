@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import GapkitError
+from ..threads import scoped_threads
 from ..validation import l2_normalize
 from .config import SphereConfig
 from .init import initial_points
@@ -178,7 +179,8 @@ def simulate_many(configs: Sequence[SphereConfig], threads: int | None = None,
     # No more numba threads than tasks: every launch of a parallel region wakes all of numba's
     # threads, which costs milliseconds per call on a busy machine (one run this way went 4x slower).
     tasks = max(lane_tasks, min(len(other), n_threads))
-    with ThreadPoolExecutor(max_workers=max(1, lane_tasks)) as pool, _numba_threads(min(tasks, n_threads)):
+    with ThreadPoolExecutor(max_workers=max(1, lane_tasks)) as pool, \
+            scoped_threads(numba.get_num_threads, numba.set_num_threads, min(tasks, n_threads)):
         steps = ([_lane_advance(configs, lane_runs, chunks, pool)] if chunks else []) + \
             ([_scalar_advance(k, configs, other)] if other else [])
 
@@ -305,30 +307,6 @@ def _directions(X: np.ndarray, Y: np.ndarray, configs: Sequence[SphereConfig]) -
         if not c.reproject:
             xs[r], ys[r] = l2_normalize(X[r]), l2_normalize(Y[r])
     return xs, ys
-
-
-class _numba_threads:
-    """Context manager: numba.set_num_threads(n) inside, the previous count restored after."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n = n
-        self.prev: int | None = None
-
-    def __enter__(self) -> None:
-        if self.n is None:
-            return
-        import numba
-
-        if not isinstance(self.n, int) or self.n < 1:
-            raise GapkitError(f"threads must be a positive integer, got {self.n!r}")
-        self.prev = numba.get_num_threads()
-        numba.set_num_threads(min(self.n, numba.config.NUMBA_NUM_THREADS))
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.prev is not None:
-            import numba
-
-            numba.set_num_threads(self.prev)
 
 
 Advance = Callable[[np.ndarray, np.ndarray, int], float]
