@@ -145,9 +145,10 @@ def test_same_seed_same_trajectory_and_seeds_differ():
     assert not np.allclose(a.image, c.image)
 
 
-def test_trace_stats_match_naive_definitions():
+@pytest.mark.parametrize("d", [3, 4])  # S^2 has its own fused loops
+def test_trace_stats_match_naive_definitions(d):
     rng = np.random.default_rng(0)
-    X, Y = _unit(rng, 40, 4) + [1, 0, 0, 0], _unit(rng, 40, 4)
+    X, Y = _unit(rng, 40, d) + np.eye(d)[0], _unit(rng, 40, d)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     got = dict(zip(K.TRACE_KEYS, K.trace_stats(X, Y)))
     gap = X.mean(0) - Y.mean(0)
