@@ -131,11 +131,13 @@ def _ntxent_grad(U, s, gU, Z, G) -> float:
     Z holds exp(s u_k.u_j - s) (symmetric, diagonal unused); see _clip_grad for the shift."""
     n2, d = U.shape
     half = n2 // 2
-    for k in range(n2):
+    for k in range(n2):  # logits first, then their exponentials in a loop of its own: exp_det
+        for j in range(k + 1, n2):  # there runs in SIMD lanes (math.exp is a libm call per value)
+            Z[k, j] = s * _rdot(U, k, U, j) - s
         for j in range(k + 1, n2):
-            z = math.exp(s * _rdot(U, k, U, j) - s)
-            Z[k, j] = z
-            Z[j, k] = z
+            Z[k, j] = exp_det(Z[k, j])
+        for j in range(k + 1, n2):
+            Z[j, k] = Z[k, j]
     loss = 0.0
     for k in range(n2):
         acc = 0.0
