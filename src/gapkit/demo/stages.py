@@ -151,8 +151,8 @@ def _sphere_here(ctx: dict[str, Any]) -> tuple[Any, str]:
 
 cones = collected("cones", _cones_here)
 explain = collected("explain", _explain_here)
-sphere = collected("sphere", _sphere_here)
-_HERE = {"samples": _samples_here, "cones": _cones_here, "explain": _explain_here, "sphere": _sphere_here}
+sphere = _sphere_here  # always in the main process (see BACKGROUND)
+_HERE = {"samples": _samples_here, "cones": _cones_here, "explain": _explain_here}
 
 
 def run_here(name: str, ctx: dict[str, Any]) -> tuple[Any, str]:

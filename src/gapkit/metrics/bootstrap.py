@@ -273,7 +273,7 @@ def cosine_bootstrap(p: Pairs, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, leve
         for key, (total, count) in sums.items():
             with np.errstate(invalid="ignore", divide="ignore"):  # a resample without such pairs: NaN, dropped
                 samples.setdefault(f"{key}_cosine_mean", []).append((w @ total) / (w @ count))
-    samples = {k: [np.concatenate(v)[np.isfinite(np.concatenate(v))]] for k, v in samples.items()}
+    samples = {k: [b[np.isfinite(b)]] for k, b in ((k, np.concatenate(v)) for k, v in samples.items())}
     return _intervals(cosine_summary(p, seed=seed), samples, level)  # the estimates `measure` prints
 
 

@@ -43,8 +43,9 @@ def _check_int(key: str, value: Any, low: int) -> None:
         raise GapkitError(f"faiss backend: {key} must be an integer >= {low}, got {value!r}")
 ADD_CHUNK = 65_536
 # faiss inserts into an HNSW graph from all OpenMP threads, locking each node it links; for small
-# graphs the threads mostly wait on each other: 1,300 x 256 rows took 0.63 s on two threads and
-# 0.10 s on one, 10,000 rows 3.1 s and 2.2 s (2 cores, under load). Below this size one thread.
+# graphs the threads mostly wait on each other when the other core is busy: 1,300 x 256 rows took
+# 0.63 s on two threads and 0.10 s on one, 10,000 rows 3.1 s and 2.2 s (2 cores, under load); idle,
+# one thread costs ~10 % (benchmarks/bench_demo_parts.py). Below this size one thread.
 HNSW_SERIAL_MAX = 20_000
 
 
