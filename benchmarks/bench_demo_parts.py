@@ -14,21 +14,10 @@ Medians of --repeats, printed with the ratio old / new.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Callable
 
 import numpy as np
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
+from _timing import median_seconds
 
 
 def show(name: str, old: float, new: float) -> None:

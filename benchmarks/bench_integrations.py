@@ -37,24 +37,10 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
-
-
-def medians(fns: dict[str, Callable[[], object]], repeats: int, clock: Callable[[], float] = time.perf_counter
-            ) -> dict[str, float]:
-    """Median seconds of each function on `clock`, calls interleaved round-robin (one warm-up each)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t = clock()
-            fn()
-            times[name].append(clock() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+from _timing import interleaved_medians, median_seconds
 
 
 def bench_update(repeats: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -88,23 +74,14 @@ def bench_update(repeats: int) -> tuple[dict[str, float], dict[str, float]]:
         "ModalityGap(threads=2).update, steady": lambda: steady2.update(x, y),
     }
     # wall time, and the process's CPU time (what the work costs whatever else runs on the machine)
-    wall, cpu = medians(fns, repeats), medians(fns, repeats, time.process_time)
-    for name, metric in (("ModalityGap().update", steady), ("ModalityGap(threads=2).update", steady2)):
-        cold = f"{name}, steady, batch from DRAM"
-        wall[cold] = cpu[cold] = evicted_median(lambda: metric.update(x, y), repeats)
-    return wall, cpu
-
-
-def evicted_median(fn: Callable[[], object], repeats: int) -> float:
-    """Median seconds of fn with the caches flushed of its inputs before each call (untimed)."""
+    wall, cpu = interleaved_medians(fns, repeats), interleaved_medians(fns, repeats, time.process_time)
     junk = torch.zeros(64 << 20, dtype=torch.uint8)  # twice the L3 cache of these machines
-    times = []
-    for _ in range(repeats):
-        junk.add_(1)
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    for name, metric in (("ModalityGap().update", steady), ("ModalityGap(threads=2).update", steady2)):
+        cold = f"{name}, steady, batch from DRAM"  # the batch evicted from the caches before each call
+        for out, clock in ((wall, time.perf_counter), (cpu, time.process_time)):
+            out[cold] = median_seconds(lambda: metric.update(x, y), repeats, before=lambda: junk.add_(1),
+                                       warmup=0, clock=clock)
+    return wall, cpu
 
 
 def print_update(wall: dict[str, float], cpu: dict[str, float], repeats: int, title: str) -> None:
@@ -126,7 +103,7 @@ def bench_open_clip_eval(n: int, repeats: int, forward_batches: int) -> None:
     img = F.normalize(z + 0.8 * torch.randn(n, 512, generator=g) + 2.0, dim=1)
     txt = F.normalize(z + 0.8 * torch.randn(n, 512, generator=g) - 2.0, dim=1)
     scale = torch.tensor(100.0)
-    res = medians({
+    res = interleaved_medians({
         "open_clip get_clip_metrics": lambda: get_clip_metrics(img, txt, scale),
         "gapkit gap_metrics (default)": lambda: gap_metrics(img, txt, scale, DEFAULT_METRICS),
         "gapkit gap_metrics (geometry)": lambda: gap_metrics(img, txt, scale, ["geometry"]),
@@ -139,7 +116,7 @@ def bench_open_clip_eval(n: int, repeats: int, forward_batches: int) -> None:
         with torch.inference_mode():
             model(images, tokens)
 
-    per_batch = medians({"forward": forward}, forward_batches)["forward"]
+    per_batch = interleaved_medians({"forward": forward}, forward_batches)["forward"]
     fwd = per_batch * n / 32
     own = res["open_clip get_clip_metrics"]
     print(f"\n2. open_clip evaluation on {n} validation pairs (medians of {repeats}; target <= 5 % added)")
@@ -156,7 +133,7 @@ ENVIRONMENTS = [(threads, thp) for thp in (False, True) for threads in (1, 2)]
 
 def bench_update_processes(processes: int, repeats: int) -> None:
     """Part 1 in `processes` fresh processes per environment, interleaved; medians over processes."""
-    runs: dict[tuple[int, bool], list[dict[str, float]]] = {e: [] for e in ENVIRONMENTS}
+    runs: dict[tuple[int, bool], list[dict[str, dict[str, float]]]] = {e: [] for e in ENVIRONMENTS}
     for rnd in range(processes):
         for threads, thp in ENVIRONMENTS:
             env = dict(os.environ, THP_MEM_ALLOC_ENABLE="1" if thp else "0")
@@ -166,15 +143,15 @@ def bench_update_processes(processes: int, repeats: int) -> None:
             runs[(threads, thp)].append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"   round {rnd + 1}/{processes} done", file=sys.stderr)
     for (threads, thp), got in runs.items():
-        keys = list(got[0])
-        wall = {k: statistics.median(r[k] for r in got) for k in keys}
+        wall, cpu = ({k: statistics.median(r[clock][k] for r in got) for k in got[0][clock]}
+                     for clock in ("wall", "cpu"))
         title = (f"torch {threads} thread{'s' if threads > 1 else ''}, huge pages {'on' if thp else 'off'}, "
                  f"median over {processes} processes of")
-        print_update(wall, wall, repeats, title)
-        under = {k: sum(r[k] <= 2e-3 for r in got) for k in keys if k.startswith("ModalityGap")}
-        print("   processes at <= 2 ms: " + ", ".join(f"{k.split('.update')[0].replace('ModalityGap', 'MG')}"
-                                                      f"{k.split('.update')[1]} {v}/{processes}"
-                                                      for k, v in under.items()))
+        print_update(wall, cpu, repeats, title)
+        print("   processes each at <= 2 ms (wall):")
+        for k in wall:
+            if k.startswith("ModalityGap"):
+                print(f"     {k:46s} {sum(r['wall'][k] <= 2e-3 for r in got)}/{processes}")
 
 
 def main() -> None:
@@ -195,7 +172,7 @@ def main() -> None:
         return
     wall, cpu = bench_update(repeats)
     if args.json:
-        print(json.dumps(wall))
+        print(json.dumps({"wall": wall, "cpu": cpu}))
         return
     print_update(wall, cpu, repeats, f"torch {torch.get_num_threads()} threads, this process")
     if args.update_only:

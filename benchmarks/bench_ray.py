@@ -51,16 +51,6 @@ def write_shards(root: Path, n_shards: int, rows: int, dim: int = 512, seed: int
                 (z + b + 0.5 * r.standard_normal((rows, dim), dtype=np.float32) / np.sqrt(dim)).astype(np.float16))
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up: page cache, worker processes, imports
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def load() -> str:
     return "load %.1f/%.1f/%.1f on %d cores" % (*os.getloadavg(), os.cpu_count() or 0)
 
